@@ -1,0 +1,3 @@
+from telepi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Plain values the checkpoint hands to the engine and to ``telepi status``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["pending", "processing", "done", "failed", "skipped"]
+STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "failed", "skipped")
+SessionState = Literal["running", "flood_wait", "stopped", "error"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A (source chat, target chat) pair; work is keyed by route and source message id."""
+
+    id: int
+    source_chat: str
+    target_chat: str
+    label: str
+    high_water: int  # highest source id the history planner has enqueued
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """A source message to enqueue; members of an album share ``grouped_id``."""
+
+    source_msg_id: int
+    grouped_id: int | None = None
+    topic_id: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A leased message. ``takeover`` means a previous holder may already have sent it."""
+
+    route_id: int
+    source_msg_id: int
+    grouped_id: int | None
+    topic_id: int | None
+    random_id: int
+    attempts: int
+    lease_expires: float
+    takeover: bool
+    send_session: str | None  # the session that started sending it, if any
+
+
+@dataclass(frozen=True)
+class TopicClaim:
+    """Answer of a topic lease: already ``mapped``, yours to ``create``, or ``wait`` for another session."""
+
+    state: Literal["mapped", "create", "wait"]
+    target_topic_id: int | None = None
+    holder: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    route_id: int
+    source_msg_id: int
+    session: str
+    age_seconds: float
+    expires_in: float
+    sending: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    route_id: int
+    source_msg_id: int
+    status: Status
+    attempts: int
+    error: str
+    at: float | None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    name: str
+    host: str
+    pid: int
+    user_id: int | None
+    started_at: float
+    last_seen: float
+    state: SessionState
+    detail: str
+    wait_until: float | None
+    done_total: int
+    done_last_5min: int
+
+    @property
+    def per_minute(self) -> float:
+        return self.done_last_5min / 5.0
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    route: Route
+    counts: dict[str, int]
+    low_water: int | None
+    leases: list[Lease] = field(default_factory=list)
+    expired: list[Lease] = field(default_factory=list)
+
+    @property
+    def known(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get("done", 0) + self.counts.get("skipped", 0)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    path: str
+    generated_at: float
+    routes: list[RouteReport]
+    sessions: list[SessionInfo]
+    failures: list[Failure]

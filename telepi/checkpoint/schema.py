@@ -1,0 +1,79 @@
+"""Checkpoint schema, versioned with ``PRAGMA user_version`` and applied as forward migrations.
+
+The ``messages`` table keeps the seed's column names (``status``, ``session``, ``processed_at``,
+``target_msg_id``) so its monitoring queries still work verbatim.
+"""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x54504931  # "TPI1": tells a telepi checkpoint from any other SQLite file
+
+MIGRATIONS: tuple[str, ...] = (
+    # version 1
+    """
+    CREATE TABLE routes (
+        id           INTEGER PRIMARY KEY,
+        source_chat  TEXT NOT NULL,
+        target_chat  TEXT NOT NULL,
+        label        TEXT NOT NULL DEFAULT '',
+        high_water   INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        UNIQUE (source_chat, target_chat)
+    );
+
+    CREATE TABLE messages (
+        route_id         INTEGER NOT NULL REFERENCES routes(id),
+        source_msg_id    INTEGER NOT NULL,
+        grouped_id       INTEGER,
+        topic_id         INTEGER,
+        status           TEXT NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'processing', 'done', 'failed', 'skipped')),
+        session          TEXT,            -- lease holder while processing, who finished it afterwards
+        claimed_at       REAL,
+        lease_expires    REAL,            -- set at claim time, extended by heartbeats
+        send_session     TEXT,            -- who started sending (a takeover must look before resending)
+        send_started_at  REAL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        not_before       REAL,            -- retry backoff
+        last_error       TEXT,
+        skip_reason      TEXT,
+        random_id        INTEGER NOT NULL, -- fixed per item: a resend is deduplicated by Telegram
+        target_msg_id    INTEGER,
+        enqueued_at      REAL NOT NULL,
+        processed_at     REAL,
+        PRIMARY KEY (route_id, source_msg_id)
+    ) WITHOUT ROWID;
+
+    -- Open work only: claims and the low-water mark stay fast however large the done history grows.
+    CREATE INDEX messages_open ON messages (route_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    CREATE INDEX messages_album ON messages (route_id, grouped_id) WHERE grouped_id IS NOT NULL;
+    CREATE INDEX messages_holder ON messages (session, status);
+    CREATE INDEX messages_processed ON messages (processed_at);
+
+    CREATE TABLE topics (
+        route_id          INTEGER NOT NULL REFERENCES routes(id),
+        source_topic_id   INTEGER NOT NULL,
+        target_topic_id   INTEGER,
+        title             TEXT NOT NULL DEFAULT '',
+        holder            TEXT,
+        lease_expires     REAL,
+        updated_at        REAL NOT NULL,
+        PRIMARY KEY (route_id, source_topic_id)
+    );
+
+    CREATE TABLE sessions (
+        name        TEXT PRIMARY KEY,
+        host        TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        user_id     INTEGER,
+        started_at  REAL NOT NULL,
+        last_seen   REAL NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'running',
+        detail      TEXT NOT NULL DEFAULT '',
+        wait_until  REAL
+    );
+    """,
+)
+
+LATEST_VERSION = len(MIGRATIONS)

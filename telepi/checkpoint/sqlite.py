@@ -1,0 +1,533 @@
+"""SQLite implementation of the checkpoint: one file shared by every session process on the host.
+
+WAL mode lets readers (``telepi status``) run beside writers; every write is one short
+``BEGIN IMMEDIATE`` transaction, so a process killed on any line leaves the file consistent and
+its leases simply expire. Leases carry an absolute expiry set at claim time: there is no clean-up
+pass, an expired lease is claimable by anyone on the next claim.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from telepi.checkpoint.model import (
+    STATUSES,
+    Failure,
+    Lease,
+    NewItem,
+    Route,
+    RouteReport,
+    SessionInfo,
+    SessionState,
+    StatusReport,
+    TopicClaim,
+    WorkItem,
+)
+from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
+from telepi.errors import CheckpointError
+
+_CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_CLAIMABLE = """
+    route_id = :route AND status IN ('pending', 'processing', 'failed')
+    AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
+         OR (status = 'processing' AND lease_expires < :now))
+"""
+
+
+def _new_random_id() -> int:
+    # Same shape as Telethon's own random ids: a non-zero signed 64-bit integer.
+    while True:
+        value = int.from_bytes(os.urandom(8), "big", signed=True)
+        if value:
+            return value
+
+
+class SqliteStore:
+    """The shared checkpoint on one SQLite file (see :class:`telepi.checkpoint.store.Store`)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, create: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        if not self.path.exists():
+            if not create:
+                raise CheckpointError(f"{self.path} does not exist: start a session once or check the path.")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+        self._migrate()
+
+    # ---- connection and schema -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed "done" survives power loss too, not only a killed process.
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+        return db
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> CheckpointError:
+        return CheckpointError(
+            f"{self.path} is not a usable telepi checkpoint ({exc}); it was left untouched: "
+            "move it aside to start a new checkpoint, or restore it from a backup."
+        )
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+            if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
+                raise CheckpointError(
+                    f"{self.path} is an SQLite database but not a telepi checkpoint; it was left untouched: "
+                    "point SHARED_DB_PATH at another file."
+                )
+            if version > LATEST_VERSION:
+                raise CheckpointError(
+                    f"{self.path} was written by a newer telepi (schema {version}, this one knows {LATEST_VERSION}): "
+                    "upgrade telepi on this machine."
+                )
+            for number in range(version, LATEST_VERSION):
+                for statement in _statements(MIGRATIONS[number]):
+                    db.execute(statement)
+            if version < LATEST_VERSION:
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short transaction; a corrupted file becomes a CheckpointError naming it."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
+                    raise self._unusable(exc) from None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- routes -----------------------------------------------------------------------------
+
+    def route(self, source_chat: str, target_chat: str, label: str = "") -> Route:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO routes (source_chat, target_chat, label, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (source_chat, target_chat) DO NOTHING",
+                (source_chat, target_chat, label or f"{source_chat} -> {target_chat}", self._clock()),
+            )
+            row = db.execute(
+                "SELECT * FROM routes WHERE source_chat = ? AND target_chat = ?", (source_chat, target_chat)
+            ).fetchone()
+        return _route(row)
+
+    def routes(self) -> list[Route]:
+        with self._tx(write=False) as db:
+            return [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
+
+    def raise_high_water(self, route_id: int, source_msg_id: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE routes SET high_water = MAX(high_water, ?) WHERE id = ?", (source_msg_id, route_id))
+
+    # ---- work items -------------------------------------------------------------------------
+
+    def enqueue(self, route_id: int, items: Sequence[NewItem]) -> int:
+        now = self._clock()
+        rows = [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items]
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO NOTHING",
+                rows,
+            )
+            return db.total_changes - before
+
+    def claim(self, route_id: int, session: str, limit: int, lease_seconds: float) -> list[WorkItem]:
+        now = self._clock()
+        params = {"route": route_id, "now": now}
+        with self._tx() as db:
+            chosen: dict[int, sqlite3.Row] = {}
+            albums_seen: set[int] = set()
+            candidates = db.execute(
+                f"SELECT * FROM messages WHERE {_CLAIMABLE} ORDER BY source_msg_id LIMIT :limit",
+                {**params, "limit": max(limit, 1)},
+            ).fetchall()
+            for row in candidates:
+                if len(chosen) >= limit:
+                    break
+                grouped_id = row["grouped_id"]
+                if grouped_id is None:
+                    chosen[row["source_msg_id"]] = row
+                elif grouped_id not in albums_seen:
+                    albums_seen.add(grouped_id)
+                    # An album is one item for the engine: lease every claimable member together.
+                    for member in db.execute(
+                        f"SELECT * FROM messages WHERE {_CLAIMABLE} AND grouped_id = :grouped",
+                        {**params, "grouped": grouped_id},
+                    ):
+                        chosen[member["source_msg_id"]] = member
+            expires = now + lease_seconds
+            db.executemany(
+                "UPDATE messages SET status = 'processing', session = ?, claimed_at = ?, lease_expires = ?, "
+                "attempts = attempts + (CASE WHEN status = 'processing' THEN 1 ELSE 0 END) "
+                "WHERE route_id = ? AND source_msg_id = ?",
+                [(session, now, expires, route_id, msg_id) for msg_id in chosen],
+            )
+        return [
+            WorkItem(
+                route_id=route_id,
+                source_msg_id=row["source_msg_id"],
+                grouped_id=row["grouped_id"],
+                topic_id=row["topic_id"],
+                random_id=row["random_id"],
+                # A lease that ran out while processing means its holder died: that counts as an attempt.
+                attempts=row["attempts"] + (1 if row["status"] == "processing" else 0),
+                lease_expires=expires,
+                takeover=row["send_started_at"] is not None,
+                send_session=row["send_session"],
+            )
+            for row in sorted(chosen.values(), key=lambda r: int(r["source_msg_id"]))
+        ]
+
+    def heartbeat(self, session: str, lease_seconds: float) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
+            cursor = db.execute(
+                "UPDATE messages SET lease_expires = ? WHERE session = ? AND status = 'processing'",
+                (now + lease_seconds, session),
+            )
+            return cursor.rowcount
+
+    def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
+        now = self._clock()
+        with self._tx() as db:
+            held = db.execute(
+                f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
+                f"AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, session, *source_ids),
+            ).fetchone()[0]
+            if held != len(set(source_ids)):
+                return False
+            db.execute(
+                f"UPDATE messages SET send_session = ?, send_started_at = ? "
+                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
+                (session, now, route_id, *source_ids),
+            )
+            return True
+
+    def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
+        # Whoever really sent the message records it, even if its lease was taken over meanwhile:
+        # the row then stops the new holder before its own send (mark_sending fails on a done row).
+        now = self._clock()
+        with self._tx() as db:
+            cursor = db.executemany(
+                "UPDATE messages SET status = 'done', session = ?, target_msg_id = ?, processed_at = ?, "
+                "lease_expires = NULL, last_error = NULL WHERE route_id = ? AND source_msg_id = ? "
+                "AND status NOT IN ('done', 'skipped')",
+                [(session, target, now, route_id, source) for source, target in targets.items()],
+            )
+            return cursor.rowcount
+
+    def fail(
+        self,
+        route_id: int,
+        source_ids: Sequence[int],
+        error: str,
+        session: str,
+        *,
+        retryable: bool,
+        max_attempts: int,
+        backoff_seconds: float = 0.0,
+    ) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            cursor = db.execute(
+                f"""UPDATE messages SET
+                        attempts = attempts + 1,
+                        last_error = ?,
+                        processed_at = ?,
+                        lease_expires = NULL,
+                        status = CASE WHEN ? AND attempts + 1 < ? THEN 'pending' ELSE 'failed' END,
+                        not_before = CASE WHEN ? AND attempts + 1 < ? THEN ? ELSE NULL END
+                    WHERE route_id = ? AND session = ? AND status = 'processing'
+                    AND source_msg_id IN ({_marks(source_ids)})""",
+                (
+                    error[:1000],
+                    now,
+                    retryable,
+                    max_attempts,
+                    retryable,
+                    max_attempts,
+                    now + backoff_seconds,
+                    route_id,
+                    session,
+                    *source_ids,
+                ),
+            )
+            return cursor.rowcount
+
+    def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE messages SET status = 'skipped', skip_reason = ?, session = ?, processed_at = ?, "
+                f"lease_expires = NULL WHERE route_id = ? AND status NOT IN ('done', 'skipped') "
+                f"AND source_msg_id IN ({_marks(source_ids)})",
+                (reason, session, self._clock(), route_id, *source_ids),
+            )
+            return cursor.rowcount
+
+    def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
+        conditions = ["session = ?", "status = 'processing'"]
+        params: list[object] = [session]
+        if route_id is not None:
+            conditions.append("route_id = ?")
+            params.append(route_id)
+        if only_unsent:
+            conditions.append("send_started_at IS NULL")
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
+                f"WHERE {' AND '.join(conditions)}",
+                params,
+            )
+            return cursor.rowcount
+
+    def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
+        conditions = ["status = 'failed'"]
+        params: list[object] = []
+        if route_id is not None:
+            conditions.append("route_id = ?")
+            params.append(route_id)
+        if source_ids is not None:
+            conditions.append(f"source_msg_id IN ({_marks(source_ids)})")
+            params.extend(source_ids)
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE messages SET status = 'pending', attempts = 0, not_before = NULL, session = NULL "
+                f"WHERE {' AND '.join(conditions)}",
+                params,
+            )
+            return cursor.rowcount
+
+    def low_water_mark(self, route_id: int) -> int | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT MIN(source_msg_id) FROM messages "
+                "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
+                (route_id,),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
+        if not source_ids:
+            return {}
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                f"SELECT source_msg_id, target_msg_id FROM messages WHERE route_id = ? AND status = 'done' "
+                f"AND target_msg_id IS NOT NULL AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, *source_ids),
+            ).fetchall()
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    # ---- topics -----------------------------------------------------------------------------
+
+    def claim_topic(
+        self, route_id: int, source_topic_id: int, session: str, title: str, lease_seconds: float
+    ) -> TopicClaim:
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM topics WHERE route_id = ? AND source_topic_id = ?", (route_id, source_topic_id)
+            ).fetchone()
+            if row is not None and row["target_topic_id"] is not None:
+                return TopicClaim("mapped", int(row["target_topic_id"]))
+            if row is not None and row["holder"] != session and (row["lease_expires"] or 0) >= now:
+                return TopicClaim("wait", holder=row["holder"])
+            db.execute(
+                "INSERT INTO topics (route_id, source_topic_id, title, holder, lease_expires, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_topic_id) DO UPDATE SET "
+                "title = excluded.title, holder = excluded.holder, lease_expires = excluded.lease_expires, "
+                "updated_at = excluded.updated_at",
+                (route_id, source_topic_id, title, session, now + lease_seconds, now),
+            )
+            return TopicClaim("create", holder=session)
+
+    def complete_topic(self, route_id: int, source_topic_id: int, target_topic_id: int, title: str) -> None:
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO topics (route_id, source_topic_id, target_topic_id, title, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (route_id, source_topic_id) DO UPDATE SET "
+                "target_topic_id = excluded.target_topic_id, title = excluded.title, holder = NULL, "
+                "lease_expires = NULL, updated_at = excluded.updated_at",
+                (route_id, source_topic_id, target_topic_id, title, now),
+            )
+
+    def topic_map(self, route_id: int) -> dict[int, int]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT source_topic_id, target_topic_id FROM topics "
+                "WHERE route_id = ? AND target_topic_id IS NOT NULL",
+                (route_id,),
+            ).fetchall()
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    # ---- sessions ---------------------------------------------------------------------------
+
+    def register_session(self, name: str, host: str, pid: int, user_id: int | None = None) -> None:
+        # A session name has one live process (the caller checks): whatever the name still holds
+        # belongs to a dead incarnation, and its heartbeats would otherwise keep those leases forever.
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL, "
+                "attempts = attempts + 1 WHERE session = ? AND status = 'processing'",
+                (name,),
+            )
+            db.execute("UPDATE topics SET holder = NULL, lease_expires = NULL WHERE holder = ?", (name,))
+            db.execute(
+                "INSERT INTO sessions (name, host, pid, user_id, started_at, last_seen, state, detail, wait_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', '', NULL) ON CONFLICT (name) DO UPDATE SET "
+                "host = excluded.host, pid = excluded.pid, user_id = COALESCE(excluded.user_id, sessions.user_id), "
+                "started_at = excluded.started_at, last_seen = excluded.last_seen, state = 'running', "
+                "detail = '', wait_until = NULL",
+                (name, host, pid, user_id, now, now),
+            )
+
+    def set_session_state(
+        self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET state = ?, detail = ?, wait_until = ?, last_seen = ? WHERE name = ?",
+                (state, detail, wait_until, self._clock(), name),
+            )
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    def report(self, failures: int = 10) -> StatusReport:
+        now = self._clock()
+        with self._tx(write=False) as db:
+            routes = [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
+            reports = [self._route_report(db, route, now) for route in routes]
+            sessions = [
+                SessionInfo(
+                    name=row["name"],
+                    host=row["host"],
+                    pid=row["pid"],
+                    user_id=row["user_id"],
+                    started_at=row["started_at"],
+                    last_seen=row["last_seen"],
+                    state=row["state"],
+                    detail=row["detail"],
+                    wait_until=row["wait_until"],
+                    done_total=row["done_total"],
+                    done_last_5min=row["done_recent"],
+                )
+                for row in db.execute(
+                    """SELECT s.*,
+                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
+                            AS done_total,
+                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done'
+                            AND m.processed_at >= ?) AS done_recent
+                       FROM sessions s ORDER BY s.name""",
+                    (now - 300,),
+                )
+            ]
+            latest_failures = [
+                Failure(
+                    route_id=row["route_id"],
+                    source_msg_id=row["source_msg_id"],
+                    status=row["status"],
+                    attempts=row["attempts"],
+                    error=row["last_error"] or "",
+                    at=row["processed_at"],
+                )
+                for row in db.execute(
+                    "SELECT * FROM messages WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
+                    "ORDER BY processed_at DESC LIMIT ?",
+                    (failures,),
+                )
+            ]
+        return StatusReport(str(self.path), now, reports, sessions, latest_failures)
+
+    def _route_report(self, db: sqlite3.Connection, route: Route, now: float) -> RouteReport:
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for status, count in db.execute(
+            "SELECT status, COUNT(*) FROM messages WHERE route_id = ? GROUP BY status", (route.id,)
+        ):
+            counts[status] = count
+        leases = [
+            Lease(
+                route_id=route.id,
+                source_msg_id=row["source_msg_id"],
+                session=row["session"] or "",
+                age_seconds=max(0.0, now - (row["claimed_at"] or now)),
+                expires_in=row["lease_expires"] - now,
+                sending=row["send_started_at"] is not None,
+            )
+            for row in db.execute(
+                "SELECT * FROM messages WHERE route_id = ? AND status = 'processing' ORDER BY source_msg_id",
+                (route.id,),
+            )
+        ]
+        low = db.execute(
+            "SELECT MIN(source_msg_id) FROM messages "
+            "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
+            (route.id,),
+        ).fetchone()[0]
+        return RouteReport(
+            route=route,
+            counts=counts,
+            low_water=low,
+            leases=[lease for lease in leases if lease.expires_in >= 0],
+            expired=[lease for lease in leases if lease.expires_in < 0],
+        )
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values)) or "NULL"
+
+
+def _statements(script: str) -> list[str]:
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def _route(row: sqlite3.Row) -> Route:
+    return Route(
+        id=row["id"],
+        source_chat=row["source_chat"],
+        target_chat=row["target_chat"],
+        label=row["label"],
+        high_water=row["high_water"],
+    )

@@ -1,0 +1,89 @@
+"""The checkpoint interface the engine codes against; ``sqlite.py`` is today's implementation.
+
+A server database can be added later by implementing this protocol, without touching the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from telepi.checkpoint.model import NewItem, Route, SessionState, StatusReport, TopicClaim, WorkItem
+
+
+class Store(Protocol):
+    # routes
+    def route(self, source_chat: str, target_chat: str, label: str = "") -> Route:
+        """Get or create the route for (source, target)."""
+
+    def routes(self) -> list[Route]: ...
+
+    def raise_high_water(self, route_id: int, source_msg_id: int) -> None:
+        """Record planning progress; never moves backwards."""
+
+    # work items
+    def enqueue(self, route_id: int, items: Sequence[NewItem]) -> int:
+        """Add items that are not known yet (never resets a known one); returns how many were new."""
+
+    def claim(self, route_id: int, session: str, limit: int, lease_seconds: float) -> list[WorkItem]:
+        """Lease the lowest-id claimable items (whole albums) to ``session``."""
+
+    def heartbeat(self, session: str, lease_seconds: float) -> int:
+        """Extend every lease ``session`` holds and mark the session alive; returns leases extended."""
+
+    def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
+        """Record that the send is about to start; False if ``session`` no longer holds every lease."""
+
+    def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
+        """Mark sent items done with their target ids; returns rows that changed."""
+
+    def fail(
+        self,
+        route_id: int,
+        source_ids: Sequence[int],
+        error: str,
+        session: str,
+        *,
+        retryable: bool,
+        max_attempts: int,
+        backoff_seconds: float = 0.0,
+    ) -> int:
+        """Count a failed attempt: back to pending after ``backoff_seconds``, or ``failed`` when spent."""
+
+    def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
+        """Mark items permanently skipped with a reason (service_message, too_large, unsupported, …)."""
+
+    def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
+        """Give leases back (clean shutdown, or a long flood wait when ``only_unsent``)."""
+
+    def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
+        """Requeue failed items (all, one route's, or the given ids); returns how many."""
+
+    def low_water_mark(self, route_id: int) -> int | None:
+        """Lowest source id of the route that is not done or skipped, or None when all are."""
+
+    def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
+        """Target message ids of copied source messages (for replies, edits, deletes)."""
+
+    # topics
+    def claim_topic(
+        self, route_id: int, source_topic_id: int, session: str, title: str, lease_seconds: float
+    ) -> TopicClaim:
+        """Who creates the target topic for ``source_topic_id``; at most one session at a time."""
+
+    def complete_topic(self, route_id: int, source_topic_id: int, target_topic_id: int, title: str) -> None: ...
+
+    def topic_map(self, route_id: int) -> dict[int, int]: ...
+
+    # sessions
+    def register_session(self, name: str, host: str, pid: int, user_id: int | None = None) -> None:
+        """Mark ``name`` running; leases left by a dead earlier process of that name become claimable."""
+
+    def set_session_state(
+        self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
+    ) -> None: ...
+
+    # reporting
+    def report(self, failures: int = 10) -> StatusReport: ...
+
+    def close(self) -> None: ...

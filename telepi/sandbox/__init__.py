@@ -1,0 +1,1 @@
+"""A local Telegram: a loopback MTProto server that the unmodified Telethon client talks to."""

@@ -1,0 +1,165 @@
+"""``telepi status``: what the shared checkpoint says, as tables for people or JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from rich.console import Console
+from rich.table import Table
+
+from telepi.checkpoint.model import SessionInfo, StatusReport
+from telepi.checkpoint.sqlite import SqliteStore
+
+DEFAULT_DB = Path("shared") / "checkpoint.db"
+STALE_AFTER_SECONDS = 180.0  # a running session heartbeats far more often than this
+
+
+def locate_checkpoint(target: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, a session directory (its SHARED_DB_PATH) or a sessions root (shared/checkpoint.db)."""
+    path = Path(target).expanduser().absolute()
+    if path.is_dir() and (path / ".env").is_file():
+        configured = dotenv_values(path / ".env").get("SHARED_DB_PATH") or "../shared/checkpoint.db"
+        return (path / configured).resolve()
+    if path.is_dir():
+        return path / DEFAULT_DB
+    return path
+
+
+def read_report(db_path: Path) -> StatusReport | None:
+    """The checkpoint's report, or None when no session has created the file yet."""
+    if not db_path.exists():
+        return None
+    store = SqliteStore(db_path, create=False)
+    try:
+        return store.report()
+    finally:
+        store.close()
+
+
+def session_health(session: SessionInfo, now: float) -> str:
+    if session.state == "stopped":
+        return "stopped"
+    if session.host == socket.gethostname() and not _pid_alive(session.pid):
+        return "dead (process gone; its leases expire and are taken over)"
+    if now - session.last_seen > STALE_AFTER_SECONDS:
+        return f"stale (no heartbeat for {_ago(now - session.last_seen)})"
+    if session.state == "flood_wait" and session.wait_until:
+        return f"flood-wait {max(0, round(session.wait_until - now))}s {session.detail}".strip()
+    return f"{session.state} {session.detail}".strip()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def report_json(db_path: Path, report: StatusReport | None) -> str:
+    if report is None:
+        return json.dumps({"path": str(db_path), "exists": False, "routes": [], "sessions": [], "failures": []})
+    now = report.generated_at
+    data: dict[str, Any] = dataclasses.asdict(report)
+    data["exists"] = True
+    for route_data, route in zip(data["routes"], report.routes, strict=True):
+        route_data["known"] = route.known
+        route_data["finished"] = route.finished
+    for session_data, session in zip(data["sessions"], report.sessions, strict=True):
+        session_data["health"] = session_health(session, now)
+        session_data["per_minute"] = session.per_minute
+    return json.dumps(data, indent=2)
+
+
+def render(console: Console, db_path: Path, report: StatusReport | None) -> None:
+    if report is None:
+        console.print(f"No checkpoint yet at {db_path}: no session has run.")
+        console.print("Start one with: telepi run sessions/session1   (or: systemctl start telepi@session1)")
+        return
+    now = report.generated_at
+    console.print(f"Checkpoint {report.path}")
+    if not report.routes:
+        console.print("No routes yet: sessions have started but nothing has been planned.")
+    routes = Table(title="Routes", title_justify="left")
+    for column in ("route", "progress", "pending", "processing", "done", "failed", "skipped", "next in order"):
+        routes.add_column(column, justify="left" if column == "route" else "right")
+    for route in report.routes:
+        percent = f"{100 * route.finished / route.known:.1f}%" if route.known else "-"
+        counts = route.counts
+        routes.add_row(
+            route.route.label,
+            f"{route.finished}/{route.known} {percent}",
+            *(str(counts.get(status, 0)) for status in ("pending", "processing", "done", "failed", "skipped")),
+            "-" if route.low_water is None else str(route.low_water),
+        )
+    if report.routes:
+        console.print(routes)
+
+    leases = [(route.route.label, lease, False) for route in report.routes for lease in route.leases]
+    leases += [(route.route.label, lease, True) for route in report.routes for lease in route.expired]
+    if leases:
+        table = Table(title="Leases", title_justify="left")
+        for column in ("route", "message", "session", "held for", "expires", "phase"):
+            table.add_column(column)
+        for label, lease, expired in leases:
+            expires = f"expired {_ago(-lease.expires_in)} ago, awaiting takeover" if expired else _ago(lease.expires_in)
+            table.add_row(
+                label,
+                str(lease.source_msg_id),
+                lease.session,
+                _ago(lease.age_seconds),
+                expires,
+                "sending" if lease.sending else "preparing",
+            )
+        console.print(table)
+
+    if report.sessions:
+        table = Table(title="Sessions", title_justify="left")
+        for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min"):
+            table.add_column(column)
+        for session in report.sessions:
+            table.add_row(
+                session.name,
+                f"{session.host}:{session.pid}",
+                session_health(session, now),
+                f"{_ago(now - session.last_seen)} ago",
+                str(session.done_total),
+                f"{session.per_minute:.1f}",
+            )
+        console.print(table)
+    else:
+        console.print("No session has registered yet.")
+
+    if report.failures:
+        table = Table(title="Latest failures", title_justify="left")
+        for column in ("route", "message", "status", "attempts", "when", "error"):
+            table.add_column(column)
+        labels = {route.route.id: route.route.label for route in report.routes}
+        for failure in report.failures:
+            when = f"{_ago(now - failure.at)} ago" if failure.at else "-"
+            table.add_row(
+                labels.get(failure.route_id, str(failure.route_id)),
+                str(failure.source_msg_id),
+                failure.status,
+                str(failure.attempts),
+                when,
+                failure.error,
+            )
+        console.print(table)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,295 @@
+"""The shared checkpoint on a real SQLite file: leases, albums, ordering, takeover, topics, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from telepi.checkpoint import NewItem, SqliteStore
+from telepi.errors import CheckpointError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> SqliteStore:
+    return SqliteStore(tmp_path / "shared" / "checkpoint.db", clock=clock)
+
+
+def test_enqueue_is_idempotent_and_never_resets_done(store: SqliteStore) -> None:
+    route = store.route("-1001", "-1002")
+    assert store.enqueue(route.id, [NewItem(1), NewItem(2), NewItem(3)]) == 3
+    assert store.enqueue(route.id, [NewItem(2), NewItem(3), NewItem(4)]) == 1
+    [first, *_] = store.claim(route.id, "s1", 1, 60)
+    assert store.complete(route.id, {first.source_msg_id: 501}, "s1") == 1
+    assert store.enqueue(route.id, [NewItem(1)]) == 0
+    assert store.target_ids(route.id, [1, 2]) == {1: 501}
+
+
+def test_random_id_is_fixed_at_enqueue(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(7)])
+    first = store.claim(route.id, "s1", 1, 10)[0]
+    clock.now += 11  # s1 dies; s2 takes over and must send with the same random_id
+    second = store.claim(route.id, "s2", 1, 10)[0]
+    assert first.random_id == second.random_id != 0
+
+
+def test_claim_takes_lowest_ids_and_splits_between_sessions(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (5, 3, 9, 1, 7)])
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 2, 60)] == [1, 3]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 2, 60)] == [5, 7]
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 60)] == [9]
+    assert store.claim(route.id, "s2", 5, 60) == []
+
+
+def test_album_is_claimed_whole(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), *(NewItem(i, grouped_id=77) for i in (2, 3, 4)), NewItem(5)])
+    claimed = store.claim(route.id, "s1", 2, 60)
+    assert [i.source_msg_id for i in claimed] == [1, 2, 3, 4]
+    assert {i.grouped_id for i in claimed[1:]} == {77}
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 1, 60)] == [5]
+
+
+def test_expired_lease_is_claimable_by_anyone_without_cleanup(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1)])
+    assert store.claim(route.id, "s1", 1, 30)
+    clock.now += 29
+    assert store.claim(route.id, "s2", 1, 30) == []
+    clock.now += 2
+    taken = store.claim(route.id, "s2", 1, 30)
+    assert [i.source_msg_id for i in taken] == [1]
+    assert taken[0].attempts == 1  # the lost lease counts as an attempt
+    assert taken[0].takeover is False  # s1 never started sending
+
+
+def test_heartbeat_keeps_leases_alive(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.register_session("s1", "host", 1)
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 2, 30)
+    for _ in range(5):
+        clock.now += 20
+        assert store.heartbeat("s1", 30) == 2
+    assert store.claim(route.id, "s2", 2, 30) == []
+
+
+def test_takeover_of_a_sending_item_is_flagged(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1)])
+    store.claim(route.id, "s1", 1, 30)
+    assert store.mark_sending(route.id, [1], "s1")
+    clock.now += 31
+    [item] = store.claim(route.id, "s2", 1, 30)
+    assert item.takeover and item.send_session == "s1"
+    assert not store.mark_sending(route.id, [1], "s1")  # s1 lost its lease
+    assert store.mark_sending(route.id, [1], "s2")
+
+
+def test_late_complete_by_the_real_sender_stops_the_new_holder(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1)])
+    store.claim(route.id, "s1", 1, 30)
+    store.mark_sending(route.id, [1], "s1")
+    clock.now += 31
+    store.claim(route.id, "s2", 1, 30)
+    assert store.complete(route.id, {1: 900}, "s1") == 1  # s1 did send it: the truth is recorded
+    assert not store.mark_sending(route.id, [1], "s2")
+    assert store.complete(route.id, {1: 901}, "s2") == 0  # a done row is never overwritten
+    assert store.target_ids(route.id, [1]) == {1: 900}
+
+
+def test_fail_retries_with_backoff_then_fails(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1)])
+    for attempt in (1, 2):
+        store.claim(route.id, "s1", 1, 30)
+        assert store.fail(
+            route.id, [1], f"INTERNAL {attempt}", "s1", retryable=True, max_attempts=3, backoff_seconds=10
+        )
+        assert store.claim(route.id, "s1", 1, 30) == []  # backing off
+        clock.now += 10
+    store.claim(route.id, "s1", 1, 30)
+    store.fail(route.id, [1], "INTERNAL 3", "s1", retryable=True, max_attempts=3)
+    clock.now += 1000
+    assert store.claim(route.id, "s1", 1, 30) == []
+    report = store.report()
+    assert report.routes[0].counts["failed"] == 1
+    assert report.failures[0].error == "INTERNAL 3" and report.failures[0].attempts == 3
+    assert store.retry(route.id) == 1
+    assert [i.attempts for i in store.claim(route.id, "s1", 1, 30)] == [0]
+
+
+def test_non_retryable_failure_is_failed_at_once(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 2, 30)
+    store.fail(route.id, [1], "MEDIA_INVALID", "s1", retryable=False, max_attempts=5)
+    store.skip(route.id, [2], "service_message", "s1")
+    counts = store.report().routes[0].counts
+    assert (counts["failed"], counts["skipped"]) == (1, 1)
+    assert store.retry(route.id, [2]) == 0  # skipped is permanent
+
+
+def test_low_water_mark_follows_done_and_skipped(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    assert store.low_water_mark(route.id) is None
+    store.enqueue(route.id, [NewItem(i) for i in range(1, 6)])
+    items = store.claim(route.id, "s1", 5, 30)
+    store.complete(route.id, {2: 12, 3: 13}, "s1")
+    assert store.low_water_mark(route.id) == 1
+    store.skip(route.id, [1], "service_message", "s1")
+    assert store.low_water_mark(route.id) == 4
+    store.complete(route.id, {i.source_msg_id: 100 for i in items[3:]}, "s1")
+    assert store.low_water_mark(route.id) is None
+
+
+def test_release_only_unsent_keeps_sending_items(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), NewItem(2), NewItem(3)])
+    store.claim(route.id, "s1", 3, 30)
+    store.mark_sending(route.id, [1], "s1")
+    assert store.release("s1", only_unsent=True) == 2
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 5, 30)] == [2, 3]
+    assert store.release("s1") == 1
+    [item] = store.claim(route.id, "s2", 5, 30)
+    assert item.source_msg_id == 1 and item.takeover
+
+
+def test_topic_is_created_by_one_session_only(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    assert store.claim_topic(route.id, 5, "s1", "News", 30).state == "create"
+    waiting = store.claim_topic(route.id, 5, "s2", "News", 30)
+    assert (waiting.state, waiting.holder) == ("wait", "s1")
+    clock.now += 31  # s1 died while creating: s2 may take over (and looks for the title first)
+    assert store.claim_topic(route.id, 5, "s2", "News", 30).state == "create"
+    store.complete_topic(route.id, 5, 42, "News")
+    mapped = store.claim_topic(route.id, 5, "s1", "News", 30)
+    assert (mapped.state, mapped.target_topic_id) == ("mapped", 42)
+    assert store.topic_map(route.id) == {5: 42}
+
+
+def test_routes_are_keyed_by_source_and_target(store: SqliteStore) -> None:
+    one = store.route("-1001", "-1002", "src -> dst")
+    assert store.route("-1001", "-1002").id == one.id
+    other = store.route("-1001", "-1003")
+    store.enqueue(one.id, [NewItem(1)])
+    store.enqueue(other.id, [NewItem(1)])
+    assert len(store.claim(one.id, "s1", 5, 30)) == 1
+    assert len(store.claim(other.id, "s1", 5, 30)) == 1
+    store.raise_high_water(one.id, 50)
+    store.raise_high_water(one.id, 20)
+    assert [r.high_water for r in store.routes()] == [50, 0]
+
+
+def test_seed_monitoring_queries_work_verbatim(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 1, 30)
+    store.complete(route.id, {1: 11}, "s1")
+    db = sqlite3.connect(store.path)
+    assert dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status;").fetchall()) == {
+        "done": 1,
+        "pending": 1,
+    }
+    assert db.execute("SELECT * FROM messages WHERE status='processing';").fetchall() == []
+    latest = db.execute("SELECT session, target_msg_id FROM messages ORDER BY processed_at DESC LIMIT 10;").fetchall()
+    assert latest[0] == ("s1", 11)
+
+
+def test_report_counts_match_rows(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("-1001", "@target", "@src -> @target")
+    store.register_session("s1", "h", 123)
+    store.enqueue(route.id, [NewItem(i) for i in range(1, 11)])
+    store.claim(route.id, "s1", 4, 30)
+    store.complete(route.id, {1: 1, 2: 2}, "s1")
+    clock.now += 60
+    report = store.report()
+    [route_report] = report.routes
+    assert route_report.counts == {"pending": 6, "processing": 2, "done": 2, "failed": 0, "skipped": 0}
+    assert route_report.known == 10 and route_report.finished == 2
+    assert [lease.source_msg_id for lease in route_report.expired] == [3, 4]
+    [session] = report.sessions
+    assert (session.name, session.done_total, session.done_last_5min) == ("s1", 2, 2)
+
+
+def test_non_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.db"
+    content = b"this is not a database at all\n" * 100
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{path} is not a usable telepi checkpoint"):
+        SqliteStore(path)
+    assert path.read_bytes() == content
+
+
+def test_corrupted_checkpoint_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.db"
+    store = SqliteStore(path)
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in range(2000)])
+    store.close()
+    data = bytearray(path.read_bytes())
+    data[4096 : 4096 * 3] = b"\xff" * 8192  # smash b-tree pages
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="not a usable telepi checkpoint"):
+        broken = SqliteStore(path)
+        broken.report()
+    assert path.read_bytes() == bytes(data)
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE photos (id INTEGER)")
+    db.commit()
+    db.close()
+    with pytest.raises(CheckpointError, match="not a telepi checkpoint"):
+        SqliteStore(path)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(CheckpointError, match="newer telepi"):
+        SqliteStore(path)
+
+
+def test_reopen_keeps_state(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.db"
+    first = SqliteStore(path)
+    route = first.route("a", "b")
+    first.enqueue(route.id, [NewItem(1)])
+    first.close()
+    again = SqliteStore(path)
+    assert again.report().routes[0].known == 1
+
+
+def test_restarted_session_releases_its_previous_incarnations_leases(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.register_session("s1", "h", 100)
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 2, 600)
+    store.mark_sending(route.id, [2], "s1")
+    store.register_session("s1", "h", 101)  # systemd restarted telepi@s1 after a crash
+    again = store.claim(route.id, "s1", 2, 600)
+    assert [(i.source_msg_id, i.takeover, i.attempts) for i in again] == [(1, False, 1), (2, True, 1)]

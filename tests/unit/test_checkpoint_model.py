@@ -1,0 +1,191 @@
+"""Hypothesis state machine: the SQLite checkpoint behaves like a small in-memory model of it."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from telepi.checkpoint import NewItem, SqliteStore
+
+SESSIONS = st.sampled_from(["s1", "s2", "s3"])
+MAX_ATTEMPTS = 2
+
+
+def album_of(msg_id: int) -> int | None:
+    # ids 20..35 come in albums of four; the rest are single messages
+    return 1000 + msg_id // 4 if 20 <= msg_id < 36 else None
+
+
+@dataclass
+class Row:
+    status: str = "pending"
+    owner: str | None = None
+    expires: float = 0.0
+    not_before: float = 0.0
+    sending: bool = False
+    attempts: int = 0
+    target: int | None = None
+
+
+class Clock:
+    now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CheckpointMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = tempfile.TemporaryDirectory()
+        self.clock = Clock()
+        self.store = SqliteStore(Path(self.directory.name) / "checkpoint.db", clock=self.clock)
+        self.route = self.store.route("src", "dst").id
+        self.rows: dict[int, Row] = {}
+        self.next_target = 1
+
+    def teardown(self) -> None:
+        self.store.close()
+        self.directory.cleanup()
+
+    # ---- model helpers -------------------------------------------------------------------------
+
+    def claimable(self, msg_id: int) -> bool:
+        row = self.rows[msg_id]
+        now = self.clock.now
+        return (row.status == "pending" and row.not_before <= now) or (row.status == "processing" and row.expires < now)
+
+    def held(self, session: str) -> list[int]:
+        return sorted(i for i, r in self.rows.items() if r.status == "processing" and r.owner == session)
+
+    # ---- rules -----------------------------------------------------------------------------------
+
+    @rule(ids=st.lists(st.integers(1, 40), min_size=1, max_size=12))
+    def enqueue(self, ids: list[int]) -> None:
+        new = {i for i in ids if i not in self.rows}
+        assert self.store.enqueue(self.route, [NewItem(i, grouped_id=album_of(i)) for i in ids]) == len(new)
+        for i in new:
+            self.rows[i] = Row()
+
+    @rule(session=SESSIONS, limit=st.integers(1, 5), lease=st.sampled_from([10.0, 30.0]))
+    def claim(self, session: str, limit: int, lease: float) -> None:
+        expected: list[int] = []
+        seen_albums: set[int] = set()
+        for msg_id in sorted(i for i in self.rows if self.claimable(i))[:limit]:
+            if len(expected) >= limit:
+                break
+            album = album_of(msg_id)
+            if album is None:
+                expected.append(msg_id)
+            elif album not in seen_albums:
+                seen_albums.add(album)
+                expected += [i for i in self.rows if album_of(i) == album and self.claimable(i)]
+        got = self.store.claim(self.route, session, limit, lease)
+        assert [item.source_msg_id for item in got] == sorted(set(expected))
+        for item in got:
+            row = self.rows[item.source_msg_id]
+            if row.status == "processing":
+                row.attempts += 1
+            assert item.takeover == row.sending
+            assert item.attempts == row.attempts
+            row.status, row.owner, row.expires = "processing", session, self.clock.now + lease
+
+    @rule(seconds=st.sampled_from([1.0, 5.0, 15.0, 40.0]))
+    def tick(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule(session=SESSIONS)
+    def heartbeat(self, session: str) -> None:
+        held = self.held(session)
+        assert self.store.heartbeat(session, 30.0) == len(held)
+        for i in held:
+            self.rows[i].expires = self.clock.now + 30.0
+
+    @rule(session=SESSIONS, data=st.data())
+    def mark_sending(self, session: str, data: st.DataObject) -> None:
+        ids = data.draw(st.lists(st.sampled_from(sorted(self.rows)), min_size=1, max_size=3)) if self.rows else [1]
+        owns_all = all(
+            i in self.rows and self.rows[i].status == "processing" and self.rows[i].owner == session for i in ids
+        )
+        assert self.store.mark_sending(self.route, ids, session) == owns_all
+        if owns_all:
+            for i in ids:
+                self.rows[i].sending = True
+
+    @precondition(lambda self: any(r.status == "processing" for r in self.rows.values()))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        processing = sorted(i for i, r in self.rows.items() if r.status == "processing")
+        ids = data.draw(st.lists(st.sampled_from(processing), min_size=1, max_size=3, unique=True))
+        session = self.rows[ids[0]].owner or "s1"
+        targets = {}
+        for i in ids:
+            targets[i] = self.next_target
+            self.next_target += 1
+        assert self.store.complete(self.route, targets, session) == len(ids)
+        for i in ids:
+            self.rows[i].status, self.rows[i].target, self.rows[i].owner = "done", targets[i], session
+
+    @rule(session=SESSIONS, retryable=st.booleans(), backoff=st.sampled_from([0.0, 20.0]))
+    def fail_held(self, session: str, retryable: bool, backoff: float) -> None:
+        held = self.held(session)[:2]
+        if not held:
+            return
+        changed = self.store.fail(
+            self.route, held, "E", session, retryable=retryable, max_attempts=MAX_ATTEMPTS, backoff_seconds=backoff
+        )
+        assert changed == len(held)
+        for i in held:
+            row = self.rows[i]
+            row.attempts += 1
+            if retryable and row.attempts < MAX_ATTEMPTS:
+                row.status, row.not_before = "pending", self.clock.now + backoff
+            else:
+                row.status, row.not_before = "failed", 0.0
+
+    @rule(session=SESSIONS)
+    def skip_held(self, session: str) -> None:
+        held = self.held(session)[:1]
+        if held:
+            assert self.store.skip(self.route, held, "unsupported", session) == 1
+            self.rows[held[0]].status = "skipped"
+
+    @rule(session=SESSIONS, only_unsent=st.booleans())
+    def release(self, session: str, only_unsent: bool) -> None:
+        held = [i for i in self.held(session) if not (only_unsent and self.rows[i].sending)]
+        assert self.store.release(session, only_unsent=only_unsent) == len(held)
+        for i in held:
+            self.rows[i].status, self.rows[i].owner = "pending", None
+
+    @rule()
+    def retry(self) -> None:
+        failed = [i for i, r in self.rows.items() if r.status == "failed"]
+        assert self.store.retry(self.route) == len(failed)
+        for i in failed:
+            row = self.rows[i]
+            row.status, row.attempts, row.not_before, row.owner = "pending", 0, 0.0, None
+
+    # ---- invariants ------------------------------------------------------------------------------
+
+    @invariant()
+    def counts_and_low_water_match(self) -> None:
+        report = self.store.report()
+        counts = report.routes[0].counts if report.routes else {}
+        for status in ("pending", "processing", "done", "failed", "skipped"):
+            assert counts.get(status, 0) == sum(1 for r in self.rows.values() if r.status == status)
+        open_ids = [i for i, r in self.rows.items() if r.status in ("pending", "processing", "failed")]
+        assert self.store.low_water_mark(self.route) == (min(open_ids) if open_ids else None)
+
+    @invariant()
+    def done_rows_keep_their_target(self) -> None:
+        done = {i: r.target for i, r in self.rows.items() if r.status == "done"}
+        assert self.store.target_ids(self.route, list(done)) == done
+
+
+TestCheckpointMachine = CheckpointMachine.TestCase
+TestCheckpointMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
