@@ -43,6 +43,7 @@ class WorkItem:
     lease_expires: float
     takeover: bool
     send_session: str | None  # the session that started sending it, if any
+    send_started_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ class SqliteStore:
             chosen: dict[int, sqlite3.Row] = {}
             albums_seen: set[int] = set()
             candidates = db.execute(
-                f"SELECT * FROM messages WHERE {_CLAIMABLE} ORDER BY source_msg_id LIMIT :limit",
+                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE} ORDER BY source_msg_id LIMIT :limit",
                 {**params, "limit": max(limit, 1)},
             ).fetchall()
             for row in candidates:
@@ -185,7 +185,7 @@ class SqliteStore:
                     albums_seen.add(grouped_id)
                     # An album is one item for the engine: lease every claimable member together.
                     for member in db.execute(
-                        f"SELECT * FROM messages WHERE {_CLAIMABLE} AND grouped_id = :grouped",
+                        f"SELECT * FROM messages INDEXED BY messages_album WHERE {_CLAIMABLE} AND grouped_id = :grouped",
                         {**params, "grouped": grouped_id},
                     ):
                         chosen[member["source_msg_id"]] = member
@@ -208,6 +208,7 @@ class SqliteStore:
                 lease_expires=expires,
                 takeover=row["send_started_at"] is not None,
                 send_session=row["send_session"],
+                send_started_at=row["send_started_at"],
             )
             for row in sorted(chosen.values(), key=lambda r: int(r["source_msg_id"]))
         ]
@@ -333,11 +334,13 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def low_water_mark(self, route_id: int) -> int | None:
+    def low_water_mark(self, route_id: int, *, include_failed: bool = True) -> int | None:
+        # Only open rows are indexed: the done history, however long, is never scanned.
+        extra = "" if include_failed else " AND status != 'failed'"
         with self._tx(write=False) as db:
             row = db.execute(
-                "SELECT MIN(source_msg_id) FROM messages "
-                "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
+                "SELECT MIN(source_msg_id) FROM messages INDEXED BY messages_open "
+                f"WHERE route_id = ? AND status IN ('pending', 'processing', 'failed'){extra}",
                 (route_id,),
             ).fetchone()
         return None if row[0] is None else int(row[0])
@@ -418,6 +421,11 @@ class SqliteStore:
                 (name, host, pid, user_id, now, now),
             )
 
+    def session_user_id(self, name: str) -> int | None:
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT user_id FROM sessions WHERE name = ?", (name,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
     ) -> None:
@@ -496,7 +504,7 @@ class SqliteStore:
             )
         ]
         low = db.execute(
-            "SELECT MIN(source_msg_id) FROM messages "
+            "SELECT MIN(source_msg_id) FROM messages INDEXED BY messages_open "
             "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
             (route.id,),
         ).fetchone()[0]

@@ -59,8 +59,11 @@ class Store(Protocol):
     def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
         """Requeue failed items (all, one route's, or the given ids); returns how many."""
 
-    def low_water_mark(self, route_id: int) -> int | None:
-        """Lowest source id of the route that is not done or skipped, or None when all are."""
+    def low_water_mark(self, route_id: int, *, include_failed: bool = True) -> int | None:
+        """Lowest source id of the route that is not done or skipped, or None when all are.
+
+        Ordered publishing passes ``include_failed=False``: a message that spent its attempts must not
+        hold the rest back forever (it is visible in ``telepi status`` and requeued by retry)."""
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""
@@ -78,6 +81,9 @@ class Store(Protocol):
     # sessions
     def register_session(self, name: str, host: str, pid: int, user_id: int | None = None) -> None:
         """Mark ``name`` running; leases left by a dead earlier process of that name become claimable."""
+
+    def session_user_id(self, name: str) -> int | None:
+        """The Telegram user id a session registered with (to recognise its messages in the target)."""
 
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
