@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Install telepi and show what it does on a fresh machine, with no Telegram account.
+# Install telepi and watch it clone a chat with no Telegram account: `telepi demo` runs a full clone
+# against the built-in local Telegram and reports source vs target per topic and the duplicate count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh runtime
-# Until the local Telegram and the engine land, the demo is the status report of this repository's
-# sessions tree (empty on a fresh clone).
-exec .venv/bin/telepi status sessions "$@"
+exec .venv/bin/telepi demo "$@"

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from telepi import __version__
 from telepi.errors import UserFixableError
+
+if TYPE_CHECKING:
+    from telepi.checkpoint.sqlite import SqliteStore
+    from telepi.config import Settings
 
 log = logging.getLogger("telepi")
 
@@ -35,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_cmd_status)
+
+    retry = commands.add_parser("retry", help="requeue failed messages (all, one route's, or given ids)")
+    retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
+    retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
+    retry.add_argument("--ids", help="comma-separated source message ids")
+    retry.set_defaults(handler=_cmd_retry)
+
+    demo = commands.add_parser("demo", help="watch a full clone against the built-in local Telegram (no account)")
+    demo.add_argument("--messages", type=int, default=300, help="history size (default 300)")
+    demo.add_argument("--video-mib", type=int, default=64, help="size of the large video (default 64 MiB)")
+    demo.add_argument("--keep", type=Path, help="keep the sandbox state and sessions in this directory")
+    demo.set_defaults(handler=_cmd_demo)
 
     _add_optional_commands(commands)
     return parser
@@ -64,17 +84,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.warning(warning)
     store = SqliteStore(settings.shared_db_path)
     try:
-        log.info(
-            "session %s: configuration valid (%s, mode %s); checkpoint %s",
-            settings.session_name,
-            settings.route_label,
-            settings.mode,
-            settings.shared_db_path,
-        )
-        log.error("the clone engine is not part of this build yet; nothing to copy")
+        log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
+        asyncio.run(_run_until_signalled(settings, store))
     finally:
         store.close()
     return 0
+
+
+async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
+    from telepi.engine.session import run_session
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    progress = await run_session(settings, store, stop)
+    log.info("session %s stopped: %s", settings.session_name, progress.line())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from telepi.demo import run_demo
+    from telepi.service.logs import setup_logging
+
+    setup_logging("WARNING")
+    return asyncio.run(
+        run_demo(Console(), messages=args.messages, video_mib=args.video_mib, reuploader=None, keep=args.keep)
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -89,6 +124,28 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from telepi.checkpoint.sqlite import SqliteStore
+    from telepi.errors import ConfigError, Problem
+    from telepi.status import locate_checkpoint
+
+    ids = None
+    if args.ids:
+        try:
+            ids = [int(part) for part in args.ids.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(
+                [Problem("--ids", f"--ids={args.ids!r} is not a list of ids", "write e.g. --ids 12,15,40")]
+            ) from None
+    store = SqliteStore(locate_checkpoint(args.path), create=False)
+    try:
+        count = store.retry(args.route, ids)
+    finally:
+        store.close()
+    print(f"requeued {count} failed message{'s' if count != 1 else ''}; running sessions pick them up")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except UserFixableError as exc:
-        print(f"telepi: {exc}", file=sys.stderr)
+        if logging.getLogger().handlers:  # a running session: the journal and clone.log need it too
+            log.error("%s", exc)
+        else:
+            print(f"telepi: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -248,25 +248,13 @@ def test_cli_run_missing_directory_exits_78(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
-def test_cli_run_valid_config_opens_the_checkpoint(tmp_path: Path) -> None:
-    directory = write_session(tmp_path / "sessions", GOOD_ENV)
-    result = run_cli("run", str(directory))
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "sessions" / "shared" / "checkpoint.db").is_file()
-    assert (directory / "clone.log").is_file()
-    assert API_HASH not in (directory / "clone.log").read_text() + result.stderr
-
-
-def test_cli_warns_about_exposed_secrets_and_strict_refuses(tmp_path: Path) -> None:
+def test_cli_strict_refuses_exposed_secrets_before_connecting(tmp_path: Path) -> None:
     directory = write_session(tmp_path / "sessions", GOOD_ENV)
     os.chmod(directory / ".env", 0o644)
     (directory / "session1.session").write_bytes(b"")
     os.chmod(directory / "session1.session", 0o640)
-    warned = run_cli("run", str(directory))
-    assert warned.returncode == 0
-    assert f"{directory / '.env'} is readable by other users (mode 644): run: chmod 600" in warned.stderr
-    assert "session1.session is readable by other users (mode 640)" in warned.stderr
     refused = run_cli("run", str(directory), "--strict")
     assert refused.returncode == EX_CONFIG
     assert "2 configuration problems" in refused.stderr
-    assert "chmod 600" in refused.stderr
+    assert f"{directory / '.env'} is readable by other users (mode 644): run: chmod 600" in refused.stderr
+    assert "session1.session is readable by other users (mode 640)" in refused.stderr

@@ -94,3 +94,21 @@ def test_status_on_a_broken_checkpoint_exits_78_and_names_the_file(tmp_path: Pat
     assert result.returncode == 78
     assert f"{db} is not a usable telepi checkpoint" in result.stderr
     assert db.read_text() == "garbage " * 1000
+
+
+def test_retry_requeues_failed_messages(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    store = SqliteStore(db)
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
+    store.claim(route.id, "s1", 3, 60)
+    store.fail(route.id, [1, 2, 3], "INTERNAL", "s1", retryable=False, max_attempts=5)
+    result = subprocess.run(
+        [sys.executable, "-m", "telepi", "retry", str(db), "--ids", "1,3"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "requeued 2 failed messages" in result.stdout
+    assert store.report().routes[0].counts == {"pending": 2, "processing": 0, "done": 0, "failed": 1, "skipped": 0}
+    bad = subprocess.run(
+        [sys.executable, "-m", "telepi", "retry", str(db), "--ids", "x"], capture_output=True, text=True
+    )
+    assert bad.returncode == 78 and "--ids='x' is not a list of ids" in bad.stderr

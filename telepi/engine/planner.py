@@ -1,0 +1,120 @@
+"""What to copy: walk the source oldest → newest from the route's high-water mark and enqueue.
+
+History and live are one pipeline: live events only wake the planner, which always reads from the
+high-water mark, so the switch-over neither skips nor repeats a message, and a periodic poll
+catches whatever updates never arrived. Enqueue is idempotent, so several sessions may plan at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from telepi.checkpoint.model import NewItem
+from telepi.checkpoint.store import Store
+from telepi.engine.messages import skip_reason, topic_of
+from telepi.engine.ratelimit import AccountLimiter
+
+log = logging.getLogger(__name__)
+BATCH = 200
+ALBUM_SETTLE_SECONDS = 3.0  # members of a new album arrive within moments of each other
+
+
+@dataclass(frozen=True)
+class PlanScope:
+    source_peer: Any
+    source_is_forum: bool
+    source_topic: int | None
+    from_id: int | None
+    to_id: int | None
+
+
+class Planner:
+    def __init__(
+        self, client: Any, store: Store, route_id: int, session: str, scope: PlanScope, limiter: AccountLimiter
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.store = store
+        self.route_id = route_id
+        self.session = session
+        self.scope = scope
+        self.reached_end = False
+
+    def _high_water(self) -> int:
+        route = next(r for r in self.store.routes() if r.id == self.route_id)
+        floor = (self.scope.from_id - 1) if self.scope.from_id else 0
+        return max(route.high_water, floor)
+
+    async def plan_once(self) -> int:
+        """Enqueue everything new up to the end of the source (or TO_ID); returns how many were new."""
+        added = 0
+        while True:
+            start = self._high_water()
+            if self.scope.to_id is not None and start >= self.scope.to_id:
+                self.reached_end = True
+                return added
+            batch = await self.limiter.call("GetHistory", lambda s=start: self._read(s), paced=False)  # type: ignore[misc]
+            at_end = len(batch) < BATCH
+            ready = self._without_open_album(batch, at_end)
+            if ready:
+                added += self._enqueue(ready)
+                self.store.raise_high_water(self.route_id, ready[-1].id)
+            if at_end:
+                self.reached_end = True
+                return added
+            if not ready:  # one album larger than a batch cannot happen (≤ 10 members); guard anyway
+                self.store.raise_high_water(self.route_id, batch[-1].id)
+
+    async def _read(self, after_id: int) -> list[Any]:
+        kwargs: dict[str, Any] = {"reverse": True, "min_id": after_id, "limit": BATCH}
+        if self.scope.to_id is not None:
+            kwargs["max_id"] = self.scope.to_id + 1
+        if self.scope.source_topic is not None:
+            kwargs["reply_to"] = self.scope.source_topic
+        return [m async for m in self.client.iter_messages(self.scope.source_peer, **kwargs)]
+
+    def _without_open_album(self, batch: list[Any], at_end: bool) -> list[Any]:
+        """Hold back a trailing album that may still grow, so an album is always enqueued whole."""
+        if not batch:
+            return batch
+        grouped = getattr(batch[-1], "grouped_id", None)
+        if grouped is None:
+            return batch
+        if at_end:
+            newest = batch[-1].date.timestamp() if batch[-1].date else 0.0
+            if time.time() - newest >= ALBUM_SETTLE_SECONDS:
+                return batch
+        cut = len(batch)
+        while cut > 0 and getattr(batch[cut - 1], "grouped_id", None) == grouped:
+            cut -= 1
+        return batch[:cut]
+
+    def _enqueue(self, messages: list[Any]) -> int:
+        items = [
+            NewItem(m.id, grouped_id=getattr(m, "grouped_id", None), topic_id=topic_of(m, self.scope.source_is_forum))
+            for m in messages
+        ]
+        added = self.store.enqueue(self.route_id, items)
+        service = [m.id for m in messages if skip_reason(m) == "service_message"]
+        if service:
+            self.store.skip(self.route_id, service, "service_message", self.session)
+        if added:
+            log.info("planned %d new messages up to id %d", added, messages[-1].id, extra={"event": "planned"})
+        return added
+
+    async def run(self, wake: asyncio.Event, *, live: bool, poll_seconds: float, stop: asyncio.Event) -> None:
+        """Plan the history, then (when live) again on every wake-up and at least every ``poll_seconds``."""
+        while not stop.is_set():
+            await self.plan_once()
+            if not live:
+                return
+            wake.clear()
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.sleep(0.2)  # let a burst (an album) land before reading

@@ -1,0 +1,284 @@
+"""One session's run: connect, check the login, resolve the chats, plan, work, follow live, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from telethon import events, utils
+from telethon.tl import functions
+
+from telepi.chatref import ChatRef
+from telepi.checkpoint.store import Store
+from telepi.config import Settings
+from telepi.engine.planner import Planner, PlanScope
+from telepi.engine.progress import Progress
+from telepi.engine.ratelimit import AccountLimiter
+from telepi.engine.topics import TopicMapper, load_topic_map
+from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
+from telepi.errors import UserFixableError
+from telepi.telegram import classify, error_name, make_client
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 10.0
+
+
+class NotLoggedIn(UserFixableError):
+    pass
+
+
+class ChatNotFound(UserFixableError):
+    pass
+
+
+@dataclass
+class Hooks:
+    """What the service layer wants to hear: ready once, a status line now and then."""
+
+    ready: Callable[[], None] = lambda: None
+    status: Callable[[str], None] = lambda _line: None
+
+
+async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
+    """The entity a chat reference names, or a ChatNotFound naming the key."""
+    if ref.kind == "invite":
+        raise ChatNotFound(f"{key}={ref.raw!r} is an invite link: join the chat with this account, then use its id.")
+    try:
+        if ref.kind == "username":
+            return await client.get_entity(f"@{ref.value}")
+        try:
+            return await client.get_entity(ref.value)
+        except ValueError:
+            await client.get_dialogs()  # an id is only known once the account has seen the chat
+            return await client.get_entity(ref.value)
+    except (ValueError, TypeError) as exc:
+        raise ChatNotFound(
+            f"{key}={ref.raw!r} cannot be found by this account ({exc}): check the value and that the account "
+            "is a member of the chat."
+        ) from None
+    except Exception as exc:
+        if classify(exc).kind.value == "fatal_config" or "INVALID" in error_name(exc):
+            raise ChatNotFound(f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}).") from None
+        raise
+
+
+def claim_size(settings: Settings) -> int:
+    if settings.mode == "forward":
+        return 100  # one forwardMessages call per 100 messages
+    return 1 if settings.ordered else 10  # ordered: small units interleave the accounts' sends
+
+
+async def run_session(
+    settings: Settings,
+    store: Store,
+    stop: asyncio.Event,
+    *,
+    hooks: Hooks | None = None,
+    reuploader: Reuploader | None = None,
+    send_interval: float = 0.0,
+) -> Progress:
+    hooks = hooks or Hooks()
+    client = make_client(settings)
+    progress = Progress()
+    await client.connect()
+    try:
+        if not await client.is_user_authorized():
+            raise NotLoggedIn(
+                f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}"
+            )
+        me = await client.get_me()
+        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
+        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+        source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
+        store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
+        route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
+        route_target = RouteTarget(
+            route_id=route.id,
+            source_peer=utils.get_input_peer(source),
+            target_peer=utils.get_input_peer(target),
+            source_is_forum=bool(getattr(source, "forum", False)),
+            source_protected=bool(getattr(source, "noforwards", False)),
+            user_id=me.id,
+        )
+        await _run_route(client, settings, store, route_target, progress, stop, hooks, reuploader, send_interval)
+    finally:
+        with contextlib.suppress(Exception):
+            store.release(settings.session_name)
+            store.set_session_state(settings.session_name, "stopped")
+        await client.disconnect()
+    return progress
+
+
+def _label(settings: Settings, source: Any, target: Any) -> str:
+    def name(entity: Any, ref: ChatRef) -> str:
+        return getattr(entity, "title", None) or ref.key
+
+    return f"{name(source, settings.source_chat)} -> {name(target, settings.target_chat)}"
+
+
+async def _run_route(
+    client: Any,
+    settings: Settings,
+    store: Store,
+    route: RouteTarget,
+    progress: Progress,
+    stop: asyncio.Event,
+    hooks: Hooks,
+    reuploader: Reuploader | None,
+    send_interval: float,
+) -> None:
+    session = settings.session_name
+    topics = TopicMapper(
+        client,
+        store,
+        route.route_id,
+        session,
+        route.source_peer,
+        route.target_peer,
+        target_is_forum=await _is_forum(client, route.target_peer),
+        auto_create=settings.auto_create_topics,
+        fixed_target_topic=settings.target_topic,
+        overrides=load_topic_map(settings.session_dir),
+    )
+
+    async def hand_over(seconds: int) -> None:
+        released = store.release(session, route_id=route.route_id, only_unsent=True)
+        if released:
+            log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
+
+    limiter = AccountLimiter(store, session, progress, min_interval=send_interval, on_long_wait=hand_over)
+    planner = Planner(
+        client,
+        store,
+        route.route_id,
+        session,
+        PlanScope(route.source_peer, route.source_is_forum, settings.source_topic, settings.from_id, settings.to_id),
+        limiter,
+    )
+    worker = Worker(
+        client,
+        store,
+        session,
+        route,
+        topics,
+        limiter,
+        progress,
+        WorkerOptions(
+            mode=settings.mode,
+            ordered=settings.ordered,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            claim_size=claim_size(settings),
+        ),
+        reuploader=reuploader,
+    )
+    wake = asyncio.Event()
+    if settings.live:
+        _follow_live(client, settings, store, route, wake)
+
+    await planner.plan_once()
+    hooks.ready()
+
+    def work_done() -> bool:
+        return (
+            not settings.live
+            and planner.reached_end
+            and store.low_water_mark(route.route_id, include_failed=False) is None
+        )
+
+    tasks = [
+        asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, stop), name="heartbeat"),
+        asyncio.create_task(_report(store, route.route_id, progress, hooks, stop), name="status"),
+    ]
+    if settings.live:
+        tasks.append(
+            asyncio.create_task(planner.run(wake, live=True, poll_seconds=POLL_SECONDS, stop=stop), name="planner")
+        )
+    try:
+        await worker.run(stop, work_done)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hooks.status(progress.line(*_counts(store, route.route_id)))
+
+
+def _counts(store: Store, route_id: int) -> tuple[int, int]:
+    report = store.report(failures=0)
+    for route in report.routes:
+        if route.route.id == route_id:
+            return route.finished, route.known
+    return 0, 0
+
+
+async def _is_forum(client: Any, peer: Any) -> bool:
+    entity = await client.get_entity(peer)
+    return bool(getattr(entity, "forum", False))
+
+
+def _follow_live(client: Any, settings: Settings, store: Store, route: RouteTarget, wake: asyncio.Event) -> None:
+    """New messages wake the planner; edits and deletes are applied to the copies already made."""
+
+    async def on_new(_event: Any) -> None:
+        wake.set()
+
+    client.add_event_handler(on_new, events.NewMessage(chats=[route.source_peer]))
+    if settings.sync_edits:
+
+        async def on_edit(event: Any) -> None:
+            message = event.message
+            target = store.target_ids(route.route_id, [message.id]).get(message.id)
+            if target is None:
+                return  # not copied yet: the copy will read the edited text
+            try:
+                await client(
+                    functions.messages.EditMessageRequest(
+                        peer=route.target_peer,
+                        id=target,
+                        message=message.message or "",
+                        entities=message.entities,
+                        no_webpage=True,
+                    )
+                )
+                log.info("edit of %d applied to %d", message.id, target, extra={"event": "edit", "msg_id": message.id})
+            except Exception as exc:
+                if error_name(exc) != "MESSAGE_NOT_MODIFIED":  # another session applied it first
+                    log.warning("edit of %d not applied: %s", message.id, error_name(exc))
+
+        client.add_event_handler(on_edit, events.MessageEdited(chats=[route.source_peer]))
+    if settings.sync_deletes:
+
+        async def on_delete(event: Any) -> None:
+            if event.chat_id is not None and event.chat_id != utils.get_peer_id(route.source_peer):
+                return
+            targets = list(store.target_ids(route.route_id, list(event.deleted_ids)).values())
+            if targets:
+                await client.delete_messages(route.target_peer, targets)
+                log.info("deleted %d copies", len(targets), extra={"event": "delete"})
+
+        client.add_event_handler(on_delete, events.MessageDeleted(chats=[route.source_peer]))
+
+
+async def _heartbeat(store: Store, session: str, lease_seconds: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        store.heartbeat(session, lease_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=lease_seconds / 4)
+
+
+async def _report(store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event) -> None:
+    tty = sys.stderr.isatty()
+    while not stop.is_set():
+        line = progress.line(*_counts(store, route_id))
+        hooks.status(line)
+        if tty:
+            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=2.0)

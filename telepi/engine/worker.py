@@ -1,0 +1,397 @@
+"""Who copies it: claim leased units, prepare them ahead, publish each exactly once, in order when asked.
+
+A *unit* is one send: a single message or a whole album. Preparation (fetching the source message,
+mapping topic and reply, transferring files) runs ahead in parallel; the final send of a unit waits for
+its turn (the route's low-water mark) when ``ORDERED`` is on. Every send carries the checkpoint's fixed
+random_id; before it the unit is marked *sending*, and a session taking over such a unit first looks
+in the target for the copy the previous holder may have made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from telethon.tl import types
+
+from telepi.checkpoint.model import WorkItem
+from telepi.checkpoint.store import Store
+from telepi.engine import sender
+from telepi.engine.content import Outgoing, is_file_media, outgoing, recreated_media, reference_media
+from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
+from telepi.engine.progress import Progress
+from telepi.engine.ratelimit import AccountLimiter
+from telepi.engine.sender import Placement
+from telepi.engine.topics import TopicMapper
+from telepi.errors import UserFixableError
+from telepi.telegram import ErrorKind, classify, error_name, fatal_hint
+
+log = logging.getLogger(__name__)
+Transfer = Literal["forward", "copy", "reupload"]
+FORWARD_BATCH = 100
+
+
+class SessionStopped(UserFixableError):
+    """Telegram refuses this account or its rights in a way only the user can fix."""
+
+
+class Reuploader(Protocol):
+    """Streams a file message's media to new uploaded input media (``telepi.engine.transfer``)."""
+
+    async def media(self, client: Any, message: Any, *, for_album: bool, target_peer: Any) -> Any: ...
+
+
+@dataclass
+class Unit:
+    items: list[WorkItem]
+    messages: list[Any] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[int]:
+        return [item.source_msg_id for item in self.items]
+
+    @property
+    def first_id(self) -> int:
+        return self.items[0].source_msg_id
+
+
+@dataclass
+class Prepared:
+    transfer: Transfer
+    placement: Placement
+    sendable: list[tuple[WorkItem, Any]]  # (item, source message) still to send
+    skipped: dict[str, list[int]]  # reason -> source ids
+    outs: list[Outgoing] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RouteTarget:
+    route_id: int
+    source_peer: Any
+    target_peer: Any
+    source_is_forum: bool
+    source_protected: bool
+    user_id: int
+
+
+@dataclass
+class WorkerOptions:
+    mode: Literal["auto", "forward", "copy", "reupload"]
+    ordered: bool
+    lease_seconds: float
+    max_attempts: int
+    window: int = 4  # units claimed ahead and prepared in parallel
+    claim_size: int = 1
+
+
+def units_of(items: Sequence[WorkItem]) -> list[Unit]:
+    """Split claimed items into units: album members together, in source order."""
+    units: list[Unit] = []
+    albums: dict[int, Unit] = {}
+    for item in items:
+        if item.grouped_id is None:
+            units.append(Unit([item]))
+        elif item.grouped_id in albums:
+            albums[item.grouped_id].items.append(item)
+        else:
+            albums[item.grouped_id] = Unit([item])
+            units.append(albums[item.grouped_id])
+    return units
+
+
+class Worker:
+    def __init__(
+        self,
+        client: Any,
+        store: Store,
+        session: str,
+        route: RouteTarget,
+        topics: TopicMapper,
+        limiter: AccountLimiter,
+        progress: Progress,
+        options: WorkerOptions,
+        reuploader: Reuploader | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.session = session
+        self.route = route
+        self.topics = topics
+        self.limiter = limiter
+        self.progress = progress
+        self.options = options
+        self.reuploader = reuploader
+        self.forwards_restricted = route.source_protected
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, work_done: Callable[[], bool]) -> None:
+        """Claim → prepare ahead → publish in order, until ``stop`` or (not live) nothing is left."""
+        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None] = asyncio.Queue(self.options.window)
+        producer = asyncio.create_task(self._produce(queue, stop, work_done))
+        try:
+            while True:
+                entry = await queue.get()
+                if entry is None:
+                    break
+                unit, preparing = entry
+                await self._publish(unit, preparing)
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _produce(
+        self,
+        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None],
+        stop: asyncio.Event,
+        work_done: Callable[[], bool],
+    ) -> None:
+        idle = 0.05
+        while not stop.is_set():
+            items = self.store.claim(
+                self.route.route_id, self.session, self.options.claim_size, self.options.lease_seconds
+            )
+            if not items:
+                if work_done():
+                    break
+                await _sleep_or_stop(stop, idle)
+                idle = min(idle * 2, 1.0)
+                continue
+            idle = 0.05
+            for unit in units_of(items):
+                await queue.put((unit, asyncio.create_task(self._prepare(unit))))
+        await queue.put(None)
+
+    # ---- preparation ---------------------------------------------------------------------------
+
+    def _transfer_for(self, messages: Sequence[Any]) -> Transfer:
+        mode = self.options.mode
+        if mode != "auto":
+            return mode
+        protected = self.forwards_restricted or any(getattr(m, "noforwards", False) for m in messages)
+        return "reupload" if protected else "forward"
+
+    async def _prepare(self, unit: Unit) -> Prepared | None:
+        messages = await self.limiter.call(
+            "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=unit.ids), paced=False
+        )
+        unit.messages = list(messages)
+        sendable: list[tuple[WorkItem, Any]] = []
+        skipped: dict[str, list[int]] = {}
+        for item, message in zip(unit.items, unit.messages, strict=True):
+            reason = skip_reason(message)
+            if reason is None:
+                sendable.append((item, message))
+            else:
+                skipped.setdefault(reason, []).append(item.source_msg_id)
+        if not sendable:
+            return Prepared("copy", Placement(self.route.target_peer), [], skipped)
+        first = sendable[0][1]
+        transfer = self._transfer_for([m for _, m in sendable])
+        topic = await self.topics.target_topic(topic_of(first, self.route.source_is_forum))
+        placement = Placement(self.route.target_peer, topic_id=topic)
+        prepared = Prepared(transfer, placement, sendable, skipped)
+        if transfer != "forward":
+            album = len(sendable) > 1
+            prepared.outs = [await self._outgoing(m, transfer, album) for _, m in sendable]
+        return prepared
+
+    async def _outgoing(self, message: Any, transfer: Transfer, album: bool) -> Outgoing:
+        media = message.media
+        if is_file_media(media):
+            if transfer == "reupload":
+                if self.reuploader is None:
+                    raise RuntimeError("streaming reupload is not available in this build")
+                built = await self.reuploader.media(
+                    self.client, message, for_album=album, target_peer=self.route.target_peer
+                )
+                return outgoing(message, built)
+            return outgoing(message, reference_media(media))
+        return outgoing(message, recreated_media(media))
+
+    # ---- publishing ----------------------------------------------------------------------------
+
+    async def _publish(self, unit: Unit, preparing: asyncio.Task[Prepared | None]) -> None:
+        try:
+            prepared = await preparing
+        except Exception as exc:
+            await self._failed(unit, unit.ids, exc)
+            return
+        if prepared is None:
+            return
+        for reason, ids in prepared.skipped.items():
+            self.store.skip(self.route.route_id, ids, reason, self.session)
+            self.progress.skipped += len(ids)
+        if not prepared.sendable:
+            return
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        if self.options.ordered:
+            await self._wait_turn(ids[0])
+        # Mapped only now: in order, the replied message was published before this one.
+        replied = replied_id(prepared.sendable[0][1])
+        if replied is not None and prepared.transfer != "forward":
+            target = self.store.target_ids(self.route.route_id, [replied]).get(replied)
+            prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=target)
+        try:
+            if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
+                return
+            if not self.store.mark_sending(self.route.route_id, ids, self.session):
+                log.info("lost the lease on %s before sending; another session has it", ids)
+                return
+            targets = await self._send(prepared)
+        except SessionStopped:
+            raise
+        except Exception as exc:
+            retried = await self._recover(unit, prepared, exc)
+            if retried is None:
+                return
+            targets = retried
+        self.store.complete(self.route.route_id, targets, self.session)
+        self.progress.copied(len(targets))
+        log.debug("copied %s -> %s", ids, list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
+
+    async def _send(self, prepared: Prepared) -> dict[int, int]:
+        items = [item for item, _ in prepared.sendable]
+        placement = prepared.placement
+        if prepared.transfer == "forward":
+            targets: dict[int, int] = {}
+            for start in range(0, len(items), FORWARD_BATCH):
+                chunk = items[start : start + FORWARD_BATCH]
+                source_ids = [i.source_msg_id for i in chunk]
+                random_ids = [i.random_id for i in chunk]
+                targets |= await self.limiter.call(
+                    "ForwardMessages",
+                    lambda s=source_ids, r=random_ids: sender.forward(  # type: ignore[misc]
+                        self.client, self.route.source_peer, placement, s, r
+                    ),
+                )
+            return targets
+        if len(items) == 1:
+            item = items[0]
+            target = await self.limiter.call(
+                "SendMedia" if prepared.outs[0].media is not None else "SendMessage",
+                lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
+            )
+            return {item.source_msg_id: target}
+        members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
+        by_random = await self.limiter.call(
+            "SendMultiMedia", lambda: sender.send_album(self.client, placement, members)
+        )
+        return {item.source_msg_id: by_random[item.random_id] for item in items}
+
+    async def _recover(self, unit: Unit, prepared: Prepared, exc: Exception) -> dict[int, int] | None:
+        """Decide what a failed send means; returns target ids when a retry inside succeeded."""
+        kind = classify(exc)
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        if kind.kind is ErrorKind.FORWARDS_RESTRICTED and prepared.transfer == "forward":
+            log.warning("the source refuses forwarding (protected content): switching to reupload")
+            self.forwards_restricted = True
+            return await self._retry_prepared(unit)
+        if kind.kind is ErrorKind.FILE_REFERENCE_EXPIRED:
+            return await self._retry_prepared(unit)
+        await self._failed(unit, ids, exc)
+        return None
+
+    async def _retry_prepared(self, unit: Unit) -> dict[int, int] | None:
+        try:
+            prepared = await self._prepare(unit)
+            if prepared is None or not prepared.sendable:
+                return None
+            return await self._send(prepared)
+        except SessionStopped:
+            raise
+        except Exception as exc:
+            await self._failed(unit, unit.ids, exc)
+            return None
+
+    async def _failed(self, unit: Unit, ids: Sequence[int], exc: BaseException) -> None:
+        kind = classify(exc)
+        name = error_name(exc)
+        if kind.kind is ErrorKind.FATAL_CONFIG:
+            self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
+            raise SessionStopped(f"Telegram answered {name}: {fatal_hint(name)}.") from exc
+        if kind.kind is ErrorKind.PEER_FLOOD:
+            self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
+            raise SessionStopped(
+                "Telegram limits this account (PEER_FLOOD): it may not send for a while; "
+                "check @SpamBot with this account and start the session again later."
+            ) from exc
+        if kind.kind is ErrorKind.PERMANENT:
+            log.warning("skipping %s: %s", list(ids), name, extra={"event": "skipped", "msg_id": ids[0]})
+            self.store.skip(self.route.route_id, ids, name, self.session)
+            self.progress.skipped += len(ids)
+            return
+        attempts = max(item.attempts for item in unit.items) + 1
+        backoff = min(2.0**attempts, 300.0)
+        log.warning(
+            "attempt %d on %s failed: %s; retrying in %.0fs",
+            attempts,
+            list(ids),
+            name,
+            backoff,
+            extra={"event": "send_failed", "msg_id": ids[0]},
+        )
+        failed = self.store.fail(
+            self.route.route_id,
+            ids,
+            name,
+            self.session,
+            retryable=True,
+            max_attempts=self.options.max_attempts,
+            backoff_seconds=backoff,
+        )
+        if failed and attempts >= self.options.max_attempts:
+            self.progress.failed += len(ids)
+
+    async def _wait_turn(self, first_id: int) -> None:
+        delay = 0.01
+        while True:
+            low = self.store.low_water_mark(self.route.route_id, include_failed=False)
+            if low is None or low >= first_id:
+                return
+            self.progress.touch()
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    async def _adopt_earlier_copy(self, prepared: Prepared) -> bool:
+        """After a takeover, complete from the copy a previous holder already made, if it exists."""
+        first = prepared.sendable[0][0]
+        if first.send_session == self.session:
+            return False  # our own earlier send: the same random_id makes Telegram return that message
+        sender_id = self.store.session_user_id(first.send_session or "")
+        since = (first.send_started_at or time.time()) - 60
+        recent = await self.client.get_messages(self.route.target_peer, limit=100)
+        taken = set(
+            self.store.target_ids(self.route.route_id, [i.source_msg_id for i, _ in prepared.sendable]).values()
+        )
+        found: dict[int, int] = {}
+        for item, message in prepared.sendable:
+            wanted = signature(message)
+            for candidate in recent:
+                if not isinstance(candidate, types.Message) or candidate.id in taken:
+                    continue
+                if sender_id is not None and candidate.sender_id != sender_id:
+                    continue
+                if candidate.date is not None and candidate.date.timestamp() < since:
+                    continue
+                if signature(candidate) == wanted:
+                    found[item.source_msg_id] = candidate.id
+                    taken.add(candidate.id)
+                    break
+        if len(found) != len(prepared.sendable):
+            return False
+        log.info("found the copy made by %s before it died: %s", first.send_session, found)
+        self.store.complete(self.route.route_id, found, self.session)
+        self.progress.copied(len(found))
+        return True
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

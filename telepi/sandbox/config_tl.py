@@ -1,0 +1,53 @@
+"""``help.getConfig``'s answer for a sandbox: every data center option points at the one local server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from telethon.tl import types
+
+# Telegram's real values for the limits clients read from the config (layer 229).
+_LIMITS = {
+    "chat_size_max": 200,
+    "megagroup_size_max": 200000,
+    "forwarded_count_max": 100,
+    "online_update_period_ms": 210000,
+    "offline_blur_timeout_ms": 5000,
+    "offline_idle_timeout_ms": 30000,
+    "online_cloud_timeout_ms": 300000,
+    "notify_cloud_delay_ms": 30000,
+    "notify_default_delay_ms": 1500,
+    "push_chat_period_ms": 60000,
+    "push_chat_limit": 2,
+    "edit_time_limit": 172800,
+    "revoke_time_limit": 2147483647,
+    "revoke_pm_time_limit": 2147483647,
+    "rating_e_decay": 2419200,
+    "stickers_recent_limit": 200,
+    "channels_read_media_period": 604800,
+    "call_receive_timeout_ms": 20000,
+    "call_ring_timeout_ms": 90000,
+    "call_connect_timeout_ms": 30000,
+    "call_packet_timeout_ms": 10000,
+    "caption_length_max": 1024,
+    "message_length_max": 4096,
+}
+
+
+def make_config(dc_id: int, host: str, port: int, *, now: dt.datetime | None = None) -> types.Config:
+    """A valid ``Config`` whose data centers 1-5 (all of them, so Telethon never leaves the sandbox)
+    are ``host:port``; ``this_dc`` is ``dc_id`` and the config expires in an hour."""
+    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
+    options = [types.DcOption(id=dc, ip_address=host, port=port) for dc in sorted({1, 2, 3, 4, 5, dc_id})]
+    return types.Config(
+        date=now,
+        expires=now + dt.timedelta(hours=1),
+        test_mode=False,
+        this_dc=dc_id,
+        dc_options=options,
+        dc_txt_domain_name="localhost",
+        me_url_prefix="https://t.me/",
+        webfile_dc_id=dc_id,
+        tmp_sessions=None,
+        **_LIMITS,
+    )

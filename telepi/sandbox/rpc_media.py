@@ -1,0 +1,235 @@
+"""Media in and out: ``InputMedia*`` → world media descriptors, and download locations → stored files.
+
+World media descriptors are JSON dicts with a ``kind``: ``photo`` (``photo_id``), the document
+kinds ``video``/``round``/``gif``/``sticker``/``voice``/``audio``/``document`` (``document_id``),
+``poll``, ``geo``, ``venue``, ``contact``, ``dice`` and ``webpage``; see ``worldfile.py``.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import Any
+
+from telethon.tl import types
+from telethon.tl.tlobject import TLObject
+
+from telepi.sandbox.dispatch import RpcContext, RpcError
+from telepi.sandbox.rpc_common import Env, bad
+from telepi.sandbox.rpc_render import (
+    attribute_to_dict,
+    check_file_reference,
+    document_kind,
+)
+
+_DICE_FACES = {"🎰": 64, "🏀": 5, "⚽": 5}
+
+
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF, WebP or JPEG header; None when it is none of them."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return int(w), int(h)
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return int(w), int(h)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] == b"VP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return w, h
+    if head[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 < len(head):
+            if head[pos] != 0xFF:
+                return None
+            marker = head[pos + 1]
+            length = int.from_bytes(head[pos + 2 : pos + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+                return int(w), int(h)
+            pos += 2 + length
+    return None
+
+
+def photo_size_type(w: int, h: int) -> str:
+    """Telegram's size letter for a photo of this size (s 100, m 320, x 800, y 1280, w 2560)."""
+    side = max(w, h)
+    for letter, limit in (("s", 100), ("m", 320), ("x", 800), ("y", 1280)):
+        if side <= limit:
+            return letter
+    return "w"
+
+
+class MediaInput:
+    """Builds world media descriptors from what a client sends."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    def _uploaded(self, user_id: int, input_file: TLObject) -> int:
+        if not isinstance(input_file, types.InputFile | types.InputFileBig):
+            raise bad("MEDIA_INVALID")
+        return self.env.files.finish_upload(user_id, input_file)
+
+    def _dims(self, file_id: int, default: tuple[int, int]) -> tuple[int, int]:
+        return image_size(self.env.files.read(file_id, 0, 64 * 1024)) or default
+
+    def build(self, user_id: int, media: TLObject) -> dict[str, Any]:
+        """A descriptor for ``media``; RpcError for what Telegram refuses (expired or protected refs...)."""
+        world = self.env.world
+        if isinstance(media, types.InputMediaUploadedPhoto):
+            file_id = self._uploaded(user_id, media.file)
+            w, h = self._dims(file_id, (800, 600))
+            size = self.env.files.size(file_id)
+            photo = world.add_photo(
+                sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}]
+            )
+            return {"kind": "photo", "photo_id": photo.id, "spoiler": bool(media.spoiler)}
+        if isinstance(media, types.InputMediaUploadedDocument):
+            file_id = self._uploaded(user_id, media.file)
+            thumbs: list[dict[str, Any]] = []
+            if media.thumb is not None:
+                thumb_id = self._uploaded(user_id, media.thumb)
+                w, h = self._dims(thumb_id, (90, 90))
+                thumbs.append({"type": "m", "w": w, "h": h, "file_id": thumb_id, "size": self.env.files.size(thumb_id)})
+            attributes = [attribute_to_dict(a) for a in media.attributes or []]
+            doc = world.add_document(
+                file_id=file_id,
+                mime=media.mime_type or "application/octet-stream",
+                size=self.env.files.size(file_id),
+                attributes=attributes,
+                thumbs=thumbs,
+            )
+            kind = document_kind(doc.mime, attributes, force_file=bool(media.force_file))
+            return {"kind": kind, "document_id": doc.id, "spoiler": bool(media.spoiler)}
+        if isinstance(media, types.InputMediaDocument):
+            ref = media.id
+            if not isinstance(ref, types.InputDocument):
+                raise bad("MEDIA_EMPTY")
+            try:
+                doc = world.document(ref.id)
+            except KeyError:
+                raise bad("MEDIA_INVALID") from None
+            if doc.access_hash != ref.access_hash:
+                raise bad("MEDIA_INVALID")
+            self._check_shareable(doc.id, ref.file_reference)
+            return {
+                "kind": document_kind(doc.mime, doc.attributes),
+                "document_id": doc.id,
+                "spoiler": bool(media.spoiler),
+            }
+        if isinstance(media, types.InputMediaPhoto):
+            ref = media.id
+            if not isinstance(ref, types.InputPhoto):
+                raise bad("MEDIA_EMPTY")
+            try:
+                photo = world.photo(ref.id)
+            except KeyError:
+                raise bad("MEDIA_INVALID") from None
+            if photo.access_hash != ref.access_hash:
+                raise bad("MEDIA_INVALID")
+            self._check_shareable(photo.id, ref.file_reference)
+            return {"kind": "photo", "photo_id": photo.id, "spoiler": bool(media.spoiler)}
+        if isinstance(media, types.InputMediaPoll):
+            return self._poll(media)
+        if isinstance(media, types.InputMediaGeoPoint):
+            point = media.geo_point
+            if not isinstance(point, types.InputGeoPoint):
+                raise bad("MEDIA_INVALID")
+            return {"kind": "geo", "lat": point.lat, "long": point.long}
+        if isinstance(media, types.InputMediaVenue):
+            point = media.geo_point
+            return {
+                "kind": "venue",
+                "lat": getattr(point, "lat", 0.0),
+                "long": getattr(point, "long", 0.0),
+                "title": media.title,
+                "address": media.address,
+                "provider": media.provider,
+                "venue_id": media.venue_id,
+                "venue_type": media.venue_type,
+            }
+        if isinstance(media, types.InputMediaContact):
+            user = world.user_by_phone(media.phone_number) if media.phone_number else None
+            return {
+                "kind": "contact",
+                "phone": media.phone_number,
+                "first_name": media.first_name,
+                "last_name": media.last_name,
+                "vcard": media.vcard,
+                "user_id": user.id if user is not None else 0,
+            }
+        if isinstance(media, types.InputMediaDice):
+            faces = _DICE_FACES.get(media.emoticon, 6)
+            return {"kind": "dice", "emoticon": media.emoticon, "value": random.randint(1, faces)}
+        if isinstance(media, types.InputMediaWebPage):
+            return {"kind": "webpage", "url": media.url, "webpage_id": world.random_long()}
+        raise bad("MEDIA_INVALID")
+
+    def _poll(self, media: Any) -> dict[str, Any]:
+        poll = media.poll
+
+        def text_of(value: Any) -> str:
+            return str(value.text) if isinstance(value, types.TextWithEntities) else str(value)
+
+        answers = [text_of(a.text) for a in poll.answers]
+        if len(answers) < 2:
+            raise bad("POLL_ANSWERS_INVALID")
+        return {
+            "kind": "poll",
+            "poll_id": self.env.world.random_long(),
+            "question": text_of(poll.question),
+            "answers": answers,
+            "closed": bool(poll.closed),
+            "quiz": bool(poll.quiz),
+            "multiple_choice": bool(poll.multiple_choice),
+            "public_voters": bool(poll.public_voters),
+            "correct": list(media.correct_answers or []),
+        }
+
+    def _check_shareable(self, obj_id: int, file_reference: bytes) -> None:
+        """Re-sending by reference: the reference must be fresh and not come from a protected chat."""
+        ref = check_file_reference(self.env.world, obj_id, file_reference)
+        if ref.protected:
+            raise bad("CHAT_FORWARDS_RESTRICTED")
+        if ref.source_peer:
+            chat = self.env.world.find_chat(ref.source_peer)
+            if chat is not None and chat.noforwards:
+                raise bad("CHAT_FORWARDS_RESTRICTED")
+
+
+class WorldFileLocator:
+    """rpc_files' FileLocator: which stored file a download location names."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+
+    def locate(self, ctx: RpcContext, location: TLObject) -> int:
+        world = self.env.world
+        if isinstance(location, types.InputDocumentFileLocation):
+            try:
+                doc = world.document(location.id)
+            except KeyError:
+                raise RpcError(400, "LOCATION_INVALID") from None
+            if doc.access_hash != location.access_hash:
+                raise RpcError(400, "LOCATION_INVALID")
+            check_file_reference(world, doc.id, location.file_reference)
+            if not location.thumb_size:
+                return doc.file_id
+            for thumb in doc.thumbs:
+                if thumb["type"] == location.thumb_size:
+                    return int(thumb["file_id"])
+            raise RpcError(400, "LOCATION_INVALID")
+        if isinstance(location, types.InputPhotoFileLocation):
+            try:
+                photo = world.photo(location.id)
+            except KeyError:
+                raise RpcError(400, "LOCATION_INVALID") from None
+            if photo.access_hash != location.access_hash:
+                raise RpcError(400, "LOCATION_INVALID")
+            check_file_reference(world, photo.id, location.file_reference)
+            for size in photo.sizes:
+                if size["type"] == location.thumb_size:
+                    return int(size["file_id"])
+            raise RpcError(400, "LOCATION_INVALID")
+        raise RpcError(400, "LOCATION_INVALID")

@@ -1,0 +1,52 @@
+"""Session plumbing a client calls around the real work: config, nearest DC, app config, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from telethon.tl import functions, types
+from telethon.tl.tlobject import TLObject
+
+from telepi.sandbox import config_tl
+from telepi.sandbox.dispatch import Registry, RpcContext
+from telepi.sandbox.rpc_common import Env
+
+Endpoint = Callable[[], tuple[str, int]]
+
+
+def register(registry: Registry, env: Env, endpoint: Endpoint) -> None:
+    @registry.register(functions.help.GetConfigRequest)
+    async def get_config(ctx: RpcContext, request: Any) -> TLObject:
+        host, port = endpoint()
+        return config_tl.make_config(ctx.dc_id, host, port)
+
+    @registry.register(functions.help.GetNearestDcRequest)
+    async def get_nearest_dc(ctx: RpcContext, request: Any) -> TLObject:
+        return types.NearestDc(country="XX", this_dc=ctx.dc_id, nearest_dc=ctx.dc_id)
+
+    @registry.register(functions.help.GetAppConfigRequest)
+    async def get_app_config(ctx: RpcContext, request: Any) -> TLObject:
+        def number(key: str, value: float) -> TLObject:
+            return types.JsonObjectValue(key=key, value=types.JsonNumber(value=value))
+
+        config = types.JsonObject(
+            value=[
+                number("upload_max_fileparts_default", 4000),
+                number("upload_max_fileparts_premium", 8000),
+                number("caption_length_limit_default", 1024),
+                number("caption_length_limit_premium", 2048),
+                number("topics_pinned_limit", 5),
+            ]
+        )
+        return types.help.AppConfig(hash=1, config=config)
+
+    @registry.register(functions.account.UpdateStatusRequest)
+    async def update_status(ctx: RpcContext, request: Any) -> bool:
+        ctx.require_user()
+        return True
+
+    @registry.register(functions.account.GetNotifySettingsRequest)
+    async def get_notify_settings(ctx: RpcContext, request: Any) -> TLObject:
+        ctx.require_user()
+        return types.PeerNotifySettings()

@@ -1,0 +1,304 @@
+"""Writing messages: send (text, media, albums), forward, edit, delete, pin — with Telegram's checks.
+
+Sends are idempotent per (sender, peer, random_id): a repeated random_id returns the earlier
+message instead of a new one (``World.post``), so a client retrying after a lost answer never
+duplicates.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from telethon.tl import functions, types
+from telethon.tl.tlobject import TLObject
+
+from telepi.sandbox.dispatch import Registry, RpcContext
+from telepi.sandbox.rpc_common import (
+    ALBUM_MAX,
+    FORWARD_MAX,
+    MESSAGE_LENGTH_MAX,
+    Env,
+    bad,
+    box_of,
+    caption_limit,
+    check_read,
+    check_write,
+    forbidden,
+    resolve_channel,
+    resolve_peer,
+    topic_for_send,
+)
+from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
+from telepi.sandbox.rpc_media import MediaInput
+from telepi.sandbox.rpc_render import entity_to_dict
+from telepi.sandbox.world import Message, NewMessage, Posted
+
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+
+
+def text_length(text: str) -> int:
+    """Telegram measures text in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_text(text: str, *, media: bool, limit: int) -> None:
+    if text_length(text) > limit:
+        raise bad("MEDIA_CAPTION_TOO_LONG" if media else "MESSAGE_TOO_LONG")
+    if not media and not text.strip():
+        raise bad("MESSAGE_EMPTY")
+
+
+def web_preview(text: str, entities: list[dict[str, Any]], env: Env) -> dict[str, Any] | None:
+    """Telegram attaches a link preview to a text message's first URL (unless no_webpage)."""
+    for entity in entities:
+        if entity.get("type") == "text_url" and entity.get("url"):
+            return {"kind": "webpage", "url": entity["url"], "webpage_id": env.world.random_long()}
+    match = _URL.search(text)
+    if match is None:
+        return None
+    return {"kind": "webpage", "url": match.group(0), "webpage_id": env.world.random_long()}
+
+
+def fwd_header(env: Env, source_peer: int, msg: Message) -> dict[str, Any]:
+    """A forward keeps the original origin (a forwarded forward names the first author)."""
+    if msg.fwd:
+        return dict(msg.fwd)
+    chat = env.world.find_chat(source_peer) if source_peer < 0 else None
+    if chat is not None and chat.broadcast:
+        header: dict[str, Any] = {"date": msg.date, "from_id": chat.id, "channel_post": msg.id}
+        if msg.post_author:
+            header["post_author"] = msg.post_author
+        return header
+    return {"date": msg.date, "from_id": msg.from_id}
+
+
+def register(registry: Registry, env: Env) -> None:
+    world = env.world
+    media_input = MediaInput(env)
+
+    def duplicate(viewer: int, peer: int, random_id: int | None) -> Posted | None:
+        return world.replay(viewer, peer, random_id) if random_id else None
+
+    @registry.register(functions.messages.SendMessageRequest)
+    async def send_message(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        peer = resolve_peer(env, viewer, request.peer)
+        reply_to, topic = topic_for_send(env, peer, request.reply_to)
+        check_write(env, viewer, peer, topic=topic)
+        text = request.message or ""
+        check_text(text, media=False, limit=MESSAGE_LENGTH_MAX)
+        entities = [entity_to_dict(e) for e in request.entities or []]
+        media = None if request.no_webpage else web_preview(text, entities, env)
+        new = NewMessage(
+            text=text,
+            entities=entities,
+            reply_to=reply_to,
+            topic=topic,
+            media=media,
+            noforwards=bool(request.noforwards),
+        )
+        posted = world.post(viewer, peer, new, random_id=request.random_id)
+        return deliver_new(
+            env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=[request.random_id]
+        )
+
+    @registry.register(functions.messages.SendMediaRequest)
+    async def send_media(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        peer = resolve_peer(env, viewer, request.peer)
+        reply_to, topic = topic_for_send(env, peer, request.reply_to)
+        check_write(env, viewer, peer, topic=topic)
+        caption = request.message or ""
+        check_text(caption, media=True, limit=caption_limit(env, viewer))
+        posted = duplicate(viewer, peer, request.random_id)
+        if posted is None:
+            media = media_input.build(viewer, request.media)
+            entities = [entity_to_dict(e) for e in request.entities or []]
+            new = NewMessage(
+                text=caption,
+                entities=entities,
+                reply_to=reply_to,
+                topic=topic,
+                media=media,
+                noforwards=bool(request.noforwards),
+            )
+            posted = world.post(viewer, peer, new, random_id=request.random_id)
+        return deliver_new(
+            env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=[request.random_id]
+        )
+
+    @registry.register(functions.messages.SendMultiMediaRequest)
+    async def send_multi_media(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        peer = resolve_peer(env, viewer, request.peer)
+        items = list(request.multi_media or [])
+        if not items:
+            raise bad("MEDIA_EMPTY")
+        if len(items) > ALBUM_MAX:
+            raise bad("MULTI_MEDIA_TOO_LONG")
+        reply_to, topic = topic_for_send(env, peer, request.reply_to)
+        check_write(env, viewer, peer, topic=topic)
+        limit = caption_limit(env, viewer)
+        for item in items:
+            check_text(item.message or "", media=True, limit=limit)
+        random_ids = [item.random_id for item in items]
+        if len(set(random_ids)) != len(random_ids):
+            raise bad("RANDOM_ID_DUPLICATE")
+        earlier = [duplicate(viewer, peer, r) for r in random_ids]
+        if all(e is not None for e in earlier):
+            posts = [e for e in earlier if e is not None]
+        else:
+            # Build every media first: a bad item fails the album before anything is posted.
+            medias = [media_input.build(viewer, item.media) for item in items]
+            grouped_id = world.random_long()
+            posts = []
+            with world.batch():
+                for item, media in zip(items, medias, strict=True):
+                    new = NewMessage(
+                        text=item.message or "",
+                        entities=[entity_to_dict(e) for e in item.entities or []],
+                        reply_to=reply_to,
+                        topic=topic,
+                        media=media,
+                        grouped_id=grouped_id,
+                        noforwards=bool(request.noforwards),
+                    )
+                    posts.append(world.post(viewer, peer, new, random_id=item.random_id))
+        return deliver_new(env, posts, actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=random_ids)
+
+    @registry.register(functions.messages.UploadMediaRequest)
+    async def upload_media(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        resolve_peer(env, viewer, request.peer)
+        return env.render.media(media_input.build(viewer, request.media))
+
+    @registry.register(functions.messages.ForwardMessagesRequest)
+    async def forward_messages(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        source = resolve_peer(env, viewer, request.from_peer)
+        target = resolve_peer(env, viewer, request.to_peer)
+        ids = [int(i) for i in request.id or []]
+        random_ids = list(request.random_id or [])
+        if not ids:
+            raise bad("MESSAGE_ID_INVALID")
+        if len(ids) > FORWARD_MAX:
+            raise bad("MESSAGE_IDS_TOO_MUCH")
+        if len(random_ids) != len(ids):
+            raise bad("RANDOM_ID_INVALID")
+        source_chat = world.find_chat(source) if source < 0 else None
+        if source_chat is not None:
+            check_read(env, viewer, source_chat)
+        reply_to, topic = topic_for_send(env, target, request.reply_to, request.top_msg_id)
+        check_write(env, viewer, target, topic=topic)
+        found = world.messages_by_ids(box_of(viewer, source), ids)
+        originals = [
+            (found[i], r) for i, r in zip(ids, random_ids, strict=True) if i in found and not found[i].is_service
+        ]
+        if not originals:
+            raise bad("MESSAGE_ID_INVALID")
+        if (source_chat is not None and source_chat.noforwards) or any(m.noforwards for m, _ in originals):
+            raise bad("CHAT_FORWARDS_RESTRICTED")
+        groups: dict[int, int] = {}
+        posts: list[Posted] = []
+        with world.batch():
+            for original, random_id in originals:
+                grouped_id = None
+                if original.grouped_id is not None:
+                    grouped_id = groups.setdefault(original.grouped_id, world.random_long())
+                text, entities = original.text, original.entities
+                if request.drop_media_captions and original.media is not None:
+                    text, entities = "", []
+                new = NewMessage(
+                    text=text,
+                    entities=entities,
+                    reply_to=reply_to,
+                    topic=topic,
+                    grouped_id=grouped_id,
+                    media=original.media,
+                    fwd=None if request.drop_author else fwd_header(env, source, original),
+                    noforwards=bool(request.noforwards),
+                )
+                posts.append(world.post(viewer, target, new, random_id=random_id))
+        used = [r for m, r in originals]
+        return deliver_new(env, posts, actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=used)
+
+    @registry.register(functions.messages.EditMessageRequest)
+    async def edit_message(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        peer = resolve_peer(env, viewer, request.peer)
+        box = box_of(viewer, peer)
+        msg = world.message(box, int(request.id))
+        if msg is None or msg.is_service:
+            raise bad("MESSAGE_ID_INVALID")
+        if msg.from_id != viewer:
+            member = world.member(peer, viewer) if peer < 0 else None
+            chat = world.find_chat(peer) if peer < 0 else None
+            if not (chat is not None and chat.broadcast and member is not None and member.can("edit_messages")):
+                raise forbidden("MESSAGE_AUTHOR_REQUIRED")
+        media = media_input.build(viewer, request.media) if request.media is not None else None
+        resulting_media = media if media is not None else msg.media
+        # A link preview does not make text a caption; anything else does (1024/2048 limit).
+        has_media = resulting_media is not None and resulting_media.get("kind") != "webpage"
+        text = request.message
+        entities = [entity_to_dict(e) for e in request.entities or []] if text is not None else None
+        if text is not None:
+            limit = caption_limit(env, viewer) if has_media else MESSAGE_LENGTH_MAX
+            check_text(text, media=has_media, limit=limit)
+        if media is None and (text is None or (text == msg.text and entities == msg.entities)):
+            raise bad("MESSAGE_NOT_MODIFIED")
+        copies = world.edit(box, msg.id, text=text, entities=entities, media=media)
+        return deliver_edit(env, copies, actor=viewer, sink=ctx.sink, session=ctx.session_key)
+
+    @registry.register(functions.messages.DeleteMessagesRequest)
+    async def delete_messages(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        ids = [int(i) for i in request.id or []]
+        found = world.messages_by_ids(viewer, ids)
+        revocable: list[int] = []
+        local: list[int] = []
+        for msg_id, msg in found.items():
+            # Everyone may delete for everyone in private chats; in groups, their own messages (or admins).
+            member = world.member(msg.peer, viewer) if msg.peer < 0 else None
+            allowed = msg.peer > 0 or msg.from_id == viewer or (member is not None and member.role != "member")
+            (revocable if request.revoke and allowed else local).append(msg_id)
+        deletions = world.delete(viewer, revocable, revoke=True) + world.delete(viewer, local, revoke=False)
+        return deliver_delete(env, deletions, actor=viewer, sink=ctx.sink, session=ctx.session_key)
+
+    @registry.register(functions.channels.DeleteMessagesRequest)
+    async def delete_channel_messages(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        chat = resolve_channel(env, viewer, request.channel)
+        member = world.member(chat.id, viewer)
+        ids = [int(i) for i in request.id or []]
+        found = world.messages_by_ids(chat.id, ids)
+        for msg in found.values():
+            if msg.from_id != viewer and (member is None or not member.can("delete_messages")):
+                raise forbidden("MESSAGE_DELETE_FORBIDDEN")
+        deletions = world.delete(chat.id, sorted(found))
+        if not deletions:
+            return types.messages.AffectedMessages(pts=world.pts(chat.id), pts_count=0)
+        return deliver_delete(env, deletions, actor=viewer, sink=ctx.sink, session=ctx.session_key)
+
+    @registry.register(functions.messages.UpdatePinnedMessageRequest)
+    async def update_pinned(ctx: RpcContext, request: Any) -> TLObject:
+        viewer = ctx.require_user()
+        peer = resolve_peer(env, viewer, request.peer)
+        box = box_of(viewer, peer)
+        msg = world.message(box, int(request.id))
+        if msg is None:
+            raise bad("MESSAGE_ID_INVALID")
+        if peer < 0:
+            member = world.member(peer, viewer)
+            if member is None or (member.role == "member" and world.chat(peer).broadcast):
+                raise forbidden("CHAT_ADMIN_REQUIRED")
+        world.set_pinned(box, msg.id, not request.unpin)
+        if request.unpin:
+            return types.Updates(updates=[], users=[], chats=[], date=world.now(), seq=0)
+        posted = world.post(viewer, peer, NewMessage(action={"type": "pin"}, reply_to=msg.id, topic=msg.topic))
+        return deliver_new(env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key)
+
+    @registry.register(functions.messages.SetTypingRequest)
+    async def set_typing(ctx: RpcContext, request: Any) -> bool:
+        ctx.require_user()
+        return True

@@ -1,0 +1,135 @@
+"""The Telegram adapter: builds the Telethon client for a session and sorts Telegram's errors.
+
+Everything else talks to Telegram through the client this returns; nothing else touches Telethon's
+transport set-up (``TG_DC`` / ``TG_SERVER_KEY`` point a session at the local sandbox).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from telethon import TelegramClient
+from telethon.crypto import rsa
+from telethon.errors import RPCError
+
+from telepi.config import Settings
+
+# Telethon's own FLOOD_WAIT sleeping would hide waits from status and logs: the engine handles them.
+FLOOD_SLEEP_THRESHOLD = 0
+_loaded_keys: set[str] = set()
+
+
+def make_client(settings: Settings, *, receive_updates: bool = True) -> TelegramClient:
+    """A client on the session's ``.session`` file; pointed at the sandbox when ``TG_DC`` is set."""
+    if settings.server_key_path is not None:
+        pem = settings.server_key_path.read_text()
+        if pem not in _loaded_keys:  # rsa.add_key is process-global
+            rsa.add_key(pem, old=False)
+            _loaded_keys.add(pem)
+    client = TelegramClient(
+        str(settings.session_file.with_suffix("")),
+        settings.api_id,
+        settings.api_hash,
+        flood_sleep_threshold=FLOOD_SLEEP_THRESHOLD,
+        receive_updates=receive_updates,
+        request_retries=3,
+        connection_retries=-1,  # a VPS loses its link now and then: keep trying, the watchdog judges health
+        retry_delay=2,
+        auto_reconnect=True,
+        device_model="telepi",
+        app_version="telepi",
+    )
+    if settings.dc_address is not None:
+        host, port = settings.dc_address
+        client.session.set_dc(2, host, port)
+    return client
+
+
+class ErrorKind(Enum):
+    FLOOD_WAIT = "flood_wait"  # wait the given seconds, then retry the same message
+    SLOWMODE = "slowmode"  # per chat wait
+    PEER_FLOOD = "peer_flood"  # the account is spam-limited: stop this session
+    FORWARDS_RESTRICTED = "forwards_restricted"  # protected content: switch to reupload
+    FILE_REFERENCE_EXPIRED = "file_reference_expired"  # refetch the source message
+    FATAL_CONFIG = "fatal_config"  # the user must fix rights or chats: stop with exit 78
+    PERMANENT = "permanent"  # this message can never be sent as is: skip it with a reason
+    TRANSIENT = "transient"  # retry with backoff
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: ErrorKind
+    name: str
+    seconds: int = 0
+
+
+_FATAL = {
+    "CHAT_WRITE_FORBIDDEN": "the account cannot post in the target chat: make it an admin with 'post messages'",
+    "CHAT_ADMIN_REQUIRED": "the account needs admin rights in the target (post messages, manage topics)",
+    "CHAT_SEND_MEDIA_FORBIDDEN": "the target does not allow this account to send media: grant it media rights",
+    "CHANNEL_PRIVATE": "the account is not a member of the chat: join it with this account first",
+    "CHANNEL_INVALID": "the chat id is wrong or the account has never seen it: check the chat setting",
+    "USER_BANNED_IN_CHANNEL": "the account is banned from the chat",
+    "TOPIC_CLOSED": "a target topic is closed: reopen it or give the account manage-topics rights",
+}
+_PERMANENT = {
+    "MEDIA_EMPTY",
+    "MEDIA_INVALID",
+    "MESSAGE_EMPTY",
+    "POLL_OPTION_INVALID",
+    "WEBPAGE_CURL_FAILED",
+    "MESSAGE_TOO_LONG",
+    "MEDIA_CAPTION_TOO_LONG",
+    "FILE_PARTS_INVALID",
+    "ENTITY_BOUNDS_INVALID",
+}
+
+
+def fatal_hint(name: str) -> str | None:
+    return _FATAL.get(name)
+
+
+def error_name(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    return type(exc).__name__
+
+
+def classify(exc: BaseException) -> Classified:
+    """Sort an exception from a Telegram call into what the engine should do about it."""
+    name = error_name(exc)
+    seconds = int(getattr(exc, "seconds", 0) or 0)
+    if not isinstance(exc, RPCError):
+        return Classified(ErrorKind.TRANSIENT, name)
+    if re.match(r"FLOOD_(PREMIUM_)?WAIT", name) or type(exc).__name__ in {"FloodWaitError", "FloodPremiumWaitError"}:
+        return Classified(ErrorKind.FLOOD_WAIT, name, seconds or _seconds_in(name))
+    if name.startswith("SLOWMODE_WAIT") or type(exc).__name__ == "SlowModeWaitError":
+        return Classified(ErrorKind.SLOWMODE, name, seconds or _seconds_in(name))
+    if name == "PEER_FLOOD":
+        return Classified(ErrorKind.PEER_FLOOD, name)
+    if name == "CHAT_FORWARDS_RESTRICTED":
+        return Classified(ErrorKind.FORWARDS_RESTRICTED, name)
+    if name.startswith("FILE_REFERENCE_"):
+        return Classified(ErrorKind.FILE_REFERENCE_EXPIRED, name)
+    if name in _FATAL:
+        return Classified(ErrorKind.FATAL_CONFIG, name)
+    if name in _PERMANENT:
+        return Classified(ErrorKind.PERMANENT, name)
+    code = getattr(exc, "code", None)
+    if code is not None and 400 <= int(code) < 500 and int(code) not in (420, 429):
+        return Classified(ErrorKind.PERMANENT, name)
+    return Classified(ErrorKind.TRANSIENT, name)
+
+
+def _seconds_in(name: str) -> int:
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else 1
+
+
+def request_name(request: Any) -> str:
+    """``SendMessageRequest`` → ``SendMessage``, for logs and the status line."""
+    return type(request).__name__.removesuffix("Request")

@@ -1,0 +1,65 @@
+"""Compare a source chat with its clone in the sandbox, message by message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telepi.sandbox.sandbox import Sandbox
+
+
+def content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if not m["service"]]
+
+
+def _reply(message: dict[str, Any]) -> int | None:
+    reply = message["reply_to"]
+    return None if reply in (None, message["topic"]) else reply
+
+
+def _media(message: dict[str, Any]) -> tuple[Any, ...] | None:
+    media = message["media"]
+    if media is None:
+        return None
+    if media["kind"] == "webpage":  # Telegram builds the preview itself from the URL
+        return ("webpage", media["url"])
+    if media["kind"] == "dice":  # Telegram rolls a sent dice itself: the value cannot be copied
+        return ("dice", media["emoticon"])
+    keys = sorted(k for k in media if k not in ("sizes", "thumb", "id"))
+    return tuple((k, str(media[k])) for k in keys)
+
+
+def assert_clone_equal(sb: Sandbox, source: str, target: str, *, ordered: bool = True) -> None:
+    src = content(sb.messages(source))
+    dst = content(sb.messages(target))
+    assert len(dst) == len(src), f"{len(src)} source messages, {len(dst)} in the target"
+    src_titles = {t["id"]: t["title"] for t in sb.topics(source)} if sb.topics(source) else {}
+    dst_titles = {t["id"]: t["title"] for t in sb.topics(target)} if sb.topics(target) else {}
+    if not ordered:
+        key = lambda m: (m["text"], str(_media(m)))  # noqa: E731
+        assert sorted(map(key, src)) == sorted(map(key, dst))
+        return
+    src_index = {m["id"]: i for i, m in enumerate(src)}
+    dst_index = {m["id"]: i for i, m in enumerate(dst)}
+    src_groups: dict[int, int] = {}
+    dst_groups: dict[int, int] = {}
+    for i, (s, d) in enumerate(zip(src, dst, strict=True)):
+        where = f"message #{i} (source id {s['id']}, target id {d['id']})"
+        assert d["text"] == s["text"], where
+        assert d["entities"] == s["entities"], where
+        assert _media(d) == _media(s), where
+        if src_titles and dst_titles:
+            assert dst_titles.get(d["topic"]) == src_titles.get(s["topic"]), where
+        source_reply = _reply(s)
+        expected = src_index.get(source_reply) if source_reply is not None else None
+        target_reply = _reply(d)
+        assert (dst_index.get(target_reply) if target_reply is not None else None) == expected, where
+        if s["grouped_id"] is not None:
+            first = src_groups.setdefault(s["grouped_id"], i)
+            assert d["grouped_id"] is not None, where
+            assert dst_groups.setdefault(d["grouped_id"], i) == first, where
+        else:
+            assert d["grouped_id"] is None, where
+
+
+def topic_titles(sb: Sandbox, chat: str) -> list[str]:
+    return sorted(t["title"] for t in sb.topics(chat))

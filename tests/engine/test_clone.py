@@ -1,0 +1,135 @@
+"""The clone engine end to end: real Telethon clients against the sandbox, real SQLite checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telepi.checkpoint import SqliteStore
+from telepi.config import load_settings
+from telepi.engine.progress import Progress
+from telepi.engine.session import run_session
+from telepi.sandbox.sandbox import Sandbox
+from telepi.sandbox.worldfile import generate_history
+from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
+
+ACCOUNTS = ["alice", "bob", "carol", "dave"]
+
+
+def forum_world(count: int, *, noforwards: bool = False, seed: int = 1) -> dict[str, Any]:
+    source: dict[str, Any] = {
+        "name": "source",
+        "kind": "supergroup",
+        "forum": True,
+        "title": "Source forum",
+        "owner": "alice",
+        "noforwards": noforwards,
+        "members": ACCOUNTS[1:],
+        "topics": [
+            {"title": "News", "ref": "news"},
+            {"title": "Chat", "ref": "chat"},
+            {"title": "Files", "ref": "files"},
+        ],
+    }
+    source["messages"] = generate_history(source, count, seed=seed, max_size=48 * 1024)
+    target = {
+        "name": "target",
+        "kind": "supergroup",
+        "forum": True,
+        "title": "Target forum",
+        "owner": "alice",
+        "admins": {name: ["post_messages", "manage_topics"] for name in ACCOUNTS[1:]},
+    }
+    return {
+        "accounts": [
+            {"name": name, "phone": f"+1555000000{i}", "code": "12345"} for i, name in enumerate(ACCOUNTS, start=1)
+        ],
+        "chats": [source, target],
+    }
+
+
+async def make_sessions(sb: Sandbox, root: Path, accounts: list[str], **env: Any) -> list[Path]:
+    source, target = sb.chat("source"), sb.chat("target")
+    return [
+        await sb.session_dir(
+            root / f"session{i}", account, SOURCE_CHAT=str(source.id), TARGET_CHAT=str(target.id), **env
+        )
+        for i, account in enumerate(accounts, start=1)
+    ]
+
+
+async def run_all(directories: list[Path], timeout: float = 120) -> list[Progress]:
+    async def one(directory: Path) -> Progress:
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        try:
+            return await run_session(settings, store, asyncio.Event())
+        finally:
+            store.close()
+
+    return list(await asyncio.wait_for(asyncio.gather(*(one(d) for d in directories)), timeout))
+
+
+@pytest.mark.parametrize("sessions", [1, 3])
+async def test_history_is_cloned_once_in_order_with_topics(tmp_path: Path, sessions: int) -> None:
+    async with Sandbox(world=forum_world(150), state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(
+            sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false", MODE="copy"
+        )
+        progress = await run_all(directories)
+        assert_clone_equal(sb, "source", "target")
+        assert topic_titles(sb, "target") == topic_titles(sb, "source")
+        if sessions > 1:
+            assert all(p.done > 0 for p in progress), [p.done for p in progress]  # the work was shared
+        store = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        counts = store.report().routes[0].counts
+        assert counts["pending"] == counts["processing"] == counts["failed"] == 0
+        assert counts["done"] == len(content(sb.messages("target")))
+
+
+async def test_forward_mode_batches_and_keeps_content(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(120), state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="forward")
+        await run_all(directories)
+        target = content(sb.messages("target"))
+        source = content(sb.messages("source"))
+        assert [m["text"] for m in target] == [m["text"] for m in source]
+        assert all(m["fwd"] is None for m in target)  # drop_author: no "forwarded from" header
+
+
+async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(30), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", SYNC_DELETES="true")
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_session(settings, store, stop))
+        try:
+            source_count = len(content(sb.messages("source")))
+            await wait_for(lambda: len(content(sb.messages("target"))) == source_count)
+            news = next(t["id"] for t in sb.topics("source") if t["title"] == "News")
+            new_id = await sb.post("source", "breaking news", as_account="alice", topic=news)
+            await wait_for(lambda: any(m["text"] == "breaking news" for m in sb.messages("target")))
+            await sb.edit("source", new_id, "breaking news, corrected", as_account="alice")
+            await wait_for(lambda: any(m["text"] == "breaking news, corrected" for m in sb.messages("target")))
+            copy = next(m for m in sb.messages("target") if m["text"] == "breaking news, corrected")
+            target_news = next(t["id"] for t in sb.topics("target") if t["title"] == "News")
+            assert copy["topic"] == target_news
+            await sb.delete("source", new_id, as_account="alice")
+            await wait_for(lambda: all(m["id"] != copy["id"] for m in sb.messages("target")))
+            assert_clone_equal(sb, "source", "target")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            store.close()

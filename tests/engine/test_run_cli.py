@@ -1,0 +1,53 @@
+"""``telepi run`` as a process against the sandbox: login problems are exit 78 with the fix named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from telepi.errors import EX_CONFIG
+from telepi.sandbox.sandbox import Sandbox
+from tests.engine.test_clone import forum_world, make_sessions
+
+
+def run(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telepi", "run", str(directory)], capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_not_logged_in_session_exits_78_naming_telepi_login(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(5), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false")
+        (directory / "session1.session").unlink()
+        os.chmod(directory / ".env", 0o644)
+        result = await _in_thread(run, directory)
+        assert result.returncode == EX_CONFIG, result.stderr
+        assert f"session session1 is not logged in: run  telepi login {directory}" in result.stderr
+        assert f"{directory / '.env'} is readable by other users" in result.stderr  # a warning, not a refusal
+        assert (tmp_path / "sessions" / "shared" / "checkpoint.db").is_file()
+        log = (directory / "clone.log").read_text()
+        api_hash = next(
+            line.split("=", 1)[1]
+            for line in (directory / ".env").read_text().splitlines()
+            if line.startswith("TG_API_HASH=")
+        )
+        assert "not logged in" in log and api_hash not in log + result.stderr
+
+
+async def test_unknown_source_chat_exits_78_naming_the_key(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(5), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false")
+        env = (directory / ".env").read_text().replace(f"SOURCE_CHAT={sb.chat('source').id}", "SOURCE_CHAT=@nosuchchat")
+        (directory / ".env").write_text(env)
+        result = await _in_thread(run, directory)
+        assert result.returncode == EX_CONFIG, result.stderr
+        assert "SOURCE_CHAT='@nosuchchat' cannot be found by this account" in result.stderr
+
+
+async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    return await asyncio.to_thread(function, *args)
