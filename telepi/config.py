@@ -49,6 +49,7 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "TO_ID": ("", "last source message id to copy"),
     "LEASE_SECONDS": ("120", "how long a claimed message stays leased without a heartbeat"),
     "MAX_ATTEMPTS": ("5", "attempts before a message is marked failed"),
+    "SEND_INTERVAL": ("0.5", "least seconds between two sends of this account (pacing)"),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
     "TG_DC": ("", "test only: host:port of a local Telegram (the sandbox)"),
     "TG_SERVER_KEY": ("", "test only: PEM public key of that server"),
@@ -78,6 +79,7 @@ class Settings:
     to_id: int | None
     lease_seconds: int
     max_attempts: int
+    send_interval: float
     log_level: str
     dc_address: tuple[str, int] | None
     server_key_path: Path | None
@@ -139,6 +141,19 @@ class _Reader:
             return False
         self.problem(key, "is not a boolean", f"set {key} to true or false")
         return default
+
+    def seconds(self, key: str, default: float, low: float, high: float) -> float:
+        def parse(text: str) -> float:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError("is not a number of seconds") from None
+            if not low <= number <= high:
+                raise ValueError(f"is out of range (must be between {low:g} and {high:g})")
+            return number
+
+        result = self.parsed(key, parse, f"set {key} to a number of seconds such as 0.5")
+        return default if result is None else result
 
     def integer(self, key: str, default: int | None, low: int, high: int | None = None) -> int | None:
         def parse(text: str) -> int:
@@ -275,6 +290,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         to_id=to_id,
         lease_seconds=read.integer("LEASE_SECONDS", 120, 10, 86400) or 120,
         max_attempts=read.integer("MAX_ATTEMPTS", 5, 1, 100) or 5,
+        send_interval=read.seconds("SEND_INTERVAL", 0.5, 0.0, 60.0),
         log_level=log_level,
         dc_address=read.parsed("TG_DC", _parse_address, "set TG_DC to host:port, or remove it to use Telegram"),
         server_key_path=_server_key(directory, read),

@@ -97,6 +97,7 @@ async def run_demo(
                 TARGET_CHAT=str(target.id),
                 LIVE="false",
                 ORDERED="true",
+                SEND_INTERVAL="0",
             )
             for i, account in enumerate(("bob", "carol"), start=1)
         ]

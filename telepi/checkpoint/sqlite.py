@@ -172,7 +172,8 @@ class SqliteStore:
             chosen: dict[int, sqlite3.Row] = {}
             albums_seen: set[int] = set()
             candidates = db.execute(
-                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE} ORDER BY source_msg_id LIMIT :limit",
+                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE} "
+                "ORDER BY source_msg_id LIMIT :limit",
                 {**params, "limit": max(limit, 1)},
             ).fetchall()
             for row in candidates:
@@ -185,7 +186,8 @@ class SqliteStore:
                     albums_seen.add(grouped_id)
                     # An album is one item for the engine: lease every claimable member together.
                     for member in db.execute(
-                        f"SELECT * FROM messages INDEXED BY messages_album WHERE {_CLAIMABLE} AND grouped_id = :grouped",
+                        f"SELECT * FROM messages INDEXED BY messages_album WHERE {_CLAIMABLE} "
+                        "AND grouped_id = :grouped",
                         {**params, "grouped": grouped_id},
                     ):
                         chosen[member["source_msg_id"]] = member
@@ -389,6 +391,13 @@ class SqliteStore:
                 "lease_expires = NULL, updated_at = excluded.updated_at",
                 (route_id, source_topic_id, target_topic_id, title, now),
             )
+
+    def topic_title(self, route_id: int, source_topic_id: int) -> str | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT title FROM topics WHERE route_id = ? AND source_topic_id = ?", (route_id, source_topic_id)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def topic_map(self, route_id: int) -> dict[int, int]:
         with self._tx(write=False) as db:

@@ -76,6 +76,9 @@ class Store(Protocol):
 
     def complete_topic(self, route_id: int, source_topic_id: int, target_topic_id: int, title: str) -> None: ...
 
+    def topic_title(self, route_id: int, source_topic_id: int) -> str | None:
+        """The title last recorded for a source topic (renames compare against it)."""
+
     def topic_map(self, route_id: int) -> dict[int, int]: ...
 
     # sessions

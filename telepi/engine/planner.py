@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from telethon.tl import types
 
 from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
@@ -38,6 +41,7 @@ class Planner:
     ) -> None:
         self.client = client
         self.limiter = limiter
+        self.on_topic_renamed: Callable[[int, str], Awaitable[None]] | None = None
         self.store = store
         self.route_id = route_id
         self.session = session
@@ -62,6 +66,7 @@ class Planner:
             ready = self._without_open_album(batch, at_end)
             if ready:
                 added += self._enqueue(ready)
+                await self._follow_topic_renames(ready)
                 self.store.raise_high_water(self.route_id, ready[-1].id)
             if at_end:
                 self.reached_end = True
@@ -105,6 +110,16 @@ class Planner:
         if added:
             log.info("planned %d new messages up to id %d", added, messages[-1].id, extra={"event": "planned"})
         return added
+
+    async def _follow_topic_renames(self, messages: list[Any]) -> None:
+        if self.on_topic_renamed is None:
+            return
+        for message in messages:
+            action = getattr(message, "action", None)
+            if isinstance(action, types.MessageActionTopicEdit) and action.title:
+                topic = topic_of(message, self.scope.source_is_forum)
+                if topic is not None:
+                    await self.on_topic_renamed(topic, action.title)
 
     async def run(self, wake: asyncio.Event, *, live: bool, poll_seconds: float, stop: asyncio.Event) -> None:
         """Plan the history, then (when live) again on every wake-up and at least every ``poll_seconds``."""

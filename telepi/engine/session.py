@@ -82,7 +82,6 @@ async def run_session(
     *,
     hooks: Hooks | None = None,
     reuploader: Reuploader | None = None,
-    send_interval: float = 0.0,
 ) -> Progress:
     hooks = hooks or Hooks()
     client = make_client(settings)
@@ -107,7 +106,7 @@ async def run_session(
             source_protected=bool(getattr(source, "noforwards", False)),
             user_id=me.id,
         )
-        await _run_route(client, settings, store, route_target, progress, stop, hooks, reuploader, send_interval)
+        await _run_route(client, settings, store, route_target, progress, stop, hooks, reuploader)
     finally:
         with contextlib.suppress(Exception):
             store.release(settings.session_name)
@@ -132,7 +131,6 @@ async def _run_route(
     stop: asyncio.Event,
     hooks: Hooks,
     reuploader: Reuploader | None,
-    send_interval: float,
 ) -> None:
     session = settings.session_name
     topics = TopicMapper(
@@ -153,7 +151,7 @@ async def _run_route(
         if released:
             log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
 
-    limiter = AccountLimiter(store, session, progress, min_interval=send_interval, on_long_wait=hand_over)
+    limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, on_long_wait=hand_over)
     planner = Planner(
         client,
         store,
@@ -162,6 +160,7 @@ async def _run_route(
         PlanScope(route.source_peer, route.source_is_forum, settings.source_topic, settings.from_id, settings.to_id),
         limiter,
     )
+    planner.on_topic_renamed = topics.rename
     worker = Worker(
         client,
         store,

@@ -17,6 +17,7 @@ from telethon.tl import functions, types
 
 from telepi.checkpoint.store import Store
 from telepi.engine.messages import GENERAL_TOPIC
+from telepi.telegram import error_name
 
 log = logging.getLogger(__name__)
 TOPIC_LEASE_SECONDS = 60.0
@@ -151,12 +152,21 @@ class TopicMapper:
         raise RuntimeError(f"topic {title!r} created but its id is missing from the result")
 
     async def rename(self, source_topic: int, title: str) -> None:
-        """Follow a rename of a source topic in the target."""
-        target = await self.target_topic(source_topic)
-        if target is None or self.fixed is not None:
+        """Follow a rename of a source topic in the target (once: the checkpoint keeps the last title)."""
+        if self.fixed is not None or not self.target_is_forum or str(source_topic) in self.overrides:
             return
-        await self.client(functions.messages.EditForumTopicRequest(peer=self.target_peer, topic_id=target, title=title))
+        target = await self.target_topic(source_topic)
+        if target is None or self.store.topic_title(self.route_id, source_topic) == title:
+            return
+        try:
+            await self.client(
+                functions.messages.EditForumTopicRequest(peer=self.target_peer, topic_id=target, title=title)
+            )
+        except Exception as exc:
+            if error_name(exc) != "TOPIC_NOT_MODIFIED":  # another session renamed it first
+                raise
         self.store.complete_topic(self.route_id, source_topic, target, title)
+        log.info("renamed target topic %d to %r", target, title, extra={"event": "topic_renamed"})
 
 
 def _general_as_none(topic_id: int) -> int | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telethon.tl import functions
 
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
@@ -55,7 +56,11 @@ async def make_sessions(sb: Sandbox, root: Path, accounts: list[str], **env: Any
     source, target = sb.chat("source"), sb.chat("target")
     return [
         await sb.session_dir(
-            root / f"session{i}", account, SOURCE_CHAT=str(source.id), TARGET_CHAT=str(target.id), **env
+            root / f"session{i}",
+            account,
+            SOURCE_CHAT=str(source.id),
+            TARGET_CHAT=str(target.id),
+            **{"SEND_INTERVAL": "0", **env},
         )
         for i, account in enumerate(accounts, start=1)
     ]
@@ -128,6 +133,14 @@ async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
             assert copy["topic"] == target_news
             await sb.delete("source", new_id, as_account="alice")
             await wait_for(lambda: all(m["id"] != copy["id"] for m in sb.messages("target")))
+            owner = await sb.client("alice")
+            await owner(
+                functions.messages.EditForumTopicRequest(
+                    peer=await owner.get_input_entity(sb.chat("source").id), topic_id=news, title="Headlines"
+                )
+            )
+            await wait_for(lambda: "Headlines" in topic_titles(sb, "target"), timeout=30)
+            assert "News" not in topic_titles(sb, "target")
             assert_clone_equal(sb, "source", "target")
         finally:
             stop.set()
