@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_cmd_status)
 
+    login = commands.add_parser("login", help="log a session's account in (creates its .session file, mode 600)")
+    login.add_argument("session_dir")
+    login.add_argument(
+        "--phone", help="phone number; with stdin not a terminal, the code (then the 2FA password) is read from stdin"
+    )
+    login.set_defaults(handler=_cmd_login)
+
     retry = commands.add_parser("retry", help="requeue failed messages (all, one route's, or given ids)")
     retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
     retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
@@ -100,6 +107,15 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
         loop.add_signal_handler(signum, stop.set)
     progress = await run_session(settings, store, stop)
     log.info("session %s stopped: %s", settings.session_name, progress.line())
+
+
+def _cmd_login(args: argparse.Namespace) -> int:
+    from telepi.config import load_settings
+    from telepi.login import Answers, login
+
+    settings = load_settings(args.session_dir)
+    answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty())
+    return asyncio.run(login(settings, answers, print))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -134,6 +134,7 @@ async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
             await sb.delete("source", new_id, as_account="alice")
             await wait_for(lambda: all(m["id"] != copy["id"] for m in sb.messages("target")))
             owner = await sb.client("alice")
+            await owner.get_dialogs()  # a fresh client knows no chat until it has seen its dialogs
             await owner(
                 functions.messages.EditForumTopicRequest(
                     peer=await owner.get_input_entity(sb.chat("source").id), topic_id=news, title="Headlines"
