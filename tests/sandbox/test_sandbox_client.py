@@ -356,3 +356,18 @@ async def test_basic_group_and_private_messages_arrive_in_each_account_box(sb: S
     reply = await wait(bob.send_message(group.id, "re", reply_to=first.message.id))
     assert sb.messages("group", as_account="alice")[-1]["reply_to"] == in_group.id
     assert reply.reply_to.reply_to_msg_id == first.message.id
+
+
+async def test_a_downloaded_photo_uploaded_again_keeps_its_dimensions(sb: Sandbox) -> None:
+    alice = await wait(sb.client("alice"))
+    original = [
+        m async for m in alice.iter_messages("the_forum", wait_time=0) if m.photo and m.photo.sizes[-1].w == 640
+    ]
+    data = await wait(alice.download_media(original[-1], file=bytes))
+    stream = io.BytesIO(data)
+    stream.name = "again.jpg"
+    again = await wait(alice.send_file("the_forum", stream))
+    assert [(s.type, s.w, s.h, s.size) for s in again.photo.sizes] == [("x", 640, 480, 3000)]
+    assert sb.messages("forum")[-1]["media"]["sha256"] == next(
+        m["media"]["sha256"] for m in sb.messages("forum") if m["id"] == original[-1].id
+    )
