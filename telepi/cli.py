@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     login.set_defaults(handler=_cmd_login)
 
+    doctor = commands.add_parser("doctor", help="check everything a session needs, one line per check")
+    doctor.add_argument("session_dir")
+    doctor.set_defaults(handler=_cmd_doctor)
+
     retry = commands.add_parser("retry", help="requeue failed messages (all, one route's, or given ids)")
     retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
     retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
@@ -116,6 +120,15 @@ def _cmd_login(args: argparse.Namespace) -> int:
     settings = load_settings(args.session_dir)
     answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty())
     return asyncio.run(login(settings, answers, print))
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from telepi.config import load_settings
+    from telepi.doctor import diagnose
+
+    settings = load_settings(args.session_dir)
+    healthy = asyncio.run(diagnose(settings, lambda check: print(check.line(), flush=True)))
+    return 0 if healthy else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

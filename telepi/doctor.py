@@ -1,0 +1,180 @@
+"""``telepi doctor``: check everything a session needs, one line per check with the fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from telethon import utils
+from telethon.tl import types
+
+from telepi.config import Settings
+from telepi.engine.session import ChatNotFound, resolve_chat
+from telepi.permissions import exposed_secret_files
+from telepi.telegram import error_name, make_client
+
+Verdict = Literal["ok", "problem", "note"]
+UNIT_PATHS = (Path("/etc/systemd/system/telepi@.service"), Path("/usr/lib/systemd/system/telepi@.service"))
+
+
+@dataclass(frozen=True)
+class Check:
+    verdict: Verdict
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        label = {"ok": "ok     ", "problem": "PROBLEM", "note": "note   "}[self.verdict]
+        return f"{label} {self.what}" + (f" — {self.fix}" if self.fix else "")
+
+
+async def diagnose(settings: Settings, report: Callable[[Check], None]) -> bool:
+    """Run every check, reporting each as it finishes; True when nothing is a problem."""
+    checks: list[Check] = []
+
+    def add(check: Check) -> None:
+        checks.append(check)
+        report(check)
+
+    add(Check("ok", f"configuration {settings.session_dir / '.env'} is valid ({settings.route_label})"))
+    exposed = exposed_secret_files(settings)
+    for problem in exposed:
+        add(Check("problem", problem.what, problem.fix))
+    if not exposed:
+        add(Check("ok", "secret files are private to this user"))
+    add(_checkpoint(settings.shared_db_path))
+    add(_unit(settings.session_name))
+    if not settings.session_file.exists():
+        add(Check("problem", f"no session file {settings.session_file}", f"run: telepi login {settings.session_dir}"))
+        return False
+    for check in await _telegram(settings):
+        add(check)
+    return all(check.verdict != "problem" for check in checks)
+
+
+def _checkpoint(path: Path) -> Check:
+    if not path.exists():  # connecting would create it: judge the directory instead
+        existing = next(parent for parent in path.parents if parent.exists())
+        if os.access(existing, os.W_OK | os.X_OK):
+            return Check("ok", f"checkpoint {path} will be created by the first session that runs")
+        return Check(
+            "problem", f"checkpoint {path} cannot be created ({existing} is not writable)", "fix its permissions"
+        )
+    try:
+        db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")  # proves the file and its directory are writable, changes nothing
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return Check(
+            "problem", f"checkpoint {path} is not writable ({exc})", "fix the permissions of the shared directory"
+        )
+    return Check("ok", f"checkpoint {path} is writable")
+
+
+def _unit(session: str) -> Check:
+    if not any(path.exists() for path in UNIT_PATHS):
+        return Check(
+            "note", "the systemd unit telepi@.service is not installed", "fine with run.sh; see the deploy section"
+        )
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        return Check("note", "telepi@.service is installed but systemctl is not available here")
+    enabled = subprocess.run(
+        [systemctl, "is-enabled", f"telepi@{session}"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+    if enabled == "enabled":
+        return Check("ok", f"telepi@{session} is installed and enabled")
+    return Check(
+        "note", f"telepi@{session} is installed but {enabled or 'not enabled'}", f"systemctl enable telepi@{session}"
+    )
+
+
+async def _telegram(settings: Settings) -> list[Check]:
+    client = make_client(settings, receive_updates=False)
+    checks: list[Check] = []
+    try:
+        await client.connect()
+        if not await client.is_user_authorized():
+            return [Check("problem", "the session is not logged in", f"run: telepi login {settings.session_dir}")]
+        me = await client.get_me()
+        checks.append(Check("ok", f"logged in as user id {me.id}"))
+        try:
+            source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
+            await client.get_messages(source, limit=1)
+        except ChatNotFound as exc:
+            checks.append(Check("problem", str(exc).rstrip(".")))
+            return checks
+        checks.append(_source(source, settings))
+        try:
+            target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+        except ChatNotFound as exc:
+            checks.append(Check("problem", str(exc).rstrip(".")))
+            return checks
+        checks.append(_writable(target))
+        checks.extend(_topics(source, target, settings))
+    except Exception as exc:  # an unreachable Telegram is a finding, not a crash
+        checks.append(Check("problem", f"Telegram could not be reached ({error_name(exc)})", "check the network"))
+    finally:
+        await client.disconnect()
+    return checks
+
+
+def _source(source: Any, settings: Settings) -> Check:
+    protected = bool(getattr(source, "noforwards", False))
+    mode = settings.mode
+    if mode == "auto":
+        mode_text = "MODE=auto will reupload (protected content)" if protected else "MODE=auto will forward"
+    elif mode == "forward" and protected:
+        return Check(
+            "problem",
+            f"source {_title(source)} is protected: forwarding is refused",
+            "set MODE=auto or MODE=reupload",
+        )
+    else:
+        mode_text = f"MODE={mode}"
+    return Check("ok", f"source {_title(source)} is readable; {mode_text}")
+
+
+def _writable(target: Any) -> Check:
+    name = _title(target)
+    if isinstance(target, types.Channel):
+        rights = target.admin_rights
+        if target.creator or (rights is not None and rights.post_messages) or (target.megagroup and rights is not None):
+            return Check("ok", f"target {name} is writable")
+        banned = target.default_banned_rights
+        if target.megagroup and not (banned is not None and banned.send_messages) and not target.left:
+            return Check("ok", f"target {name} is writable (member)")
+        return Check("problem", f"this account cannot post in target {name}", "make it an admin with 'post messages'")
+    if isinstance(target, types.Chat):
+        return Check("ok", f"target {name} is writable (basic group)")
+    return Check("ok", f"target {name} ({type(target).__name__})")
+
+
+def _topics(source: Any, target: Any, settings: Settings) -> list[Check]:
+    if not getattr(source, "forum", False) or settings.target_topic is not None or not settings.auto_create_topics:
+        return []
+    if not getattr(target, "forum", False):
+        return [Check("note", "the source has topics but the target is not a forum: everything lands in one chat")]
+    rights = getattr(target, "admin_rights", None)
+    if getattr(target, "creator", False) or (rights is not None and rights.manage_topics):
+        return [Check("ok", "the account may create topics in the target")]
+    return [
+        Check(
+            "problem",
+            "the source has topics but this account may not create them in the target",
+            "give it the admin right 'manage topics', or set TARGET_TOPIC",
+        )
+    ]
+
+
+def _title(entity: Any) -> str:
+    return f"{getattr(entity, 'title', None) or utils.get_display_name(entity)!r} ({utils.get_peer_id(entity)})"
