@@ -13,7 +13,7 @@ from typing import Any
 
 from telethon import TelegramClient
 from telethon.crypto import rsa
-from telethon.errors import RPCError
+from telethon.errors import RPCError, rpcerrorlist
 
 from telepi.config import Settings
 
@@ -92,11 +92,24 @@ def fatal_hint(name: str) -> str | None:
     return _FATAL.get(name)
 
 
+# Telethon's specific error classes carry only their base's generic message ("FORBIDDEN", "FLOOD"):
+# map each class back to Telegram's own error name.
+_NAMES: dict[type, str] = {cls: name for name, cls in rpcerrorlist.rpc_errors_dict.items()}
+_PATTERNS: dict[type, str] = {cls: pattern for pattern, cls in rpcerrorlist.rpc_errors_re}
+
+
 def error_name(exc: BaseException) -> str:
+    """Telegram's error name (``CHAT_WRITE_FORBIDDEN``, ``FLOOD_WAIT_30``) or the exception's class name."""
+    cls = type(exc)
+    if cls in _NAMES:
+        return _NAMES[cls]
+    if cls in _PATTERNS:
+        value = getattr(exc, "seconds", None) or getattr(exc, "new_dc", None) or getattr(exc, "value", None)
+        return _PATTERNS[cls].replace("(\\d+)", str(value if value is not None else "X"))
     message = getattr(exc, "message", None)
     if isinstance(message, str) and message:
         return message
-    return type(exc).__name__
+    return cls.__name__
 
 
 def classify(exc: BaseException) -> Classified:

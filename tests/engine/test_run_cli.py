@@ -51,3 +51,28 @@ async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
     import asyncio
 
     return await asyncio.to_thread(function, *args)
+
+
+async def test_target_the_account_cannot_post_to_stops_with_78(tmp_path: Path) -> None:
+    world = forum_world(5)
+    world["chats"].append({"name": "broadcast", "kind": "channel", "owner": "alice", "members": ["bob"]})
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        env = (directory / ".env").read_text()
+        env = env.replace(f"TARGET_CHAT={sb.chat('target').id}", f"TARGET_CHAT={sb.chat('broadcast').id}")
+        (directory / ".env").write_text(env)
+        result = await _in_thread(run, directory)
+        assert result.returncode == EX_CONFIG, result.stderr
+        assert "Telegram answered CHAT_WRITE_FORBIDDEN: the account cannot post in the target chat" in result.stderr
+        assert (
+            "processing"
+            not in subprocess.run(
+                [
+                    "sqlite3",
+                    str(tmp_path / "sessions" / "shared" / "checkpoint.db"),
+                    "SELECT status FROM messages WHERE status='processing';",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )  # its leases were released on the way out
