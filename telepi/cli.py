@@ -136,9 +136,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from telepi.service.logs import setup_logging
 
     setup_logging("WARNING")
-    return asyncio.run(
-        run_demo(Console(), messages=args.messages, video_mib=args.video_mib, reuploader=None, keep=args.keep)
-    )
+    return asyncio.run(run_demo(Console(), messages=args.messages, video_mib=args.video_mib, keep=args.keep))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

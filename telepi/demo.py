@@ -20,7 +20,6 @@ from rich.table import Table
 from telepi.checkpoint.sqlite import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import Hooks, run_session
-from telepi.engine.worker import Reuploader
 
 ACCOUNTS = ("alice", "bob", "carol")
 TOPICS = ("Announcements", "Photos", "Files", "Chat")
@@ -74,12 +73,10 @@ def demo_world(messages: int, *, protected: bool, video_mib: int) -> dict[str, A
     }
 
 
-async def run_demo(
-    console: Console, *, messages: int, video_mib: int, reuploader: Reuploader | None, keep: Path | None
-) -> int:
+async def run_demo(console: Console, *, messages: int, video_mib: int, keep: Path | None) -> int:
     from telepi.sandbox.sandbox import Sandbox
 
-    protected = reuploader is not None
+    protected = True  # the hard case: nothing can be forwarded, every file is streamed again
     root = keep or Path(tempfile.mkdtemp(prefix="telepi-demo-"))
     world = demo_world(messages, protected=protected, video_mib=video_mib)
     console.print(
@@ -112,7 +109,7 @@ async def run_demo(
 
             hooks = Hooks(status=show)
             try:
-                await run_session(settings, store, asyncio.Event(), hooks=hooks, reuploader=reuploader)
+                await run_session(settings, store, asyncio.Event(), hooks=hooks)
             finally:
                 store.close()
 
@@ -144,8 +141,15 @@ def report(console: Console, sb: Any, seconds: float) -> int:
     console.print(table)
     keys = [(m["text"], (m["media"] or {}).get("sha256"), target_titles.get(m["topic"])) for m in target]
     duplicates = len(keys) - len(set(keys)) - _repeats_in(source, source_titles)
-    console.print(f"duplicates: {max(duplicates, 0)}   topics matched: {'all' if all_matched else 'NOT all'}")
-    return 0 if all_matched and duplicates <= 0 else 1
+    source_files = sorted((m["media"] or {}).get("sha256") or "" for m in source if (m["media"] or {}).get("sha256"))
+    target_files = sorted((m["media"] or {}).get("sha256") or "" for m in target if (m["media"] or {}).get("sha256"))
+    identical = sum((collections.Counter(source_files) & collections.Counter(target_files)).values())
+    biggest = max(((m["media"] or {}).get("size") or 0 for m in target), default=0)
+    console.print(
+        f"duplicates: {max(duplicates, 0)}   topics matched: {'all' if all_matched else 'NOT all'}   "
+        f"files byte-identical (sha256): {identical}/{len(source_files)}, largest {biggest / 2**20:.0f} MiB"
+    )
+    return 0 if all_matched and duplicates <= 0 and identical == len(source_files) else 1
 
 
 def _repeats_in(messages: list[dict[str, Any]], titles: dict[int, str]) -> int:

@@ -84,6 +84,11 @@ async def run_session(
     reuploader: Reuploader | None = None,
 ) -> Progress:
     hooks = hooks or Hooks()
+    own_reuploader = reuploader is None
+    if reuploader is None:
+        from telepi.engine.transfer import StreamingReuploader
+
+        reuploader = StreamingReuploader()
     client = make_client(settings)
     progress = Progress()
     await client.connect()
@@ -111,6 +116,9 @@ async def run_session(
         with contextlib.suppress(Exception):
             store.release(settings.session_name)
             store.set_session_state(settings.session_name, "stopped")
+        if own_reuploader:
+            with contextlib.suppress(Exception):
+                await reuploader.close()
         await client.disconnect()
     return progress
 
@@ -269,7 +277,8 @@ async def _heartbeat(store: Store, session: str, lease_seconds: float, stop: asy
     while not stop.is_set():
         store.heartbeat(session, lease_seconds)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=lease_seconds / 4)
+            async with asyncio.timeout(lease_seconds / 4):
+                await stop.wait()
 
 
 async def _report(store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event) -> None:
@@ -280,4 +289,5 @@ async def _report(store: Store, route_id: int, progress: Progress, hooks: Hooks,
         if tty:
             print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=2.0)
+            async with asyncio.timeout(2.0):
+                await stop.wait()

@@ -29,6 +29,7 @@ from telepi.engine.progress import Progress
 from telepi.engine.ratelimit import AccountLimiter
 from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
+from telepi.engine.transfer_errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError
 from telepi.errors import UserFixableError
 from telepi.telegram import ErrorKind, classify, error_name, fatal_hint
 
@@ -45,6 +46,8 @@ class Reuploader(Protocol):
     """Streams a file message's media to new uploaded input media (``telepi.engine.transfer``)."""
 
     async def media(self, client: Any, message: Any, *, for_album: bool, target_peer: Any) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -322,6 +325,12 @@ class Worker:
                 "Telegram limits this account (PEER_FLOOD): it may not send for a while; "
                 "check @SpamBot with this account and start the session again later."
             ) from exc
+        if isinstance(exc, TransferError) and not exc.retryable and not isinstance(exc, SourceChanged):
+            reason = exc.reason if isinstance(exc, TooLarge) else (getattr(exc, "error", "") or exc.reason)
+            log.warning("skipping %s: %s", list(ids), exc, extra={"event": "skipped", "msg_id": ids[0]})
+            self.store.skip(self.route.route_id, ids, reason, self.session)
+            self.progress.skipped += len(ids)
+            return
         if kind.kind is ErrorKind.PERMANENT:
             log.warning("skipping %s: %s", list(ids), name, extra={"event": "skipped", "msg_id": ids[0]})
             self.store.skip(self.route.route_id, ids, name, self.session)
@@ -329,6 +338,8 @@ class Worker:
             return
         attempts = max(item.attempts for item in unit.items) + 1
         backoff = min(2.0**attempts, 300.0)
+        if isinstance(exc, FloodWaitTooLong):
+            backoff = max(backoff, exc.seconds)
         log.warning(
             "attempt %d on %s failed: %s; retrying in %.0fs",
             attempts,
@@ -394,4 +405,5 @@ class Worker:
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()

@@ -24,8 +24,13 @@ def _media(message: dict[str, Any]) -> tuple[Any, ...] | None:
         return ("webpage", media["url"])
     if media["kind"] == "dice":  # Telegram rolls a sent dice itself: the value cannot be copied
         return ("dice", media["emoticon"])
-    keys = sorted(k for k in media if k not in ("sizes", "thumb", "id"))
-    return tuple((k, str(media[k])) for k in keys)
+    keys = sorted(k for k in media if k not in ("sizes", "thumb", "thumbs", "id", "attributes"))
+    attributes = sorted(
+        str(sorted((key, value) for key, value in attribute.items() if value not in (False, None)))
+        for attribute in media.get("attributes") or []
+    )
+    thumbs = sorted((t.get("sha256"), t.get("w"), t.get("h")) for t in media.get("thumbs") or [])
+    return (*((k, str(media[k])) for k in keys), ("attributes", tuple(attributes)), ("thumbs", tuple(thumbs)))
 
 
 def assert_clone_equal(sb: Sandbox, source: str, target: str, *, ordered: bool = True) -> None:

@@ -147,3 +147,29 @@ async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
             stop.set()
             await asyncio.wait_for(running, 30)
             store.close()
+
+
+@pytest.mark.parametrize("sessions", [1, 3])
+async def test_protected_source_is_reuploaded_byte_identical(tmp_path: Path, sessions: int) -> None:
+    world = forum_world(120, noforwards=True, seed=3)
+    world["chats"][0]["messages"].append(
+        {
+            "text": "a bigger video",
+            "topic": "files",
+            "media": {
+                "kind": "video",
+                "size": 12 * 1024 * 1024 + 5,
+                "duration": 30,
+                "w": 1280,
+                "h": 720,
+                "supports_streaming": True,
+                "filename": "clip.mp4",
+                "thumb": {"size": 3000, "w": 320, "h": 180},
+            },
+        }
+    )
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false")
+        await run_all(directories, timeout=240)
+        assert_clone_equal(sb, "source", "target")  # media compared by kind, size, sha256 and attributes
+        assert topic_titles(sb, "target") == topic_titles(sb, "source")

@@ -1,0 +1,299 @@
+"""Streaming reupload vs Telethon's download-then-upload, side by side on the sandbox's simulated links.
+
+    .venv/bin/python -m bench.transfer [--size-mib 256] [--link-mib 8] [--account-mib 32] [--latency-ms 20]
+                                       [--connections 4] [--sweep] [--json results.json]
+
+A protected channel holds one video of ``--size-mib``; a cloner account copies it into a target channel
+twice: with ``telepi.engine.transfer`` (streaming, parts in flight on several connections) and the way
+most cloners do it with Telethon (``download_media`` to a file, then ``send_file``). Each cloner runs as
+its own child process, so its wall time and peak RSS (``VmHWM``) are its own; the sandbox serves both
+from this process. Both copies are checked byte for byte (SHA-256 from the sandbox's file store).
+``--sweep`` also times the streaming side with 1, 2, 4 and 8 connections each way.
+
+The scene (:func:`world`) and the child (:func:`run_cloner`) also serve ``tests/engine/test_transfer.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNT = "cloner"
+OWNER = "alice"
+SOURCE = "source"
+TARGET = "target"
+MiB = 1024 * 1024
+
+
+def world(media: Sequence[dict[str, Any]], *, premium: bool = False) -> dict[str, Any]:
+    """A protected source channel with one message per media spec (world-file format), an empty
+    target channel, and the cloner: a member of the source and an admin who may post in the target."""
+    return {
+        "accounts": [
+            {"name": OWNER, "phone": "+15550000001", "code": "11111"},
+            {"name": ACCOUNT, "phone": "+15550000002", "code": "22222", "premium": premium},
+        ],
+        "chats": [
+            {
+                "name": SOURCE,
+                "kind": "channel",
+                "title": "Protected source",
+                "owner": OWNER,
+                "noforwards": True,
+                "members": [ACCOUNT],
+                "messages": [{"text": f"item {i}", "media": dict(spec)} for i, spec in enumerate(media)],
+            },
+            {
+                "name": TARGET,
+                "kind": "channel",
+                "title": "Target",
+                "owner": OWNER,
+                "admins": {ACCOUNT: ["post_messages"]},
+            },
+        ],
+    }
+
+
+def vm_status(field: str, pid: int | str = "self") -> int:
+    """A memory figure from /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+# ---- the cloner side (child process) --------------------------------------------------------------
+
+
+def _emit(kind: str, value: Any) -> None:
+    print(json.dumps({kind: value}), flush=True)
+
+
+async def _clone(config: dict[str, Any]) -> None:
+    from telethon import TelegramClient
+    from telethon.crypto import rsa
+    from telethon.sessions import SQLiteSession
+    from telethon.tl import functions
+
+    from telepi.engine.transfer import TransferOptions, TransferProgress, Transfers
+
+    rsa.add_key(Path(config["pem"]).read_text(), old=False)
+    client = TelegramClient(
+        SQLiteSession(config["session"]),
+        config["api_id"],
+        config["api_hash"],
+        receive_updates=False,
+        flood_sleep_threshold=0,
+    )
+    await client.connect()
+    try:
+        source = await client.get_input_entity(config["source"])
+        target = await client.get_input_entity(config["target"])
+        messages = await client.get_messages(source, ids=config["ids"])
+        idle = vm_status("VmRSS")
+        options = TransferOptions(**config["options"])
+
+        def progress(p: TransferProgress) -> None:
+            _emit("progress", asdict(p))
+
+        started = time.perf_counter()
+        async with Transfers(client, options) as transfers:
+            for message in messages:
+                if config["mode"] == "stream":
+
+                    async def refresh(message: Any = message) -> Any:
+                        return await client.get_messages(source, ids=message.id)
+
+                    media = await transfers.reupload(message, refresh=refresh, progress=progress)
+                    request = functions.messages.SendMediaRequest(
+                        peer=target, media=media, message=message.message or "", random_id=secrets.randbits(63)
+                    )
+                    await client(request)
+                else:  # what most cloners do: the whole file to disk, then Telethon's one-part-at-a-time upload
+                    path = await client.download_media(message, file=config["workdir"] + os.sep)
+                    try:
+                        document = message.document
+                        await client.send_file(
+                            target,
+                            path,
+                            caption=message.message or "",
+                            attributes=document.attributes,
+                            mime_type=document.mime_type,
+                        )
+                    finally:
+                        os.unlink(path)
+        elapsed = time.perf_counter() - started
+        _emit(
+            "result",
+            {"elapsed": elapsed, "vmhwm": vm_status("VmHWM"), "idle_rss": idle},
+        )
+    finally:
+        await client.disconnect()
+
+
+async def run_cloner(
+    sb: Any,
+    workdir: Path,
+    ids: Sequence[int],
+    *,
+    mode: str = "stream",
+    options: dict[str, Any] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    """Copy the source messages ``ids`` into the target from a child process; returns its result
+    (``elapsed`` seconds, ``vmhwm`` peak RSS and ``idle_rss`` after login, in bytes)."""
+    from telepi.sandbox.sandbox import API_HASH, API_ID
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    session = await sb.session_dir(workdir / "session", ACCOUNT)
+    config = {
+        "session": str(session / session.name),
+        "pem": str(sb.public_key_path),
+        "api_id": API_ID,
+        "api_hash": API_HASH,
+        "source": sb.chat(SOURCE).id,
+        "target": sb.chat(TARGET).id,
+        "ids": list(ids),
+        "mode": mode,
+        "options": options or {},
+        "workdir": str(workdir),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.transfer",
+        "clone",
+        json.dumps(config),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        limit=1 << 20,
+    )
+    assert proc.stdout is not None
+    result: dict[str, Any] | None = None
+
+    async def read() -> None:
+        nonlocal result
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            message = json.loads(line)
+            if "progress" in message and on_progress is not None:
+                on_progress(message["progress"])
+            result = message.get("result", result)
+        await proc.wait()
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f"the cloner child failed with exit code {proc.returncode}")
+    return result
+
+
+# ---- the benchmark ----------------------------------------------------------------------------------
+
+
+def _media(size: int) -> dict[str, Any]:
+    return {"kind": "video", "size": size, "seed": "bench", "duration": 600.0, "w": 1920, "h": 1080}
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    from telepi.sandbox.faults import Link
+    from telepi.sandbox.sandbox import Sandbox
+
+    size = args.size_mib * MiB
+    link = Link(
+        bandwidth_per_connection=args.link_mib * MiB,
+        bandwidth_per_account=args.account_mib * MiB,
+        latency=args.latency_ms / 1000,
+    )
+    print(
+        f"sandbox link: {args.link_mib} MiB/s per connection each way, {args.account_mib} MiB/s per account "
+        f"each way, {args.latency_ms} ms one-way latency; file: {args.size_mib} MiB video from a protected channel"
+    )
+    report: dict[str, Any] = {"link": asdict(link), "size": size, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="telepi-bench-") as tmp:
+        async with Sandbox(world([_media(size)])) as sb:
+            source = next(m for m in sb.messages(SOURCE) if m["media"])
+            sb.faults.link = link
+            runs: list[tuple[str, str, dict[str, Any]]] = [
+                ("telethon", "download_media + send_file", {}),
+                (
+                    "stream",
+                    f"streaming, {args.connections}+{args.connections} connections",
+                    _options(args.connections, args),
+                ),
+            ]
+            if args.sweep:
+                runs += [("stream", f"streaming, {c}+{c} connections", _options(c, args)) for c in (1, 2, 8)]
+            results: dict[str, dict[str, Any]] = {}
+            for mode, label, options in runs[0 if not args.skip_baseline else 1 :]:
+                done = await run_cloner(
+                    sb, Path(tmp) / label.replace(" ", "_"), [source["id"]], mode=mode, options=options
+                )
+                copy = sb.messages(TARGET)[-1]["media"]
+                done["identical"] = copy["sha256"] == source["media"]["sha256"]
+                done["label"] = label
+                results[label] = done
+                report["runs"].append(done)
+                print(
+                    f"  {label:<40} {done['elapsed']:7.1f} s  {size / MiB / done['elapsed']:6.1f} MiB/s  "
+                    f"peak RSS {done['vmhwm'] / MiB:5.0f} MiB  byte-identical: {done['identical']}"
+                )
+    if not args.skip_baseline:
+        base = report["runs"][0]["elapsed"]
+        ours = report["runs"][1]["elapsed"]
+        report["ratio"] = ours / base
+        print(f"streaming / baseline time: {ours / base:.0%} (target < 60%)")
+    return report
+
+
+def _options(connections: int, args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"download_connections": connections, "upload_connections": connections}
+    if args.downloads_in_flight:
+        options["downloads_in_flight"] = args.downloads_in_flight
+    if args.uploads_in_flight:
+        options["uploads_in_flight"] = args.uploads_in_flight
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["clone"]:
+        asyncio.run(_clone(json.loads(argv[1])))
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench.transfer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--link-mib", type=float, default=8.0, help="bandwidth per connection, each way")
+    parser.add_argument("--account-mib", type=float, default=32.0, help="bandwidth per account, each way")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="one-way latency per packet")
+    parser.add_argument("--connections", type=int, default=4, help="streaming connections each way")
+    parser.add_argument("--downloads-in-flight", type=int, help="default: TransferOptions'")
+    parser.add_argument("--uploads-in-flight", type=int, help="default: TransferOptions'")
+    parser.add_argument("--sweep", action="store_true", help="also time 1, 2 and 8 connections")
+    parser.add_argument("--skip-baseline", action="store_true", help="time the streaming side only")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    report = asyncio.run(_bench(args))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

@@ -1,0 +1,188 @@
+"""Extra MTProto connections for file transfers, and one request sent on them.
+
+Telethon 1.45 sends every request of a client on one connection (``client._sender``), and moves
+files on it one part at a time. Telegram caps each connection's throughput, so parallel parts on
+one connection stop scaling at that cap. A :class:`SenderPool` opens ``size`` more connections to a
+DC with the account's own auth key: each is a new ``MTProtoSender`` and thus a new MTProto session
+(as official clients open separate sessions for media), so nothing is shared with the client's main
+connection but the key. The first request of each session is wrapped in ``invokeWithLayer`` +
+``initConnection``, which Telegram expects on every new session. Files on another DC use Telethon's
+exported-authorization senders instead (one export per connection).
+
+This module is the only place that touches Telethon's private sender API (``_sender``, ``_log``,
+``_connection``, ``_init_request``, ``_create_exported_sender``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Any
+
+from telethon.network.mtprotosender import MTProtoSender
+from telethon.network.mtprotostate import MTProtoState
+from telethon.tl import functions
+from telethon.tl.alltlobjects import LAYER
+
+log = logging.getLogger(__name__)
+
+SENDER_RETRIES = 5  # reconnect attempts of a transfer connection before the pool replaces it
+
+
+PLAIN_ABOVE = 64 * 1024  # payloads this large are file parts: never try to gzip them
+
+
+class _PlainPartsState(MTProtoState):  # type: ignore[misc]  # Telethon is untyped
+    """Telethon gzips every request over 512 bytes when that makes it smaller. File parts are media,
+    already compressed: the attempt costs about 10 ms of CPU per 512 KiB part (zlib level 9) and never
+    wins, which caps an upload near 50 MiB/s per core. Large payloads on transfer connections are sent
+    as they are; everything else is unchanged."""
+
+    def write_data_as_message(self, buffer: Any, data: bytes, content_related: bool, *, after_id: Any = None) -> int:
+        if after_id is not None or len(data) < PLAIN_ABOVE:
+            msg_id: int = super().write_data_as_message(buffer, data, content_related, after_id=after_id)
+            return msg_id
+        msg_id = self._get_new_msg_id()
+        buffer.write(struct.pack("<qii", msg_id, self._get_seq_no(content_related), len(data)))
+        buffer.write(data)
+        return msg_id
+
+
+class _DiscardUpdates:
+    """A transfer session should receive no updates; if Telegram sends some anyway, drop them
+    (the client's main connection gets its own)."""
+
+    def put_nowait(self, _item: object) -> None:
+        return None
+
+
+class SenderPool:
+    """``size`` connections to ``dc_id`` for one account, opened on first use; requests go to the
+    least busy one. ``size == 0`` uses the client's main connection (Telethon's default behaviour)."""
+
+    def __init__(self, client: Any, dc_id: int, size: int, *, name: str) -> None:
+        self.client = client
+        self.dc_id = dc_id
+        self.size = size
+        self.name = name
+        self._senders: list[Any] = []
+        self._load: dict[int, int] = {}  # id(sender) -> requests in flight
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def home(self) -> bool:
+        return bool(self.dc_id == self.client.session.dc_id)
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for s in self._senders if s is not self.client._sender)
+
+    async def call(self, request: Any, timeout: float) -> Any:
+        """Send ``request`` and wait for its result; Telegram's errors are raised as Telethon's
+        ``RPCError`` subclasses, a lost connection as ``ConnectionError``, no answer as ``TimeoutError``."""
+        sender = await self._pick()
+        key = id(sender)
+        self._load[key] = self._load.get(key, 0) + 1
+        try:
+            future = sender.send(request)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as the answer does, which leaves a cancelled transfer running.
+            try:
+                async with asyncio.timeout(timeout):
+                    return await future
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # Telethon cancels pending requests when a connection is closed under them.
+                raise ConnectionError(f"{self.name} connection closed with the request pending") from None
+        finally:
+            self._load[key] -= 1
+
+    async def _pick(self) -> Any:
+        if self._closed:
+            raise ConnectionError(f"the {self.name} connections are closed")
+        if not self._senders or any(not s.is_connected() for s in self._senders):
+            async with self._lock:
+                await self._fill()
+        return min(self._senders, key=lambda s: self._load.get(id(s), 0))
+
+    async def _fill(self) -> None:
+        """Drop dead connections and open what is missing (concurrently)."""
+        alive = [s for s in self._senders if s.is_connected()]
+        for dead in (s for s in self._senders if not s.is_connected()):
+            self._load.pop(id(dead), None)
+        missing = max(1, self.size) - len(alive)
+        opened = await asyncio.gather(*(self._open() for _ in range(missing)), return_exceptions=True)
+        self._senders = alive + [s for s in opened if not isinstance(s, BaseException)]
+        failures = [e for e in opened if isinstance(e, BaseException)]
+        if failures:
+            log.warning("%d of %d %s connections failed to open: %s", len(failures), missing, self.name, failures[0])
+            if not self._senders:  # work on with fewer connections, never with none
+                raise failures[0]
+
+    async def _open(self) -> Any:
+        client = self.client
+        if self.size == 0:
+            if self.home:
+                return client._sender
+            return await client._borrow_exported_sender(self.dc_id)
+        if not self.home:
+            return await client._create_exported_sender(self.dc_id)
+        sender = MTProtoSender(
+            client.session.auth_key,
+            loggers=client._log,
+            retries=SENDER_RETRIES,
+            delay=1,
+            auto_reconnect=True,
+            connect_timeout=client._timeout,
+            updates_queue=_DiscardUpdates(),
+        )
+        sender._state.__class__ = _PlainPartsState  # same state, without the futile gzip (see above)
+        # Start from what the main connection learnt: saves a bad_server_salt round trip.
+        sender._state.time_offset = client._sender._state.time_offset
+        sender._state.salt = client._sender._state.salt
+        await sender.connect(
+            client._connection(
+                client.session.server_address,
+                client.session.port,
+                self.dc_id,
+                loggers=client._log,
+                proxy=client._proxy,
+                local_addr=client._local_addr,
+            )
+        )
+        try:
+            init = client._init_request
+            hello = functions.InitConnectionRequest(
+                api_id=init.api_id,
+                device_model=init.device_model,
+                system_version=init.system_version,
+                app_version=init.app_version,
+                system_lang_code=init.system_lang_code,
+                lang_pack=init.lang_pack,
+                lang_code=init.lang_code,
+                query=functions.help.GetConfigRequest(),
+                proxy=init.proxy,
+                params=init.params,
+            )
+            async with asyncio.timeout(30):
+                await sender.send(functions.InvokeWithLayerRequest(LAYER, hello))
+        except BaseException:
+            await sender.disconnect()
+            raise
+        log.debug("opened a %s connection to DC %d", self.name, self.dc_id)
+        return sender
+
+    async def close(self) -> None:
+        self._closed = True
+        senders, self._senders = self._senders, []
+        for sender in senders:
+            if sender is self.client._sender:
+                continue
+            if self.size == 0:
+                await self.client._return_exported_sender(sender)
+            else:
+                await sender.disconnect()
