@@ -151,7 +151,7 @@ async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sessions", [1, 3])
 async def test_protected_source_is_reuploaded_byte_identical(tmp_path: Path, sessions: int) -> None:
-    world = forum_world(120, noforwards=True, seed=3)
+    world = forum_world(500, noforwards=True, seed=3)
     world["chats"][0]["messages"].append(
         {
             "text": "a bigger video",

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from telepi.sandbox.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal
@@ -31,12 +33,19 @@ async def start(directory: Path) -> asyncio.subprocess.Process:
     )
 
 
-async def test_killed_and_restarted_sessions_with_faults_copy_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protected", [False, True], ids=["copy", "protected-reupload"])
+async def test_killed_and_restarted_sessions_with_faults_copy_exactly_once(tmp_path: Path, protected: bool) -> None:
     seed = int(os.environ.get("TELEPI_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    async with Sandbox(world=forum_world(200, seed=seed % 7 + 1), state_dir=tmp_path / "state") as sb:
+    world = forum_world(200, noforwards=protected, seed=seed % 7 + 1)
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
         directories = await make_sessions(
-            sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy", LEASE_SECONDS="10"
+            sb,
+            tmp_path / "sessions",
+            ["bob", "carol"],
+            LIVE="false",
+            MODE="auto" if protected else "copy",
+            LEASE_SECONDS="10",
         )
         faults = sb.faults
         faults.add_rate_rule(RateRule(method="SendMessageRequest", limit=40, window=2.0))
