@@ -173,3 +173,25 @@ async def test_protected_source_is_reuploaded_byte_identical(tmp_path: Path, ses
         await run_all(directories, timeout=240)
         assert_clone_equal(sb, "source", "target")  # media compared by kind, size, sha256 and attributes
         assert topic_titles(sb, "target") == topic_titles(sb, "source")
+
+
+async def test_flood_waits_are_waited_out_visibly_and_skip_nothing(tmp_path: Path) -> None:
+    from telepi.sandbox.faults import RateRule
+
+    async with Sandbox(world=forum_world(40), state_dir=tmp_path / "state") as sb:
+        sb.faults.add_rate_rule(RateRule(method="SendMessageRequest", limit=6, window=2.0))
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        seen_states: set[str] = set()
+        running = asyncio.create_task(run_session(settings, store, asyncio.Event()))
+        while not running.done():
+            seen_states |= {f"{s.state} {s.detail}" for s in store.report().sessions}
+            await asyncio.sleep(0.05)
+        await running
+        assert any(state.startswith("flood_wait") and "on SendMessage" in state for state in seen_states)
+        assert_clone_equal(sb, "source", "target")
+        assert store.report().routes[0].counts["skipped"] == len(
+            [m for m in sb.messages("source") if m["service"]]
+        )  # only service messages: no message was skipped for the waits
+        store.close()
