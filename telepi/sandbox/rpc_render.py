@@ -21,6 +21,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.world import (
+    ADMIN_RIGHTS,
     GENERAL_TOPIC,
     Chat,
     Document,
@@ -176,19 +177,8 @@ def peer_tl(peer: int) -> TLObject:
     return types.PeerChannel(raw_id(peer))
 
 
-_FULL_RIGHTS = (
-    "change_info",
-    "post_messages",
-    "edit_messages",
-    "delete_messages",
-    "ban_users",
-    "invite_users",
-    "pin_messages",
-    "add_admins",
-    "manage_topics",
-    "manage_call",
-    "other",
-)
+# A creator holds every right but anonymity.
+_FULL_RIGHTS = tuple(sorted(ADMIN_RIGHTS - {"anonymous"}))
 
 
 class Renderer:

@@ -80,6 +80,9 @@ def register(registry: Registry, env: Env) -> None:
     def duplicate(viewer: int, peer: int, random_id: int | None) -> Posted | None:
         return world.replay(viewer, peer, random_id) if random_id else None
 
+    def deliver_one(ctx: RpcContext, viewer: int, posted: Posted, random_id: int) -> TLObject:
+        return deliver_new(env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=[random_id])
+
     @registry.register(functions.messages.SendMessageRequest)
     async def send_message(ctx: RpcContext, request: Any) -> TLObject:
         viewer = ctx.require_user()
@@ -98,10 +101,7 @@ def register(registry: Registry, env: Env) -> None:
             media=media,
             noforwards=bool(request.noforwards),
         )
-        posted = world.post(viewer, peer, new, random_id=request.random_id)
-        return deliver_new(
-            env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=[request.random_id]
-        )
+        return deliver_one(ctx, viewer, world.post(viewer, peer, new, random_id=request.random_id), request.random_id)
 
     @registry.register(functions.messages.SendMediaRequest)
     async def send_media(ctx: RpcContext, request: Any) -> TLObject:
@@ -111,7 +111,7 @@ def register(registry: Registry, env: Env) -> None:
         check_write(env, viewer, peer, topic=topic)
         caption = request.message or ""
         check_text(caption, media=True, limit=caption_limit(env, viewer))
-        posted = duplicate(viewer, peer, request.random_id)
+        posted = duplicate(viewer, peer, request.random_id)  # a resend must not build (upload) the media again
         if posted is None:
             media = media_input.build(viewer, request.media)
             entities = [entity_to_dict(e) for e in request.entities or []]
@@ -124,9 +124,7 @@ def register(registry: Registry, env: Env) -> None:
                 noforwards=bool(request.noforwards),
             )
             posted = world.post(viewer, peer, new, random_id=request.random_id)
-        return deliver_new(
-            env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key, random_ids=[request.random_id]
-        )
+        return deliver_one(ctx, viewer, posted, request.random_id)
 
     @registry.register(functions.messages.SendMultiMediaRequest)
     async def send_multi_media(ctx: RpcContext, request: Any) -> TLObject:
