@@ -67,16 +67,7 @@ async def send_one(client: Any, placement: Placement, item_random_id: int, out: 
         )
     result = await client(request)
     target_id = _single_id(result, item_random_id)
-    if out.overflow_text:
-        follow_up = functions.messages.SendMessageRequest(
-            peer=placement.peer,
-            message=out.overflow_text,
-            entities=out.overflow_entities,
-            no_webpage=True,
-            reply_to=types.InputReplyToMessage(reply_to_msg_id=target_id, top_msg_id=placement.topic_id),
-            random_id=overflow_random_id(item_random_id),
-        )
-        await client(follow_up)
+    await _send_overflow(client, placement, target_id, item_random_id, out)
     return target_id
 
 
@@ -94,18 +85,24 @@ async def send_album(client: Any, placement: Placement, members: Sequence[tuple[
     if missing:
         raise RuntimeError(f"album sent but {len(missing)} member ids missing from the result")
     for random_id, out in members:
-        if out.overflow_text:
-            await client(
-                functions.messages.SendMessageRequest(
-                    peer=placement.peer,
-                    message=out.overflow_text,
-                    entities=out.overflow_entities,
-                    no_webpage=True,
-                    reply_to=types.InputReplyToMessage(reply_to_msg_id=found[random_id], top_msg_id=placement.topic_id),
-                    random_id=overflow_random_id(random_id),
-                )
-            )
+        await _send_overflow(client, placement, found[random_id], random_id, out)
     return found
+
+
+async def _send_overflow(client: Any, placement: Placement, target_id: int, random_id: int, out: Outgoing) -> None:
+    """A caption too long for its media follows as a reply to it, with its own fixed random id."""
+    if not out.overflow_text:
+        return
+    await client(
+        functions.messages.SendMessageRequest(
+            peer=placement.peer,
+            message=out.overflow_text,
+            entities=out.overflow_entities,
+            no_webpage=True,
+            reply_to=types.InputReplyToMessage(reply_to_msg_id=target_id, top_msg_id=placement.topic_id),
+            random_id=overflow_random_id(random_id),
+        )
+    )
 
 
 async def forward(

@@ -195,3 +195,15 @@ async def test_flood_waits_are_waited_out_visibly_and_skip_nothing(tmp_path: Pat
             [m for m in sb.messages("source") if m["service"]]
         )  # only service messages: no message was skipped for the waits
         store.close()
+
+
+async def test_caption_over_the_limit_follows_as_a_reply(tmp_path: Path) -> None:
+    long_text = "caption " * 200  # 1600 characters: over the 1024 a caption may have
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": long_text, "media": {"kind": "photo", "size": 4000}}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        await run_all(directories)
+        photo, follow_up = content(sb.messages("target"))
+        assert photo["media"]["kind"] == "photo" and photo["text"] == ""
+        assert follow_up["text"] == long_text and follow_up["reply_to"] == photo["id"]
