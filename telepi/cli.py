@@ -88,7 +88,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from telepi.service.logs import setup_logging
 
     settings = load_settings(args.session_dir)
-    setup_logging(settings.log_level, settings.log_file, secrets=[settings.api_hash])
+    setup_logging(
+        settings.log_level,
+        settings.log_file,
+        secrets=[settings.api_hash],
+        session=settings.session_name,
+        route=settings.route_label,
+    )
     for warning in settings.warnings:
         log.warning(warning)
     for warning in check_permissions(settings, strict=args.strict):
@@ -103,13 +109,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
-    from telepi.engine.session import run_session
+    from telepi.engine.session import Hooks, run_session
+    from telepi.service.notify import notifier
+    from telepi.service.watchdog import HealthMonitor
 
+    systemd = notifier()
+    monitor = HealthMonitor(systemd)
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        systemd.stopping("stopping: finishing the sends in flight, releasing leases")
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    progress = await run_session(settings, store, stop)
+        loop.add_signal_handler(signum, on_signal)
+    # READY once connected, logged in and both chats resolved (run_session calls it then).
+    hooks = Hooks(ready=lambda: systemd.ready(settings.route_label), status=systemd.status, monitor=monitor)
+    pinging = asyncio.create_task(monitor.run(), name="watchdog")
+    try:
+        progress = await run_session(settings, store, stop, hooks=hooks)
+    finally:
+        pinging.cancel()
     log.info("session %s stopped: %s", settings.session_name, progress.line())
 
 

@@ -20,10 +20,12 @@ from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
 from telepi.engine.messages import skip_reason, topic_of
 from telepi.engine.ratelimit import AccountLimiter
+from telepi.telegram import ErrorKind, classify, error_name
 
 log = logging.getLogger(__name__)
 BATCH = 200
 ALBUM_SETTLE_SECONDS = 3.0  # members of a new album arrive within moments of each other
+MAX_PLAN_FAILURES = 8  # consecutive; then the error ends the run (systemd restarts it)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,19 @@ class Planner:
 
     async def run(self, wake: asyncio.Event, *, live: bool, poll_seconds: float, stop: asyncio.Event) -> None:
         """Plan the history, then (when live) again on every wake-up and at least every ``poll_seconds``."""
+        failures = 0
         while not stop.is_set():
-            await self.plan_once()
+            try:
+                await self.plan_once()
+                failures = 0
+            except Exception as exc:
+                # A dropped link or a Telegram hiccup: read again later; the high-water mark loses nothing.
+                if classify(exc).kind is ErrorKind.FATAL_CONFIG or failures >= MAX_PLAN_FAILURES:
+                    raise
+                failures += 1
+                log.warning("reading the source failed (%s); retrying in %ds", error_name(exc), 2**failures)
+                await asyncio.sleep(2**failures)
+                continue
             if not live:
                 return
             wake.clear()

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from telepi.engine.ratelimit import AccountLimiter
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import UserFixableError
+from telepi.service.watchdog import Beacon, HealthMonitor
 from telepi.telegram import classify, error_name, make_client
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,15 @@ class ChatNotFound(UserFixableError):
 
 @dataclass
 class Hooks:
-    """What the service layer wants to hear: ready once, a status line now and then."""
+    """What the service layer wants to hear: ready once, a status line now and then, and the health
+    of the run (the Telegram connection, the tasks that must not die, whether the pipeline moves)."""
 
-    ready: Callable[[], None] = lambda: None
-    status: Callable[[str], None] = lambda _line: None
+    ready: Callable[[], object] = lambda: None
+    status: Callable[[str], object] = lambda _line: None
+    monitor: HealthMonitor | None = None
+
+
+PIPELINE_STALL_SECONDS = 600.0  # no progress, no declared wait, for this long: the process is stuck
 
 
 async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
@@ -91,6 +98,8 @@ async def run_session(
         reuploader = StreamingReuploader()
     client = make_client(settings)
     progress = Progress()
+    if hooks.monitor is not None:
+        hooks.monitor.watch_connection(client.is_connected)
     await client.connect()
     try:
         if not await client.is_user_authorized():
@@ -190,24 +199,29 @@ async def _run_route(
     if settings.live:
         _follow_live(client, settings, store, route, wake)
 
-    await planner.plan_once()
-    hooks.ready()
+    hooks.ready()  # connected, logged in, chats resolved: planning and copying run side by side from here
 
     def work_done() -> bool:
+        planning = next((task for task in tasks if task.get_name() == "planner"), None)
+        if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
+            raise RuntimeError("planning the source's history failed") from planning.exception()
         return (
             not settings.live
             and planner.reached_end
             and store.low_water_mark(route.route_id, include_failed=False) is None
         )
 
+    beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
     tasks = [
         asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, stop), name="heartbeat"),
-        asyncio.create_task(_report(store, route.route_id, progress, hooks, stop), name="status"),
+        asyncio.create_task(_report(store, route.route_id, progress, hooks, stop, beacon), name="status"),
     ]
-    if settings.live:
-        tasks.append(
-            asyncio.create_task(planner.run(wake, live=True, poll_seconds=POLL_SECONDS, stop=stop), name="planner")
-        )
+    tasks.append(
+        asyncio.create_task(planner.run(wake, live=settings.live, poll_seconds=POLL_SECONDS, stop=stop), name="planner")
+    )
+    if hooks.monitor is not None:
+        for task in tasks:
+            hooks.monitor.watch(task)
     try:
         await worker.run(stop, work_done)
     finally:
@@ -281,9 +295,17 @@ async def _heartbeat(store: Store, session: str, lease_seconds: float, stop: asy
                 await stop.wait()
 
 
-async def _report(store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event) -> None:
+async def _report(
+    store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event, beacon: Beacon | None
+) -> None:
     tty = sys.stderr.isatty()
+    seen_activity = progress.last_activity
     while not stop.is_set():
+        # The pipeline is alive while it makes progress or sits in a declared (flood) wait.
+        waiting = progress.wait_until is not None and progress.wait_until > time.time()
+        if beacon is not None and (progress.last_activity != seen_activity or waiting):
+            beacon.touch()
+        seen_activity = progress.last_activity
         line = progress.line(*_counts(store, route_id))
         hooks.status(line)
         if tty:

@@ -145,11 +145,25 @@ class Worker:
                     break
                 unit, preparing = entry
                 await self._publish(unit, preparing)
+            await producer  # ended: re-raise what stopped it, if anything did
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
     async def _produce(
+        self,
+        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None],
+        stop: asyncio.Event,
+        work_done: Callable[[], bool],
+    ) -> None:
+        try:
+            await self._claim_ahead(queue, stop, work_done)
+        finally:
+            # Wake the publisher whether claiming ended, failed or the planner died (work_done raised).
+            if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                await queue.put(None)
+
+    async def _claim_ahead(
         self,
         queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None],
         stop: asyncio.Event,
@@ -163,13 +177,13 @@ class Worker:
             if not items:
                 if work_done():
                     break
+                self.progress.touch()  # idle while live is healthy: nothing to copy is not a stall
                 await _sleep_or_stop(stop, idle)
                 idle = min(idle * 2, 1.0)
                 continue
             idle = 0.05
             for unit in units_of(items):
                 await queue.put((unit, asyncio.create_task(self._prepare(unit))))
-        await queue.put(None)
 
     # ---- preparation ---------------------------------------------------------------------------
 

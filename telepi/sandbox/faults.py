@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -177,6 +177,8 @@ class Faults:
         self._drops: list[DropRule] = []
         self._link: Link | None = None
         self._account_buckets: dict[tuple[int, Direction], TokenBucket] = {}
+        # Requests seen per method name (executed or answered with an error); benchmarks read and clear it.
+        self.calls: Counter[str] = Counter()
 
     # --- configuration (tests and benchmarks) ---
 
@@ -267,6 +269,7 @@ class Faults:
 
     def check(self, method: str, request: object, *, user_id: int | None, auth_key_id: int) -> RpcError | None:
         """The error to answer instead of executing ``request``, or ``None`` to execute it."""
+        self.calls[method] += 1
         error = self._injected(method, user_id)
         if error is not None:
             return error

@@ -1,1 +1,1 @@
-"""What the process needs to behave as a service: logging now; sd_notify and the watchdog later."""
+"""What the process needs to behave as a service: sd_notify, the health-checked watchdog, journald logs."""

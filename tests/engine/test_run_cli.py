@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -48,8 +49,6 @@ async def test_unknown_source_chat_exits_78_naming_the_key(tmp_path: Path) -> No
 
 
 async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
-    import asyncio
-
     return await asyncio.to_thread(function, *args)
 
 
@@ -76,3 +75,62 @@ async def test_target_the_account_cannot_post_to_stops_with_78(tmp_path: Path) -
                 text=True,
             ).stdout
         )  # its leases were released on the way out
+
+
+async def test_under_systemd_ready_status_watchdog_and_a_clean_stop(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    async with Sandbox(world=forum_world(30), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy")
+        notify_path = tmp_path / "notify.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(str(notify_path))
+        listener.setblocking(False)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "telepi", "run", str(directory)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        received: list[str] = []
+
+        async def collect(until: str, timeout: float = 30.0) -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not any(until in message for message in received):
+                assert loop.time() < deadline, f"no {until!r} in {received}"
+                try:
+                    received.append(listener.recv(4096).decode())
+                except BlockingIOError:
+                    await asyncio.sleep(0.05)
+
+        try:
+            await collect("READY=1")
+            await collect("WATCHDOG=1")
+            await collect("STATUS=copied")
+            for _ in range(300):  # READY comes before the copying: wait for the first copies
+                if any(not m["service"] for m in sb.messages("target")):
+                    break
+                await asyncio.sleep(0.1)
+            assert any(not m["service"] for m in sb.messages("target"))
+            process.send_signal(signal.SIGTERM)
+            await collect("STOPPING=1")
+            code = await asyncio.to_thread(process.wait, 60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            listener.close()
+        assert code == 0, process.stderr.read() if process.stderr else ""
+        leases = subprocess.run(
+            [
+                "sqlite3",
+                str(tmp_path / "sessions" / "shared" / "checkpoint.db"),
+                "SELECT COUNT(*) FROM messages WHERE status='processing';",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert leases == "0"
