@@ -33,6 +33,7 @@ from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
 from telepi.errors import CheckpointError
 
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _CLAIMABLE = """
     route_id = :route AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
@@ -71,10 +72,14 @@ class SqliteStore:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
-            db.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(db)
             # FULL: a committed "done" survives power loss too, not only a killed process.
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
+                raise self._unusable(exc) from None
+            raise  # busy or locked for longer than the timeout: a passing condition, not a bad file
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
         return db
@@ -524,6 +529,18 @@ class SqliteStore:
             leases=[lease for lease in leases if lease.expires_in >= 0],
             expired=[lease for lease in leases if lease.expires_in < 0],
         )
+
+
+def _switch_to_wal(db: sqlite3.Connection, attempts: int = 300) -> None:
+    """Enable WAL; the switch ignores busy_timeout, so two sessions creating the file at once retry."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _marks(values: Sequence[object]) -> str:

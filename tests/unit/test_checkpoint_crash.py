@@ -106,3 +106,22 @@ def test_concurrent_workers_killed_at_random_points_lose_and_duplicate_nothing(t
         spans.sort()
         for (_, first_end, first), (second_start, _, second) in itertools.pairwise(spans):
             assert second_start >= first_end, f"seed {seed}: item {item} leased by {first} and {second} at once"
+
+
+def test_sessions_creating_the_checkpoint_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\nfrom telepi.checkpoint import SqliteStore\n"
+        "while time.time() < float(sys.argv[2]): pass\nSqliteStore(sys.argv[1]).close()"
+    )
+    failures = []
+    for round_ in range(15):
+        path = tmp_path / f"r{round_}" / "checkpoint.db"
+        start = str(time.time() + 0.4)
+        processes = [
+            subprocess.Popen([sys.executable, "-c", code, str(path), start], cwd=REPO, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        for process in processes:
+            if process.wait(timeout=60) != 0:
+                failures.append(process.stderr.read().decode() if process.stderr else "")
+    assert not failures, failures[0]

@@ -1,0 +1,250 @@
+"""Scenario 4: the shared checkpoint under several processes: claim → mark_sending → complete per unit.
+
+    .venv/bin/python -m bench.checkpoint [--items 20000] [--rounds 3] [--claim 10] [--quick]
+
+Each worker process runs the engine's transactions for unordered copy mode on one SQLite file (WAL,
+``synchronous=FULL``, exactly as ``telepi run`` opens it): claim up to ``--claim`` items (an album is
+always claimed whole), then for each unit ``mark_sending`` and ``complete``. No Telegram, no sleeps:
+this is the checkpoint's own ceiling. 1, 2 and 4 processes work a fresh file each, interleaved over
+``--rounds`` rounds (the median counts); the 1-process run is the baseline.
+
+Verified after every run, so a fast but wrong checkpoint cannot score: every item was claimed exactly
+once in total (leases are long enough never to expire, so a second claim would be a double lease),
+every ``mark_sending`` succeeded, every ``complete`` changed exactly its unit's rows, and the store
+reports every item done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, bench_tmp, print_table
+
+PROCESSES = (1, 2, 4)
+LEASE_SECONDS = 600.0  # never expires during a run: any second claim of an item is a double lease
+
+
+def new_items(count: int) -> list[Any]:
+    """``count`` items, about two in seven in albums (the crash test's pattern: albums of 2)."""
+    from telepi.checkpoint import NewItem
+
+    items = []
+    for msg_id in range(1, count + 1):
+        album = 1_000_000 + msg_id // 5 if msg_id % 7 == 0 or (msg_id - 1) % 7 == 0 else None
+        items.append(NewItem(msg_id, grouped_id=album))
+    return items
+
+
+# ---- the worker process --------------------------------------------------------------------------
+
+
+def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
+    """Claim → mark_sending → complete until the route is finished; reports on stdout as JSON."""
+    from telepi.checkpoint import SqliteStore
+
+    store = SqliteStore(db_path, create=False)
+    store.register_session(session, socket.gethostname(), os.getpid())
+    print("ready", flush=True)
+    sys.stdin.readline()  # the go signal: process start-up is not timed
+    started = time.time()
+    claimed: list[int] = []
+    bad_marks = bad_completes = units = 0
+    while True:
+        items = store.claim(route_id, session, claim, LEASE_SECONDS)
+        if not items:
+            if store.low_water_mark(route_id, include_failed=False) is None:
+                break
+            time.sleep(0.001)  # the last units are held by others
+            continue
+        claimed.extend(item.source_msg_id for item in items)
+        groups: dict[object, list[int]] = {}
+        for item in items:
+            groups.setdefault(item.grouped_id or ("single", item.source_msg_id), []).append(item.source_msg_id)
+        for ids in groups.values():
+            units += 1
+            if not store.mark_sending(route_id, ids, session):
+                bad_marks += 1
+                continue
+            changed = store.complete(route_id, {i: 1_000_000 + i for i in ids}, session)
+            if changed != len(ids):
+                bad_completes += 1
+    ended = time.time()
+    store.close()
+    result = {
+        "claimed": claimed,
+        "units": units,
+        "bad_marks": bad_marks,
+        "bad_completes": bad_completes,
+        "started": started,
+        "ended": ended,
+    }
+    print(json.dumps(result), flush=True)
+
+
+# ---- one run ---------------------------------------------------------------------------------------
+
+
+def run_once(workdir: Path, processes: int, items: int, claim: int) -> dict[str, Any]:
+    """``processes`` workers on a fresh checkpoint of ``items`` items; their rate and the checks."""
+    from telepi.checkpoint import SqliteStore
+
+    db = workdir / f"checkpoint-{processes}-{time.monotonic_ns()}.db"
+    store = SqliteStore(db)
+    route = store.route("-1001", "-1002")
+    store.enqueue(route.id, new_items(items))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.checkpoint", "worker", str(db), str(route.id), f"w{i}", str(claim)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("a checkpoint worker did not start")
+        began = time.time()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        results = []
+        for child in children:
+            out, _ = child.communicate(timeout=600)
+            if child.returncode != 0:
+                raise RuntimeError(f"a checkpoint worker failed with exit code {child.returncode}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    elapsed = max(r["ended"] for r in results) - began
+    claimed = [i for r in results for i in r["claimed"]]
+    counts = store.report(failures=0).routes[0].counts
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    double_leases = len(claimed) - len(set(claimed))
+    checks = {
+        "double_leases": double_leases,
+        "never_claimed": items - len(set(claimed)),
+        "failed_mark_sending": sum(r["bad_marks"] for r in results),
+        "complete_rowcount_mismatches": sum(r["bad_completes"] for r in results),
+        "done": counts["done"],
+    }
+    ok = checks["done"] == items and not any(v for k, v in checks.items() if k != "done")
+    units = sum(r["units"] for r in results)
+    return {
+        "processes": processes,
+        "items": items,
+        "units": units,
+        "seconds": elapsed,
+        "items_per_s": items / elapsed,
+        "units_per_s": units / elapsed,
+        "per_process_items": [len(r["claimed"]) for r in results],
+        "checks": checks,
+        "ok": ok,
+    }
+
+
+def run(*, items: int = 20_000, rounds: int = 3, claim: int = 10, quick: bool = False) -> dict[str, Any]:
+    """The scenario: rounds of 1, 2 and 4 processes, interleaved; medians and ratios to 1 process."""
+    if quick:
+        items, rounds = min(items, 1_000), 1
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="telepi-bench-checkpoint-", dir=bench_tmp()) as tmp:
+        for round_no in range(rounds):
+            for processes in PROCESSES:
+                result = run_once(Path(tmp), processes, items, claim)
+                result["round"] = round_no
+                runs.append(result)
+                print(
+                    f"  checkpoint round {round_no + 1}/{rounds}: {processes} process(es) "
+                    f"{result['items_per_s']:8.0f} items/s  checks {'ok' if result['ok'] else result['checks']}",
+                    flush=True,
+                )
+    summary = []
+    base = statistics.median(r["items_per_s"] for r in runs if r["processes"] == 1)
+    for processes in PROCESSES:
+        rates = [r["items_per_s"] for r in runs if r["processes"] == processes]
+        median = statistics.median(rates)
+        summary.append(
+            {
+                "processes": processes,
+                "items_per_s": median,
+                "items_per_s_all": rates,
+                "ratio_to_1": median / base,
+                "ok": all(r["ok"] for r in runs if r["processes"] == processes),
+            }
+        )
+    at4 = next(s for s in summary if s["processes"] == 4)
+    return {
+        "scenario": "checkpoint",
+        "settings": {
+            "items": items,
+            "rounds": rounds,
+            "claim_limit": claim,
+            "albums": "about 2 in 7 items, in albums of 2",
+            "transactions_per_unit": "claim (per batch) + mark_sending + complete",
+            "sqlite": "WAL, synchronous=FULL, busy_timeout 30 s (SqliteStore)",
+            "db_dir": str(bench_tmp() or tempfile.gettempdir()),
+        },
+        "runs": runs,
+        "summary": summary,
+        "targets": {
+            "items_per_s_at_4": {"target": 2000, "measured": at4["items_per_s"], "met": at4["items_per_s"] >= 2000},
+            "double_leases": {
+                "target": 0,
+                "measured": sum(r["checks"]["double_leases"] for r in runs),
+                "met": all(r["ok"] for r in runs),
+            },
+        },
+        "ok": all(r["ok"] for r in runs),
+    }
+
+
+def table(report: dict[str, Any]) -> list[list[str]]:
+    rows = [["processes", "items/s (median)", "× 1 process", "checks"]]
+    for s in report["summary"]:
+        rows.append(
+            [str(s["processes"]), f"{s['items_per_s']:.0f}", f"{s['ratio_to_1']:.2f}", "ok" if s["ok"] else "FAILED"]
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        worker(argv[1], int(argv[2]), argv[3], int(argv[4]))
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench.checkpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--claim", type=int, default=10, help="claim limit (the engine: 10 unordered, 1 ordered)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    report = run(items=args.items, rounds=args.rounds, claim=args.claim, quick=args.quick)
+    print_table(table(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

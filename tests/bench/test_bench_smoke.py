@@ -1,0 +1,52 @@
+"""``python -m bench all --quick`` for the engine scenarios: it runs, every copy is exactly once, and the
+JSON has its shape. Correctness only: a benchmark's numbers are never asserted in a test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.__main__ import run
+
+SCENARIOS = ("scaling", "forward", "checkpoint", "cost")
+
+
+def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    argv = ["all", "--quick", "--only", ",".join(SCENARIOS), "--json", str(out), "--no-chart"]
+    results = run(argv)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+
+    assert results["quick"] is True
+    assert results["machine"]["cpu_count"] >= 1
+    assert {"telepi", "telethon", "sqlite", "python"} <= set(results["versions"])
+    assert results["sandbox"]["rate_rule"]["per_minute_per_account_per_method"] > 0
+    assert set(results["scenarios"]) == set(SCENARIOS)
+    for name, report in results["scenarios"].items():
+        assert "error" not in report, report.get("error")
+        assert report["scenario"] == name
+        assert report["ok"] is True, name  # exactly-once copies, no double lease
+        assert "settings" in report and "summary" in report
+
+    scaling = results["scenarios"]["scaling"]
+    assert {(s["sessions"], s["ordered"]) for s in scaling["summary"]} == {
+        (k, o) for k in (1, 2, 4) for o in (False, True)
+    }
+    for run_ in scaling["runs"]:
+        assert run_["check"]["copies"] == run_["messages"] and run_["check"]["duplicates"] == 0
+        assert run_["messages_per_min"] > 0 and run_["efficiency"] > 0
+    assert scaling["runs"][0]["send_requests"] >= scaling["runs"][0]["messages"]  # the sandbox counts sends
+
+    forward = results["scenarios"]["forward"]
+    assert [r["mode"] for r in forward["runs"]] == ["forward", "copy"]
+    assert all(r["copied"] == r["messages"] and r["requests_per_100_messages"] > 0 for r in forward["runs"])
+    assert {"forward_requests_per_100_messages"} == set(forward["targets"])
+
+    checkpoint = results["scenarios"]["checkpoint"]
+    assert [s["processes"] for s in checkpoint["summary"]] == [1, 2, 4]
+    assert all(r["checks"]["double_leases"] == 0 and r["ok"] for r in checkpoint["runs"])
+
+    cost = results["scenarios"]["cost"]
+    assert cost["summary"]["telepi_cpu_seconds_per_1000"] > 0
+    assert cost["summary"]["telethon_cpu_seconds_per_1000"] > 0
+    assert {r["kind"] for r in cost["runs"]} == {"telepi", "telethon", "idle"}
