@@ -47,6 +47,15 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
+class Head:
+    """The route's next message to publish in order (failed ones aside) and who holds it."""
+
+    source_msg_id: int
+    claimable: bool  # pending and due, or its holder's lease ran out
+    holder: str | None  # the session leasing it, None when it is not leased
+
+
+@dataclass(frozen=True)
 class TopicClaim:
     """Answer of a topic lease: already ``mapped``, yours to ``create``, or ``wait`` for another session."""
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from telepi.checkpoint.model import (
     STATUSES,
     Failure,
+    Head,
     Lease,
     NewItem,
     Route,
@@ -170,14 +171,25 @@ class SqliteStore:
             )
             return db.total_changes - before
 
-    def claim(self, route_id: int, session: str, limit: int, lease_seconds: float) -> list[WorkItem]:
+    def claim(
+        self,
+        route_id: int,
+        session: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> list[WorkItem]:
         now = self._clock()
-        params = {"route": route_id, "now": now}
+        params = {"route": route_id, "now": now, "after": after, "before": before}
+        below = "" if after is None else " AND source_msg_id > :after"
+        below += "" if before is None else " AND source_msg_id < :before"
         with self._tx() as db:
             chosen: dict[int, sqlite3.Row] = {}
             albums_seen: set[int] = set()
             candidates = db.execute(
-                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE} "
+                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below} "
                 "ORDER BY source_msg_id LIMIT :limit",
                 {**params, "limit": max(limit, 1)},
             ).fetchall()
@@ -308,6 +320,24 @@ class SqliteStore:
             )
             return cursor.rowcount
 
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            if refused:
+                db.execute(
+                    "UPDATE messages SET send_session = NULL, send_started_at = NULL "
+                    f"WHERE route_id = ? AND session = ? AND status = 'processing' "
+                    f"AND source_msg_id IN ({_marks(refused)})",
+                    (route_id, session, *refused),
+                )
+            cursor = db.execute(
+                "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
+                "WHERE route_id = ? AND session = ? AND status = 'processing' AND send_started_at IS NULL",
+                (route_id, session),
+            )
+            db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
+            return cursor.rowcount
+
     def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
         conditions = ["session = ?", "status = 'processing'"]
         params: list[object] = [session]
@@ -351,6 +381,19 @@ class SqliteStore:
                 (route_id,),
             ).fetchone()
         return None if row[0] is None else int(row[0])
+
+    def head(self, route_id: int) -> Head | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
+                "OR (status = 'processing' AND lease_expires < :now), CASE status WHEN 'processing' THEN session END "
+                "FROM messages INDEXED BY "
+                "messages_open WHERE route_id = :route AND status IN ('pending', 'processing', 'failed') "
+                "AND status != 'failed' "
+                "ORDER BY source_msg_id LIMIT 1",
+                {"route": route_id, "now": self._clock()},
+            ).fetchone()
+        return None if row is None else Head(int(row[0]), bool(row[1]), row[2])
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         if not source_ids:
@@ -434,6 +477,15 @@ class SqliteStore:
                 "detail = '', wait_until = NULL",
                 (name, host, pid, user_id, now, now),
             )
+
+    def others_alive(self, session: str, within: float) -> int:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE name != ? AND state IN ('running', 'flood_wait') "
+                "AND last_seen >= ?",
+                (session, self._clock() - within),
+            ).fetchone()
+        return int(row[0])
 
     def session_user_id(self, name: str) -> int | None:
         with self._tx(write=False) as db:

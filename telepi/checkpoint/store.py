@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from telepi.checkpoint.model import NewItem, Route, SessionState, StatusReport, TopicClaim, WorkItem
+from telepi.checkpoint.model import Head, NewItem, Route, SessionState, StatusReport, TopicClaim, WorkItem
 
 
 class Store(Protocol):
@@ -25,8 +25,18 @@ class Store(Protocol):
     def enqueue(self, route_id: int, items: Sequence[NewItem]) -> int:
         """Add items that are not known yet (never resets a known one); returns how many were new."""
 
-    def claim(self, route_id: int, session: str, limit: int, lease_seconds: float) -> list[WorkItem]:
-        """Lease the lowest-id claimable items (whole albums) to ``session``."""
+    def claim(
+        self,
+        route_id: int,
+        session: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> list[WorkItem]:
+        """Lease the lowest-id claimable items (whole albums) to ``session``, only ids between ``after``
+        and ``before`` when given (a session waiting for its turn takes over what stands before it)."""
 
     def heartbeat(self, session: str, lease_seconds: float) -> int:
         """Extend every lease ``session`` holds and mark the session alive; returns leases extended."""
@@ -53,6 +63,10 @@ class Store(Protocol):
     def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
         """Mark items permanently skipped with a reason (service_message, too_large, unsupported, …)."""
 
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+        """Give every lease of ``session`` on the route that is not being sent to the other sessions;
+        ``refused`` ids were marked sending but Telegram refused the send (FLOOD_WAIT), so they go too."""
+
     def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
         """Give leases back (clean shutdown, or a long flood wait when ``only_unsent``)."""
 
@@ -64,6 +78,9 @@ class Store(Protocol):
 
         Ordered publishing passes ``include_failed=False``: a message that spent its attempts must not
         hold the rest back forever (it is visible in ``telepi status`` and requeued by retry)."""
+
+    def head(self, route_id: int) -> Head | None:
+        """The lowest id still to publish (failed rows aside) and whether it is claimable right now."""
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""
@@ -84,6 +101,9 @@ class Store(Protocol):
     # sessions
     def register_session(self, name: str, host: str, pid: int, user_id: int | None = None) -> None:
         """Mark ``name`` running; leases left by a dead earlier process of that name become claimable."""
+
+    def others_alive(self, session: str, within: float) -> int:
+        """How many other sessions were seen working in the last ``within`` seconds."""
 
     def session_user_id(self, name: str) -> int | None:
         """The Telegram user id a session registered with (to recognise its messages in the target)."""

@@ -19,7 +19,7 @@ from telethon.tl import types
 from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
 from telepi.engine.messages import skip_reason, topic_of
-from telepi.engine.ratelimit import AccountLimiter
+from telepi.engine.ratelimit import AccountLimiter, Stopping
 from telepi.telegram import ErrorKind, classify, error_name
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ class Planner:
             try:
                 await self.plan_once()
                 failures = 0
+            except Stopping:
+                return
             except Exception as exc:
                 # A dropped link or a Telegram hiccup: read again later; the high-water mark loses nothing.
                 if classify(exc).kind is ErrorKind.FATAL_CONFIG or failures >= MAX_PLAN_FAILURES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,14 @@ T = TypeVar("T")
 LONG_WAIT_SECONDS = 30
 
 
+class HandedBack(Exception):
+    """A send was refused by a flood wait and its unit given to the other sessions instead of retried."""
+
+
+class Stopping(Exception):
+    """The session is stopping: a flood-waited call is given up instead of waited out."""
+
+
 class AccountLimiter:
     """Spaces this account's sends and waits out FLOOD_WAIT / SLOWMODE_WAIT, then retries the same call."""
 
@@ -30,14 +39,21 @@ class AccountLimiter:
         *,
         min_interval: float = 0.0,
         on_long_wait: Callable[[int], Awaitable[None]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         self.session = session
         self.progress = progress
         self.min_interval = min_interval
         self.on_long_wait = on_long_wait
+        self.stop = stop or asyncio.Event()
         self._next_send = 0.0
+        self._blocked_until = 0.0  # monotonic end of the current flood wait
         self._lock = asyncio.Lock()
+
+    def ready_in(self) -> float:
+        """Seconds until this account may send again (pacing and flood waits)."""
+        return max(self._next_send, self._blocked_until) - time.monotonic()
 
     async def pace(self) -> None:
         async with self._lock:
@@ -46,8 +62,18 @@ class AccountLimiter:
                 await asyncio.sleep(delay)
             self._next_send = time.monotonic() + self.min_interval
 
-    async def call(self, method: str, make: Callable[[], Awaitable[T]], *, paced: bool = True) -> T:
-        """Run ``make()`` (a Telegram call of ``method``), waiting out flood limits as often as needed."""
+    async def call(
+        self,
+        method: str,
+        make: Callable[[], Awaitable[T]],
+        *,
+        paced: bool = True,
+        hand_back: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T:
+        """Run ``make()`` (a Telegram call of ``method``), waiting out flood limits as often as needed.
+
+        With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
+        returns True the wait is still sat out (this account cannot send anyway), then HandedBack."""
         while True:
             if paced:
                 await self.pace()
@@ -57,10 +83,16 @@ class AccountLimiter:
                 kind = classify(exc)
                 if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
                     raise
+                if self.stop.is_set():
+                    raise Stopping(method) from exc
+                handed = hand_back is not None and await hand_back()
                 await self.wait(kind.seconds, method, kind.name)
+                if handed:
+                    raise HandedBack(method) from exc
 
     async def wait(self, seconds: int, method: str, error: str) -> None:
         seconds = max(1, seconds)
+        self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
         until = time.time() + seconds
         detail = f"{seconds}s on {method}"
         log.warning(
@@ -75,6 +107,10 @@ class AccountLimiter:
         self.store.set_session_state(self.session, "flood_wait", detail, wait_until=until)
         if seconds > LONG_WAIT_SECONDS and self.on_long_wait is not None:
             await self.on_long_wait(seconds)
-        await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stop.wait()  # a stopping session does not sit out the wait
         self.progress.waiting("", None)
         self.store.set_session_state(self.session, "running")
+        if self.stop.is_set():
+            raise Stopping(method)

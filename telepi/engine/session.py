@@ -79,7 +79,9 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
 def claim_size(settings: Settings) -> int:
     if settings.mode == "forward":
         return 100  # one forwardMessages call per 100 messages
-    return 1 if settings.ordered else 10  # ordered: small units interleave the accounts' sends
+    if settings.ordered and settings.send_interval > 0:
+        return 1  # paced accounts take turns message by message
+    return 10
 
 
 async def run_session(
@@ -168,7 +170,9 @@ async def _run_route(
         if released:
             log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
 
-    limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, on_long_wait=hand_over)
+    limiter = AccountLimiter(
+        store, session, progress, min_interval=settings.send_interval, on_long_wait=hand_over, stop=stop
+    )
     planner = Planner(
         client,
         store,

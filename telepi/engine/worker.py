@@ -1,10 +1,13 @@
 """Who copies it: claim leased units, prepare them ahead, publish each exactly once, in order when asked.
 
-A *unit* is one send: a single message or a whole album. Preparation (fetching the source message,
-mapping topic and reply, transferring files) runs ahead in parallel; the final send of a unit waits for
-its turn (the route's low-water mark) when ``ORDERED`` is on. Every send carries the checkpoint's fixed
-random_id; before it the unit is marked *sending*, and a session taking over such a unit first looks
-in the target for the copy the previous holder may have made.
+A *unit* is one send: a single message, a whole album, or (forwarding) up to 100 messages of one
+topic. The messages of a claim are fetched in one call; preparation (mapping topic and reply,
+transferring files) runs ahead in parallel; the final send of a unit waits for its turn (the route's
+head) when ``ORDERED`` is on. A session waiting for its turn takes over whatever claimable work stands
+before it, and a session that cannot send soon (pacing, flood wait) hands its unsent work to the others,
+so several accounts share one ordered route. Every send carries the checkpoint's fixed random_id;
+before it the unit is marked *sending*, and a session taking over such a unit first looks in the target
+for the copy the previous holder may have made.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -26,7 +29,7 @@ from telepi.engine import sender
 from telepi.engine.content import Outgoing, is_file_media, outgoing, recreated_media, reference_media
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
-from telepi.engine.ratelimit import AccountLimiter
+from telepi.engine.ratelimit import AccountLimiter, HandedBack, Stopping
 from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
 from telepi.engine.transfer_errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError
@@ -36,6 +39,8 @@ from telepi.telegram import ErrorKind, classify, error_name, fatal_hint
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
 FORWARD_BATCH = 100
+HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
+TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 
 
 class SessionStopped(UserFixableError):
@@ -62,6 +67,20 @@ class Unit:
     @property
     def first_id(self) -> int:
         return self.items[0].source_msg_id
+
+
+@dataclass
+class Claimed:
+    """One claim on its way: its items, and the task fetching its messages and preparing its units."""
+
+    items: list[WorkItem]
+    units: asyncio.Task[list[tuple[Unit, asyncio.Task[Prepared | None]]]]
+
+    def cancel(self) -> None:
+        self.units.cancel()
+        if self.units.done() and not self.units.cancelled() and self.units.exception() is None:
+            for _unit, preparing in self.units.result():
+                preparing.cancel()
 
 
 @dataclass
@@ -108,6 +127,31 @@ def units_of(items: Sequence[WorkItem]) -> list[Unit]:
     return units
 
 
+def forward_batches(units: Sequence[Unit], keys: Sequence[Hashable | None], *, contiguous: bool) -> list[Unit]:
+    """Merge neighbouring forwardable units that share a key (their topic) into batches of at most 100.
+
+    A unit whose key is None stays alone (not content, or not forwarded). ``contiguous`` (ordered
+    publishing) joins only units whose ids follow each other without a gap: a gap may be a message
+    another session holds, which must be published in between."""
+    batches: list[Unit] = []
+    last_key: Hashable | None = None
+    for unit, key in zip(units, keys, strict=True):
+        previous = batches[-1] if batches else None
+        if (
+            previous is not None
+            and key is not None
+            and key == last_key
+            and len(previous.items) + len(unit.items) <= FORWARD_BATCH
+            and (not contiguous or unit.first_id == previous.items[-1].source_msg_id + 1)
+        ):
+            previous.items.extend(unit.items)
+            previous.messages.extend(unit.messages)
+        else:
+            batches.append(Unit(list(unit.items), list(unit.messages)))
+        last_key = key
+    return batches
+
+
 class Worker:
     def __init__(
         self,
@@ -131,30 +175,33 @@ class Worker:
         self.options = options
         self.reuploader = reuploader
         self.forwards_restricted = route.source_protected
+        self._preparing = asyncio.Semaphore(options.window)
+        self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
+        self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
 
     # ---- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, work_done: Callable[[], bool]) -> None:
         """Claim → prepare ahead → publish in order, until ``stop`` or (not live) nothing is left."""
-        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None] = asyncio.Queue(self.options.window)
+        queue: asyncio.Queue[Claimed | None] = asyncio.Queue(self.options.window)
         producer = asyncio.create_task(self._produce(queue, stop, work_done))
         try:
             while True:
                 entry = await queue.get()
                 if entry is None:
                     break
-                unit, preparing = entry
-                await self._publish(unit, preparing)
+                await self._publish_claim(entry)
             await producer  # ended: re-raise what stopped it, if anything did
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
+            while not queue.empty():
+                left = queue.get_nowait()
+                if left is not None:
+                    left.cancel()
 
     async def _produce(
-        self,
-        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None],
-        stop: asyncio.Event,
-        work_done: Callable[[], bool],
+        self, queue: asyncio.Queue[Claimed | None], stop: asyncio.Event, work_done: Callable[[], bool]
     ) -> None:
         try:
             await self._claim_ahead(queue, stop, work_done)
@@ -164,15 +211,18 @@ class Worker:
                 await queue.put(None)
 
     async def _claim_ahead(
-        self,
-        queue: asyncio.Queue[tuple[Unit, asyncio.Task[Prepared | None]] | None],
-        stop: asyncio.Event,
-        work_done: Callable[[], bool],
+        self, queue: asyncio.Queue[Claimed | None], stop: asyncio.Event, work_done: Callable[[], bool]
     ) -> None:
         idle = 0.05
         while not stop.is_set():
+            if self.options.ordered and self.limiter.ready_in() > HANDOVER_SECONDS:
+                # Work claimed now would only wait for this account and hold the route up.
+                await _sleep_or_stop(stop, self.limiter.ready_in() - HANDOVER_SECONDS)
+                continue
+            # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
+            after = self._queued_up_to if self.options.ordered and not queue.empty() else None
             items = self.store.claim(
-                self.route.route_id, self.session, self.options.claim_size, self.options.lease_seconds
+                self.route.route_id, self.session, self.options.claim_size, self.options.lease_seconds, after=after
             )
             if not items:
                 if work_done():
@@ -182,10 +232,41 @@ class Worker:
                 idle = min(idle * 2, 1.0)
                 continue
             idle = 0.05
-            for unit in units_of(items):
-                await queue.put((unit, asyncio.create_task(self._prepare(unit))))
+            self._queued_up_to = items[-1].source_msg_id
+            await queue.put(self._claimed(items))
 
     # ---- preparation ---------------------------------------------------------------------------
+
+    def _claimed(self, items: list[WorkItem]) -> Claimed:
+        return Claimed(items, asyncio.create_task(self._prepare_claim(items)))
+
+    async def _prepare_claim(self, items: list[WorkItem]) -> list[tuple[Unit, asyncio.Task[Prepared | None]]]:
+        """Fetch a claim's messages in one call, cut it into units and start preparing each."""
+        messages = await self._fetch([item.source_msg_id for item in items])
+        by_id = {item.source_msg_id: message for item, message in zip(items, messages, strict=True)}
+        units = units_of(items)
+        for unit in units:
+            unit.messages = [by_id[i] for i in unit.ids]
+        keys = [self._forward_key(unit) for unit in units]
+        if any(key is not None for key in keys):
+            units = forward_batches(units, keys, contiguous=self.options.ordered)
+        return [(unit, asyncio.create_task(self._prepare_in_turn(unit))) for unit in units]
+
+    async def _fetch(self, ids: list[int]) -> list[Any]:
+        messages = await self.limiter.call(
+            "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=ids), paced=False
+        )
+        return list(messages)
+
+    def _forward_key(self, unit: Unit) -> Hashable | None:
+        """What a forwarded unit may share a batch by (its topic), or None when it is not forwarded."""
+        if any(skip_reason(m) is not None for m in unit.messages) or self._transfer_for(unit.messages) != "forward":
+            return None
+        return ("topic", topic_of(unit.messages[0], self.route.source_is_forum))
+
+    async def _prepare_in_turn(self, unit: Unit) -> Prepared | None:
+        async with self._preparing:  # files are transferred for a bounded number of units at once
+            return await self._prepare(unit)
 
     def _transfer_for(self, messages: Sequence[Any]) -> Transfer:
         mode = self.options.mode
@@ -195,10 +276,6 @@ class Worker:
         return "reupload" if protected else "forward"
 
     async def _prepare(self, unit: Unit) -> Prepared | None:
-        messages = await self.limiter.call(
-            "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=unit.ids), paced=False
-        )
-        unit.messages = list(messages)
         sendable: list[tuple[WorkItem, Any]] = []
         skipped: dict[str, list[int]] = {}
         for item, message in zip(unit.items, unit.messages, strict=True):
@@ -234,13 +311,43 @@ class Worker:
 
     # ---- publishing ----------------------------------------------------------------------------
 
+    async def _publish_claim(self, claimed: Claimed) -> None:
+        try:
+            units = await claimed.units
+        except Stopping:
+            return
+        except SessionStopped:
+            raise
+        except Exception as exc:  # the claim's messages could not be read
+            await self._failed(Unit(claimed.items), [item.source_msg_id for item in claimed.items], exc)
+            return
+        for position, (unit, preparing) in enumerate(units):
+            try:
+                await self._publish(unit, preparing)
+            except BaseException:
+                for _unit, later in units[position + 1 :]:
+                    later.cancel()
+                raise
+
     async def _publish(self, unit: Unit, preparing: asyncio.Task[Prepared | None]) -> None:
         try:
             prepared = await preparing
+        except Stopping:
+            return
+        except SessionStopped:
+            raise
         except Exception as exc:
             await self._failed(unit, unit.ids, exc)
             return
         if prepared is None:
+            return
+        parts = units_of(unit.items)
+        if prepared.transfer != "forward" and len(parts) > 1:
+            # Forwarding was refused after this batch was formed: copy it send by send (albums whole).
+            by_id = dict(zip(unit.ids, unit.messages, strict=True))
+            for part in parts:
+                part.messages = [by_id[i] for i in part.ids]
+                await self._publish(part, asyncio.create_task(self._prepare_in_turn(part)))
             return
         for reason, ids in prepared.skipped.items():
             self.store.skip(self.route.route_id, ids, reason, self.session)
@@ -249,7 +356,13 @@ class Worker:
             return
         ids = [item.source_msg_id for item, _ in prepared.sendable]
         if self.options.ordered:
-            await self._wait_turn(ids[0])
+            try:
+                await self._wait_turn(ids[0])
+            except Stopping:
+                return
+            if self.limiter.ready_in() > HANDOVER_SECONDS and self._others_alive():
+                self._hand_back()  # another account can send it sooner than this one
+                return
         # Mapped only now: in order, the replied message was published before this one.
         replied = replied_id(prepared.sendable[0][1])
         if replied is not None and prepared.transfer != "forward":
@@ -259,14 +372,19 @@ class Worker:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
             if not self.store.mark_sending(self.route.route_id, ids, self.session):
-                log.info("lost the lease on %s before sending; another session has it", ids)
+                log.debug("lost the lease on %s before sending; another session has it", ids)
                 return
             targets = await self._send(prepared)
+        except HandedBack:
+            return  # Telegram refused the send for now and the unit went to the other sessions
+        except Stopping:
+            self._hand_back(refused=ids)  # refused by a flood wait, and this session is leaving
+            return
         except SessionStopped:
             raise
         except Exception as exc:
             retried = await self._recover(unit, prepared, exc)
-            if retried is None:
+            if not retried:
                 return
             targets = retried
         self.store.complete(self.route.route_id, targets, self.session)
@@ -276,29 +394,30 @@ class Worker:
     async def _send(self, prepared: Prepared) -> dict[int, int]:
         items = [item for item, _ in prepared.sendable]
         placement = prepared.placement
-        if prepared.transfer == "forward":
-            targets: dict[int, int] = {}
-            for start in range(0, len(items), FORWARD_BATCH):
-                chunk = items[start : start + FORWARD_BATCH]
-                source_ids = [i.source_msg_id for i in chunk]
-                random_ids = [i.random_id for i in chunk]
-                targets |= await self.limiter.call(
-                    "ForwardMessages",
-                    lambda s=source_ids, r=random_ids: sender.forward(  # type: ignore[misc]
-                        self.client, self.route.source_peer, placement, s, r
-                    ),
-                )
-            return targets
+        hand_back = self._hand_back_on_flood([item.source_msg_id for item in items])
+        if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
+            return await self.limiter.call(
+                "ForwardMessages",
+                lambda: sender.forward(
+                    self.client,
+                    self.route.source_peer,
+                    placement,
+                    [i.source_msg_id for i in items],
+                    [i.random_id for i in items],
+                ),
+                hand_back=hand_back,
+            )
         if len(items) == 1:
             item = items[0]
             target = await self.limiter.call(
                 "SendMedia" if prepared.outs[0].media is not None else "SendMessage",
                 lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
+                hand_back=hand_back,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
         by_random = await self.limiter.call(
-            "SendMultiMedia", lambda: sender.send_album(self.client, placement, members)
+            "SendMultiMedia", lambda: sender.send_album(self.client, placement, members), hand_back=hand_back
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
@@ -309,7 +428,10 @@ class Worker:
         if kind.kind is ErrorKind.FORWARDS_RESTRICTED and prepared.transfer == "forward":
             log.warning("the source refuses forwarding (protected content): switching to reupload")
             self.forwards_restricted = True
-            return await self._retry_prepared(unit)
+            targets: dict[int, int] = {}
+            for part in units_of(unit.items):  # a forward batch is copied message by message (albums whole)
+                targets |= await self._retry_prepared(part) or {}
+            return targets
         if kind.kind is ErrorKind.FILE_REFERENCE_EXPIRED:
             return await self._retry_prepared(unit)
         await self._failed(unit, ids, exc)
@@ -317,15 +439,42 @@ class Worker:
 
     async def _retry_prepared(self, unit: Unit) -> dict[int, int] | None:
         try:
+            unit.messages = await self._fetch(unit.ids)  # fresh file references, current noforwards
             prepared = await self._prepare(unit)
             if prepared is None or not prepared.sendable:
                 return None
             return await self._send(prepared)
-        except SessionStopped:
+        except (SessionStopped, HandedBack, Stopping):
             raise
         except Exception as exc:
             await self._failed(unit, unit.ids, exc)
             return None
+
+    # ---- sharing an ordered route --------------------------------------------------------------
+
+    def _others_alive(self) -> bool:
+        looked, count = self._others
+        if time.monotonic() - looked > 2.0:
+            count = self.store.others_alive(self.session, self.options.lease_seconds)
+            self._others = (time.monotonic(), count)
+        return count > 0
+
+    def _hand_back(self, refused: Sequence[int] = ()) -> None:
+        given = self.store.hand_back(self.route.route_id, self.session, refused)
+        log.debug("handed %d unsent messages to the other sessions", given, extra={"event": "hand_back"})
+
+    def _hand_back_on_flood(self, ids: list[int]) -> Callable[[], Awaitable[bool]] | None:
+        """Ordered with other sessions alive: a flood-waited send goes to them rather than waiting here."""
+        if not self.options.ordered:
+            return None
+
+        async def hand_back() -> bool:
+            if not self._others_alive():
+                return False
+            self._hand_back(refused=ids)  # FLOOD_WAIT: Telegram did not execute the send
+            return True
+
+        return hand_back
 
     async def _failed(self, unit: Unit, ids: Sequence[int], exc: BaseException) -> None:
         kind = classify(exc)
@@ -375,14 +524,32 @@ class Worker:
             self.progress.failed += len(ids)
 
     async def _wait_turn(self, first_id: int) -> None:
-        delay = 0.01
+        """Return once every message before ``first_id`` is published, publishing what nobody holds."""
+        pause = TURN_POLL[0]
         while True:
-            low = self.store.low_water_mark(self.route.route_id, include_failed=False)
-            if low is None or low >= first_id:
+            head = self.store.head(self.route.route_id)
+            if head is None or head.source_msg_id >= first_id:
                 return
+            if self.limiter.stop.is_set():
+                raise Stopping("turn")
+            if head.holder == self.session and not head.claimable:
+                # Ours but queued behind this unit (claimed back after a hand-over): let it go round.
+                self._hand_back()
+            elif head.claimable and self.limiter.ready_in() <= HANDOVER_SECONDS:
+                items = self.store.claim(
+                    self.route.route_id,
+                    self.session,
+                    self.options.claim_size,
+                    self.options.lease_seconds,
+                    before=first_id,
+                )
+                if items:
+                    await self._publish_claim(self._claimed(items))
+                    pause = TURN_POLL[0]
+                    continue
             self.progress.touch()
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, TURN_POLL[1])
 
     async def _adopt_earlier_copy(self, prepared: Prepared) -> bool:
         """After a takeover, complete from the copy a previous holder already made, if it exists."""

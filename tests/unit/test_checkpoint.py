@@ -172,6 +172,59 @@ def test_release_only_unsent_keeps_sending_items(store: SqliteStore) -> None:
     assert item.source_msg_id == 1 and item.takeover
 
 
+def test_claim_between_bounds_takes_only_that_range(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in range(1, 10)])
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, after=4)] == [5, 6, 7]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, before=3)] == [1, 2]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, after=2, before=8)] == [3, 4]
+
+
+def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    assert store.head(route.id) is None
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
+    head = store.head(route.id)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (1, True, None)
+    store.claim(route.id, "s1", 1, 30)
+    head = store.head(route.id)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (1, False, "s1")
+    store.fail(route.id, [1], "INTERNAL", "s1", retryable=True, max_attempts=1)  # spent: failed
+    head = store.head(route.id)
+    assert head is not None and head.source_msg_id == 2  # a failed message holds nobody back
+    [item] = store.claim(route.id, "s1", 1, 30)
+    store.fail(route.id, [item.source_msg_id], "INTERNAL", "s1", retryable=True, max_attempts=5, backoff_seconds=9)
+    head = store.head(route.id)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (2, False, None)
+    clock.now += 10
+    head = store.head(route.id)
+    assert head is not None and head.claimable
+
+
+def test_hand_back_gives_unsent_and_refused_leases_to_others(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3, 4)])
+    store.claim(route.id, "s1", 4, 30)
+    store.mark_sending(route.id, [1], "s1")  # refused by a flood wait: never executed
+    store.mark_sending(route.id, [2], "s1")  # still on its way: must stay with s1
+    assert store.hand_back(route.id, "s1", refused=[1]) == 3
+    taken = store.claim(route.id, "s2", 9, 30)
+    assert [i.source_msg_id for i in taken] == [1, 3, 4]
+    assert not any(i.takeover for i in taken)  # nothing to look for in the target
+
+
+def test_others_alive_counts_recently_seen_working_sessions(store: SqliteStore, clock: Clock) -> None:
+    store.register_session("s1", "h", 1)
+    store.register_session("s2", "h", 2)
+    assert store.others_alive("s1", within=30) == 1
+    clock.now += 31
+    assert store.others_alive("s1", within=30) == 0
+    store.heartbeat("s2", 30)
+    assert store.others_alive("s1", within=30) == 1
+    store.set_session_state("s2", "stopped")
+    assert store.others_alive("s1", within=30) == 0
+
+
 def test_topic_is_created_by_one_session_only(store: SqliteStore, clock: Clock) -> None:
     route = store.route("a", "b")
     assert store.claim_topic(route.id, 5, "s1", "News", 30).state == "create"

@@ -1,0 +1,101 @@
+"""Several accounts on one route: forwarding in batches, an ordered route that keeps moving while one
+account sits out a flood wait, and one that goes on when a session dies for good."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any
+
+from telepi.checkpoint import SqliteStore
+from telepi.config import load_settings
+from telepi.engine.session import run_session
+from telepi.sandbox.faults import RateRule
+from telepi.sandbox.sandbox import Sandbox
+from telepi.sandbox.worldfile import generate_history
+from tests.engine.clonecheck import assert_clone_equal, content
+from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
+from tests.engine.test_crash import start
+
+
+def channel_world(count: int, mix: dict[str, int]) -> dict[str, Any]:
+    world = forum_world(0)
+    source = {"name": "source", "kind": "channel", "title": "Source", "owner": "alice", "members": ["bob", "carol"]}
+    source["messages"] = generate_history(source, count, seed=5, mix=mix, max_size=4096)
+    target = {"name": "target", "kind": "channel", "title": "Target", "owner": "alice"}
+    target["admins"] = {name: ["post_messages"] for name in ("bob", "carol")}
+    world["chats"] = [source, target]
+    return world
+
+
+async def test_forward_mode_sends_one_request_per_hundred_messages(tmp_path: Path) -> None:
+    async with Sandbox(world=channel_world(250, {"text": 80, "photo": 20}), state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="forward")
+        sb.faults.calls.clear()
+        await run_all(directories)
+        assert_clone_equal(sb, "source", "target")
+        assert sb.faults.calls["ForwardMessagesRequest"] == 3  # 100 + 100 + 50
+        assert sb.faults.calls["GetMessagesRequest"] <= 3  # each claim's messages read in one call
+
+
+async def test_ordered_route_keeps_moving_while_one_account_sits_out_a_flood_wait(tmp_path: Path) -> None:
+    async with Sandbox(world=channel_world(80, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        # bob's third text is answered with a two-minute flood wait: the route must not wait for it
+        sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_120", 420, nth=3, user_id=sb.account("bob").id)
+        stores = {d: SqliteStore(load_settings(d, {}).shared_db_path) for d in (bob, carol)}
+        runs = {d: asyncio.create_task(run_session(load_settings(d, {}), stores[d], asyncio.Event())) for d in stores}
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) == 80, timeout=60)
+            await asyncio.wait_for(runs[carol], 30)
+            states = {s.name: s.state for s in stores[carol].report().sessions}
+            assert states["session1"] == "flood_wait"  # bob is still waiting: carol published the rest
+            assert_clone_equal(sb, "source", "target")
+        finally:
+            for task in runs.values():
+                task.cancel()
+            await asyncio.gather(*runs.values(), return_exceptions=True)
+            for store in stores.values():
+                store.close()
+
+
+async def test_ordered_route_goes_on_when_a_session_dies_for_good(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(150, seed=4), state_dir=tmp_path / "state") as sb:
+        sb.faults.add_rate_rule(RateRule(method="SendMessageRequest", limit=10, window=1.0))
+        bob, carol = await make_sessions(
+            sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false", LEASE_SECONDS="10"
+        )
+        processes = {d: await start(d) for d in (bob, carol)}
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) >= 30, timeout=60)
+            processes[bob].send_signal(signal.SIGKILL)  # never restarted: carol must take over its leases
+            assert await processes[bob].wait() == -signal.SIGKILL
+            assert await asyncio.wait_for(processes[carol].wait(), 120) == 0
+        finally:
+            for process in processes.values():
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        assert_clone_equal(sb, "source", "target")
+
+
+async def test_stop_during_a_long_flood_wait_ends_at_once_and_loses_nothing(tmp_path: Path) -> None:
+    async with Sandbox(world=channel_world(20, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        [bob] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
+        sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_600", 420, nth=5)
+        process = await start(bob)
+        store = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        try:
+            await wait_for(lambda: any(s.state == "flood_wait" for s in store.report().sessions), timeout=60)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0  # not after the ten-minute wait
+            route = store.report().routes[0]
+            assert route.counts["done"] == 4 and route.counts["processing"] == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        # The refused message was never sent: whoever comes next sends it without a look-up.
+        [item] = store.claim(route.route.id, "next", 1, 30)
+        assert item.source_msg_id == min(m["id"] for m in content(sb.messages("source"))[4:5]) and not item.takeover
+        store.close()
