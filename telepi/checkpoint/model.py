@@ -28,6 +28,7 @@ class NewItem:
     source_msg_id: int
     grouped_id: int | None = None
     topic_id: int | None = None
+    skip_reason: str | None = None  # known at planning (a service message): enqueued as skipped
 
 
 @dataclass(frozen=True)

@@ -161,12 +161,26 @@ class SqliteStore:
 
     def enqueue(self, route_id: int, items: Sequence[NewItem]) -> int:
         now = self._clock()
-        rows = [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items]
+        rows = [
+            (
+                route_id,
+                i.source_msg_id,
+                i.grouped_id,
+                i.topic_id,
+                _new_random_id(),
+                now,
+                "pending" if i.skip_reason is None else "skipped",
+                i.skip_reason,
+                None if i.skip_reason is None else now,
+            )
+            for i in items
+        ]
         with self._tx() as db:
             before = db.total_changes
             db.executemany(
-                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO NOTHING",
+                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
+                "status, skip_reason, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (route_id, source_msg_id) DO NOTHING",
                 rows,
             )
             return db.total_changes - before

@@ -102,13 +102,15 @@ class Planner:
 
     def _enqueue(self, messages: list[Any]) -> int:
         items = [
-            NewItem(m.id, grouped_id=getattr(m, "grouped_id", None), topic_id=topic_of(m, self.scope.source_is_forum))
+            NewItem(
+                m.id,
+                grouped_id=getattr(m, "grouped_id", None),
+                topic_id=topic_of(m, self.scope.source_is_forum),
+                skip_reason="service_message" if skip_reason(m) == "service_message" else None,
+            )
             for m in messages
         ]
-        added = self.store.enqueue(self.route_id, items)
-        service = [m.id for m in messages if skip_reason(m) == "service_message"]
-        if service:
-            self.store.skip(self.route_id, service, "service_message", self.session)
+        added = self.store.enqueue(self.route_id, items)  # service messages land skipped, never claimed
         if added:
             log.info("planned %d new messages up to id %d", added, messages[-1].id, extra={"event": "planned"})
         return added

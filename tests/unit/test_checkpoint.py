@@ -346,3 +346,11 @@ def test_restarted_session_releases_its_previous_incarnations_leases(store: Sqli
     store.register_session("s1", "h", 101)  # systemd restarted telepi@s1 after a crash
     again = store.claim(route.id, "s1", 2, 600)
     assert [(i.source_msg_id, i.takeover, i.attempts) for i in again] == [(1, False, 1), (2, True, 1)]
+
+
+def test_items_known_to_skip_are_enqueued_skipped_and_never_claimed(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1, skip_reason="service_message"), NewItem(2)])
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30)] == [2]
+    assert store.report().routes[0].counts["skipped"] == 1
+    assert store.low_water_mark(route.id) == 2
