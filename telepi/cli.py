@@ -118,20 +118,25 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
     stop = asyncio.Event()
 
     def on_signal() -> None:
+        log.info("stopping cleanly: finishing the sends in flight, releasing leases", extra={"event": "stopping"})
         systemd.stopping("stopping: finishing the sends in flight, releasing leases")
         stop.set()
+
+    def on_ready() -> None:
+        log.info("ready: connected, logged in, chats resolved", extra={"event": "ready"})
+        systemd.ready(settings.route_label)
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
-    hooks = Hooks(ready=lambda: systemd.ready(settings.route_label), status=systemd.status, monitor=monitor)
+    hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor)
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
     try:
         progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
-    log.info("session %s stopped: %s", settings.session_name, progress.line())
+    log.info("session %s stopped: %s", settings.session_name, progress.line(), extra={"event": "stopped"})
 
 
 def _cmd_login(args: argparse.Namespace) -> int:

@@ -396,6 +396,14 @@ class SqliteStore:
             ).fetchone()
         return None if row[0] is None else int(row[0])
 
+    def route_counts(self, route_id: int) -> tuple[int, int]:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(status IN ('done', 'skipped')), 0) FROM messages WHERE route_id = ?",
+                (route_id,),
+            ).fetchone()
+        return int(row[1]), int(row[0])
+
     def head(self, route_id: int) -> Head | None:
         with self._tx(write=False) as db:
             row = db.execute(

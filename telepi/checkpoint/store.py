@@ -79,6 +79,9 @@ class Store(Protocol):
         Ordered publishing passes ``include_failed=False``: a message that spent its attempts must not
         hold the rest back forever (it is visible in ``telepi status`` and requeued by retry)."""
 
+    def route_counts(self, route_id: int) -> tuple[int, int]:
+        """(finished = done + skipped, known) messages of the route."""
+
     def head(self, route_id: int) -> Head | None:
         """The lowest id still to publish (failed rows aside) and whether it is claimable right now."""
 

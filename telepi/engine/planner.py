@@ -112,7 +112,12 @@ class Planner:
         ]
         added = self.store.enqueue(self.route_id, items)  # service messages land skipped, never claimed
         if added:
-            log.info("planned %d new messages up to id %d", added, messages[-1].id, extra={"event": "planned"})
+            log.info(
+                "planned %d new messages up to id %d",
+                added,
+                messages[-1].id,
+                extra={"event": "planned", "msg_id": messages[-1].id},
+            )
         return added
 
     async def _follow_topic_renames(self, messages: list[Any]) -> None:

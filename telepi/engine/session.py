@@ -236,11 +236,26 @@ async def _run_route(
 
 
 def _counts(store: Store, route_id: int) -> tuple[int, int]:
-    report = store.report(failures=0)
-    for route in report.routes:
-        if route.route.id == route_id:
-            return route.finished, route.known
-    return 0, 0
+    return store.route_counts(route_id)
+
+
+class _RouteCounts:
+    """The route's finished/known counts for the status line: read from the checkpoint (a scan of the
+    route) every ``refresh`` seconds, this session's own progress added in between."""
+
+    def __init__(self, store: Store, route_id: int, progress: Progress, refresh: float = 30.0) -> None:
+        self.store, self.route_id, self.progress, self.refresh = store, route_id, progress, refresh
+        self._read_at = -refresh
+        self._counts = (0, 0)
+        self._own_then = 0
+
+    def __call__(self) -> tuple[int, int]:
+        own = self.progress.done + self.progress.skipped
+        finished, known = self._counts
+        if time.monotonic() - self._read_at >= self.refresh or finished + own - self._own_then >= known:
+            self._counts, self._own_then, self._read_at = _counts(self.store, self.route_id), own, time.monotonic()
+            finished, known = self._counts
+        return min(finished + own - self._own_then, known), known
 
 
 async def _is_forum(client: Any, peer: Any) -> bool:
@@ -303,6 +318,7 @@ async def _report(
     store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event, beacon: Beacon | None
 ) -> None:
     tty = sys.stderr.isatty()
+    counts = _RouteCounts(store, route_id, progress)
     seen_activity = progress.last_activity
     while not stop.is_set():
         # The pipeline is alive while it makes progress or sits in a declared (flood) wait.
@@ -310,7 +326,7 @@ async def _report(
         if beacon is not None and (progress.last_activity != seen_activity or waiting):
             beacon.touch()
         seen_activity = progress.last_activity
-        line = progress.line(*_counts(store, route_id))
+        line = progress.line(*counts())
         hooks.status(line)
         if tty:
             print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)

@@ -354,3 +354,12 @@ def test_items_known_to_skip_are_enqueued_skipped_and_never_claimed(store: Sqlit
     assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30)] == [2]
     assert store.report().routes[0].counts["skipped"] == 1
     assert store.low_water_mark(route.id) == 2
+
+
+def test_route_counts_are_finished_and_known(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    assert store.route_counts(route.id) == (0, 0)
+    store.enqueue(route.id, [NewItem(1, skip_reason="service_message"), NewItem(2), NewItem(3)])
+    store.claim(route.id, "s1", 1, 30)
+    store.complete(route.id, {2: 20}, "s1")
+    assert store.route_counts(route.id) == (2, 3)

@@ -1,0 +1,65 @@
+"""The sandbox served from a thread of its own, for the synchronous e2e tests: the units in the container
+reach it on the host's loopback (the container shares the host's network)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from telepi.sandbox.sandbox import Sandbox, shared_server_key
+
+T = TypeVar("T")
+
+
+class SandboxThread:
+    def __init__(self, world: dict[str, Any], state_dir: Path) -> None:
+        self._world = world
+        self._state_dir = state_dir
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._sandbox: Sandbox | None = None
+        self._thread = threading.Thread(target=self._main, name="sandbox", daemon=True)
+
+    def __enter__(self) -> SandboxThread:
+        self._thread.start()
+        self._ready.wait(120)
+        if self._failure is not None:
+            raise RuntimeError("the sandbox did not start") from self._failure
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def call(self, function: Callable[[Sandbox], Awaitable[T] | T], timeout: float = 120) -> T:
+        """Run ``function(sandbox)`` on the sandbox's loop (awaiting it if it is a coroutine)."""
+        assert self._loop is not None and self._sandbox is not None
+        sandbox = self._sandbox
+
+        async def run() -> T:
+            result = function(sandbox)
+            return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by __enter__
+            self._failure = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        async with Sandbox(world=self._world, state_dir=self._state_dir, server_key=shared_server_key()) as sandbox:
+            self._sandbox = sandbox
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
