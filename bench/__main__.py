@@ -104,7 +104,7 @@ def _transfer(args: argparse.Namespace) -> dict[str, Any]:
         return {"scenario": "transfer", "skipped": f"bench/transfer.py cannot be imported: {exc}"}
     argv = shlex.split(args.transfer_args or "")
     if args.quick and not args.transfer_args:
-        argv = ["--size-mib", "8"]
+        argv = ["--size-mib", "8", "--rss-sizes", "4"]
     entry: Callable[..., Any] | None = getattr(transfer, "run", None)
     if callable(entry):
         report = entry(argv)
@@ -203,11 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--window", type=float, default=1.0, help="rate rule: sliding window, seconds")
     group.add_argument("--messages", type=int, default=2000, help="scaling: messages on the route")
     group.add_argument("--forward-messages", type=int, default=10_000, help="forward: messages in the channel")
-    group.add_argument("--forward-cap", type=float, default=60, help="forward: stop a run after this many seconds")
+    group.add_argument("--forward-cap", type=float, default=30, help="forward: stop a run after this many seconds")
     group.add_argument("--items", type=int, default=10_000, help="checkpoint: items per run")
     group.add_argument("--rounds", type=int, default=2, help="checkpoint: rounds of 1, 2, 4 processes")
     group.add_argument("--cost-messages", type=int, default=1500, help="cost: text messages")
-    parser.add_argument("--transfer-args", help='arguments for bench/transfer.py, e.g. "--size-mib 2048"')
+    parser.add_argument("--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" for the 2 GiB row')
     return parser
 
 

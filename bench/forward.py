@@ -1,6 +1,6 @@
 """Scenario 3: forward batching. ``MODE=forward`` against ``MODE=copy`` on one unprotected channel.
 
-    .venv/bin/python -m bench.forward [--messages 10000] [--per-minute 900] [--window 1] [--cap 60] [--quick]
+    .venv/bin/python -m bench.forward [--messages 10000] [--per-minute 900] [--window 1] [--cap 30] [--quick]
 
 One session (``python -m telepi run DIR``, ``SEND_INTERVAL=0``, ``LIVE=false``, ``ORDERED=false``)
 clones ``--messages`` small messages (text and photos) into an empty target, first with
@@ -150,7 +150,7 @@ async def _run(messages: int, per_minute: int, window: float, cap: float) -> dic
 
 
 def run(
-    *, messages: int = 10_000, per_minute: int = 900, window: float = 1.0, cap: float = 60, quick: bool = False
+    *, messages: int = 10_000, per_minute: int = 900, window: float = 1.0, cap: float = 30, quick: bool = False
 ) -> dict[str, Any]:
     if quick:
         messages, per_minute, cap = min(messages, 200), max(per_minute, 6000), min(cap, 30)
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--per-minute", type=int, default=900, help="sends per minute per account and method")
     parser.add_argument("--window", type=float, default=1.0, help="seconds of the sliding rate window")
-    parser.add_argument("--cap", type=float, default=60, help="stop a run after this many seconds")
+    parser.add_argument("--cap", type=float, default=30, help="stop a run after this many seconds")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)

@@ -342,8 +342,9 @@ class Worker:
         if prepared is None:
             return
         parts = units_of(unit.items)
-        if prepared.transfer != "forward" and len(parts) > 1:
-            # Forwarding was refused after this batch was formed: copy it send by send (albums whole).
+        refused_since = prepared.transfer == "forward" and self.forwards_restricted
+        if refused_since or (prepared.transfer != "forward" and len(parts) > 1):
+            # Forwarding was refused after this unit was prepared: copy it send by send (albums whole).
             by_id = dict(zip(unit.ids, unit.messages, strict=True))
             for part in parts:
                 part.messages = [by_id[i] for i in part.ids]
@@ -383,18 +384,16 @@ class Worker:
         except SessionStopped:
             raise
         except Exception as exc:
-            retried = await self._recover(unit, prepared, exc)
-            if not retried:
-                return
-            targets = retried
+            await self._recover(unit, prepared, exc)
+            return
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
         log.debug("copied %s -> %s", ids, list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
 
-    async def _send(self, prepared: Prepared) -> dict[int, int]:
+    async def _send(self, prepared: Prepared, *, may_hand_back: bool = True) -> dict[int, int]:
         items = [item for item, _ in prepared.sendable]
         placement = prepared.placement
-        hand_back = self._hand_back_on_flood([item.source_msg_id for item in items])
+        hand_back = self._hand_back_on_flood([item.source_msg_id for item in items]) if may_hand_back else None
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
                 "ForwardMessages",
@@ -421,21 +420,28 @@ class Worker:
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
-    async def _recover(self, unit: Unit, prepared: Prepared, exc: Exception) -> dict[int, int] | None:
-        """Decide what a failed send means; returns target ids when a retry inside succeeded."""
+    async def _recover(self, unit: Unit, prepared: Prepared, exc: Exception) -> None:
+        """Decide what a failed send means: count a failure, or (a refusal that executed nothing) send
+        again part by part, recording each part as it lands."""
         kind = classify(exc)
-        ids = [item.source_msg_id for item, _ in prepared.sendable]
         if kind.kind is ErrorKind.FORWARDS_RESTRICTED and prepared.transfer == "forward":
             log.warning("the source refuses forwarding (protected content): switching to reupload")
             self.forwards_restricted = True
-            targets: dict[int, int] = {}
-            for part in units_of(unit.items):  # a forward batch is copied message by message (albums whole)
-                targets |= await self._retry_prepared(part) or {}
-            return targets
-        if kind.kind is ErrorKind.FILE_REFERENCE_EXPIRED:
-            return await self._retry_prepared(unit)
-        await self._failed(unit, ids, exc)
-        return None
+            parts = units_of(unit.items)  # a forward batch is copied message by message (albums whole)
+        elif kind.kind is ErrorKind.FILE_REFERENCE_EXPIRED:
+            parts = [unit]
+        else:
+            await self._failed(unit, [item.source_msg_id for item, _ in prepared.sendable], exc)
+            return
+        for position, part in enumerate(parts):
+            try:
+                targets = await self._retry_prepared(part)
+            except Stopping:  # this part and the rest were not sent
+                self._hand_back(refused=[i for rest in parts[position:] for i in rest.ids])
+                return
+            if targets:
+                self.store.complete(self.route.route_id, targets, self.session)
+                self.progress.copied(len(targets))
 
     async def _retry_prepared(self, unit: Unit) -> dict[int, int] | None:
         try:
@@ -443,8 +449,8 @@ class Worker:
             prepared = await self._prepare(unit)
             if prepared is None or not prepared.sendable:
                 return None
-            return await self._send(prepared)
-        except (SessionStopped, HandedBack, Stopping):
+            return await self._send(prepared, may_hand_back=False)  # the unit is marked sending: finish it here
+        except (SessionStopped, Stopping):
             raise
         except Exception as exc:
             await self._failed(unit, unit.ids, exc)

@@ -99,3 +99,14 @@ async def test_stop_during_a_long_flood_wait_ends_at_once_and_loses_nothing(tmp_
         [item] = store.claim(route.route.id, "next", 1, 30)
         assert item.source_msg_id == min(m["id"] for m in content(sb.messages("source"))[4:5]) and not item.takeover
         store.close()
+
+
+async def test_a_forward_batch_refused_as_protected_is_copied_message_by_message(tmp_path: Path) -> None:
+    world = channel_world(150, {"text": 60, "photo": 20, "album": 20})
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        [bob] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="auto")
+        # The chat turned protected after the start: the first forward batch is refused, as Telegram does.
+        sb.faults.inject_error("ForwardMessagesRequest", "CHAT_FORWARDS_RESTRICTED", 400, nth=1, times=100)
+        await run_all([bob])
+        assert_clone_equal(sb, "source", "target")  # albums whole, in order, nothing twice
+        assert sb.faults.calls["ForwardMessagesRequest"] == 1  # after the refusal, no more forwarding
