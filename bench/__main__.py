@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--items", type=int, default=10_000, help="checkpoint: items per run")
     group.add_argument("--rounds", type=int, default=2, help="checkpoint: rounds of 1, 2, 4 processes")
     group.add_argument("--cost-messages", type=int, default=1500, help="cost: text messages")
-    parser.add_argument("--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" for the 2 GiB row')
+    parser.add_argument("--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" for the 2000 MiB row')
     return parser
 
 
