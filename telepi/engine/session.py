@@ -76,8 +76,8 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
         raise
 
 
-def claim_size(settings: Settings) -> int:
-    if settings.mode == "forward":
+def claim_size(settings: Settings, source_protected: bool) -> int:
+    if settings.mode == "forward" or (settings.mode == "auto" and not source_protected):
         return 100  # one forwardMessages call per 100 messages
     if settings.ordered and settings.send_interval > 0:
         return 1  # paced accounts take turns message by message
@@ -195,7 +195,7 @@ async def _run_route(
             ordered=settings.ordered,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
-            claim_size=claim_size(settings),
+            claim_size=claim_size(settings, route.source_protected),
         ),
         reuploader=reuploader,
     )

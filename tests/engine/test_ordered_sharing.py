@@ -9,6 +9,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
@@ -30,9 +32,10 @@ def channel_world(count: int, mix: dict[str, int]) -> dict[str, Any]:
     return world
 
 
-async def test_forward_mode_sends_one_request_per_hundred_messages(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["forward", "auto"])  # auto forwards an unprotected source
+async def test_forwarding_sends_one_request_per_hundred_messages(tmp_path: Path, mode: str) -> None:
     async with Sandbox(world=channel_world(250, {"text": 80, "photo": 20}), state_dir=tmp_path / "state") as sb:
-        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="forward")
+        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE=mode)
         sb.faults.calls.clear()
         await run_all(directories)
         assert_clone_equal(sb, "source", "target")
