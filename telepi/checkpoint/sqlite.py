@@ -396,6 +396,17 @@ class SqliteStore:
             ).fetchone()
         return None if row[0] is None else int(row[0])
 
+    def mapped_targets(self, route_id: int, target_ids: Sequence[int]) -> set[int]:
+        if not target_ids:
+            return set()
+        # No index on target_msg_id: a scan of the route, paid only when a session takes over a send.
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                f"SELECT target_msg_id FROM messages WHERE route_id = ? AND target_msg_id IN ({_marks(target_ids)})",
+                (route_id, *target_ids),
+            ).fetchall()
+        return {int(row[0]) for row in rows}
+
     def route_counts(self, route_id: int) -> tuple[int, int]:
         with self._tx(write=False) as db:
             row = db.execute(

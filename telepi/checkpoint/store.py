@@ -79,6 +79,9 @@ class Store(Protocol):
         Ordered publishing passes ``include_failed=False``: a message that spent its attempts must not
         hold the rest back forever (it is visible in ``telepi status`` and requeued by retry)."""
 
+    def mapped_targets(self, route_id: int, target_ids: Sequence[int]) -> set[int]:
+        """Which of these target messages are already recorded as the copy of some source message."""
+
     def route_counts(self, route_id: int) -> tuple[int, int]:
         """(finished = done + skipped, known) messages of the route."""
 

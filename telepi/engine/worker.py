@@ -565,16 +565,16 @@ class Worker:
         sender_id = self.store.session_user_id(first.send_session or "")
         since = (first.send_started_at or time.time()) - 60
         recent = await self.client.get_messages(self.route.target_peer, limit=100)
-        taken = set(
-            self.store.target_ids(self.route.route_id, [i.source_msg_id for i, _ in prepared.sendable]).values()
-        )
+        # A target message already recorded as another message's copy cannot be this one's (same text or not).
+        taken = self.store.mapped_targets(self.route.route_id, [m.id for m in recent if isinstance(m, types.Message)])
         found: dict[int, int] = {}
         for item, message in prepared.sendable:
             wanted = signature(message)
             for candidate in recent:
                 if not isinstance(candidate, types.Message) or candidate.id in taken:
                     continue
-                if sender_id is not None and candidate.sender_id != sender_id:
+                # A channel post carries no sender (from_id None): there only content and time can tell.
+                if sender_id is not None and candidate.from_id is not None and candidate.sender_id != sender_id:
                     continue
                 if candidate.date is not None and candidate.date.timestamp() < since:
                     continue

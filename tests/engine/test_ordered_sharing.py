@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from telepi.checkpoint import SqliteStore
+from telepi.checkpoint import NewItem, SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
 from telepi.sandbox.faults import RateRule
@@ -113,3 +114,35 @@ async def test_a_forward_batch_refused_as_protected_is_copied_message_by_message
         await run_all([bob])
         assert_clone_equal(sb, "source", "target")  # albums whole, in order, nothing twice
         assert sb.faults.calls["ForwardMessagesRequest"] == 1  # after the refusal, no more forwarding
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["died-before-sending", "died-after-sending"])
+async def test_a_takeover_adopts_only_the_dead_sessions_own_copy(tmp_path: Path, sent: bool) -> None:
+    world = channel_world(0, {"text": 100})
+    world["chats"][0]["messages"] = [{"text": "same words"}, {"text": "same words"}, {"text": "last"}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        _bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        first, second, _last = (m["id"] for m in content(sb.messages("source")))
+        # bob copied the first message, then marked the second as sending and died before sending it.
+        client = await sb.client("bob")
+        await client.get_dialogs()
+        target = await client.get_input_entity(sb.chat("target").id)
+        copy = await client.send_message(target, "same words")
+        store = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        route = store.route(str(sb.chat("source").id), str(sb.chat("target").id))
+        store.enqueue(route.id, [NewItem(first), NewItem(second)])
+        store.register_session("session1", "host", 1, user_id=sb.account("bob").id)
+        store.claim(route.id, "session1", 2, 10)
+        store.complete(route.id, {first: copy.id}, "session1")
+        assert store.mark_sending(route.id, [second], "session1")
+        if sent:
+            await client.send_message(target, "same words")  # the copy of the second, never recorded
+        store.close()
+        # carol comes later: bob's lease has run out. A channel post names no sender: the copies look alike, but
+        # the first's is recorded as the first's. Unsent, the second is sent now; sent, it is adopted, not resent.
+        later = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db", clock=lambda: time.time() + 60)
+        try:
+            await run_session(load_settings(carol, {}), later, asyncio.Event())
+        finally:
+            later.close()
+        assert_clone_equal(sb, "source", "target")

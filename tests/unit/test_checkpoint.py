@@ -363,3 +363,16 @@ def test_route_counts_are_finished_and_known(store: SqliteStore) -> None:
     store.claim(route.id, "s1", 1, 30)
     store.complete(route.id, {2: 20}, "s1")
     assert store.route_counts(route.id) == (2, 3)
+
+
+def test_mapped_targets_names_the_copies_already_recorded(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    other = store.route("a", "c")
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.enqueue(other.id, [NewItem(1)])
+    store.claim(route.id, "s1", 2, 30)
+    store.claim(other.id, "s1", 1, 30)
+    store.complete(route.id, {1: 501}, "s1")
+    store.complete(other.id, {1: 502}, "s1")
+    assert store.mapped_targets(route.id, [501, 502, 503]) == {501}  # 502 is another route's copy
+    assert store.mapped_targets(route.id, []) == set()
