@@ -385,13 +385,12 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def low_water_mark(self, route_id: int, *, include_failed: bool = True) -> int | None:
+    def low_water_mark(self, route_id: int) -> int | None:
         # Only open rows are indexed: the done history, however long, is never scanned.
-        extra = "" if include_failed else " AND status != 'failed'"
         with self._tx(write=False) as db:
             row = db.execute(
                 "SELECT MIN(source_msg_id) FROM messages INDEXED BY messages_open "
-                f"WHERE route_id = ? AND status IN ('pending', 'processing', 'failed'){extra}",
+                "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
                 (route_id,),
             ).fetchone()
         return None if row[0] is None else int(row[0])

@@ -73,11 +73,9 @@ class Store(Protocol):
     def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
         """Requeue failed items (all, one route's, or the given ids); returns how many."""
 
-    def low_water_mark(self, route_id: int, *, include_failed: bool = True) -> int | None:
-        """Lowest source id of the route that is not done or skipped, or None when all are.
-
-        Ordered publishing passes ``include_failed=False``: a message that spent its attempts must not
-        hold the rest back forever (it is visible in ``telepi status`` and requeued by retry)."""
+    def low_water_mark(self, route_id: int) -> int | None:
+        """Lowest source id of the route that is not done or skipped, or None when all are (see ``head``
+        for what ordered publishing waits on)."""
 
     def mapped_targets(self, route_id: int, target_ids: Sequence[int]) -> set[int]:
         """Which of these target messages are already recorded as the copy of some source message."""
@@ -86,7 +84,10 @@ class Store(Protocol):
         """(finished = done + skipped, known) messages of the route."""
 
     def head(self, route_id: int) -> Head | None:
-        """The lowest id still to publish (failed rows aside) and whether it is claimable right now."""
+        """The lowest id still to publish and whether it is claimable right now, or None when nothing is.
+
+        Failed rows are left aside: a message that spent its attempts must not hold the rest back forever
+        (it is visible in ``telepi status`` and requeued by retry)."""
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""

@@ -209,11 +209,7 @@ async def _run_route(
         planning = next((task for task in tasks if task.get_name() == "planner"), None)
         if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
             raise RuntimeError("planning the source's history failed") from planning.exception()
-        return (
-            not settings.live
-            and planner.reached_end
-            and store.low_water_mark(route.route_id, include_failed=False) is None
-        )
+        return not settings.live and planner.reached_end and store.head(route.route_id) is None
 
     beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
     tasks = [
@@ -232,11 +228,7 @@ async def _run_route(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        hooks.status(progress.line(*_counts(store, route.route_id)))
-
-
-def _counts(store: Store, route_id: int) -> tuple[int, int]:
-    return store.route_counts(route_id)
+        hooks.status(progress.line(*store.route_counts(route.route_id)))
 
 
 class _RouteCounts:
@@ -253,7 +245,7 @@ class _RouteCounts:
         own = self.progress.done + self.progress.skipped
         finished, known = self._counts
         if time.monotonic() - self._read_at >= self.refresh or finished + own - self._own_then >= known:
-            self._counts, self._own_then, self._read_at = _counts(self.store, self.route_id), own, time.monotonic()
+            self._counts, self._own_then, self._read_at = self.store.route_counts(self.route_id), own, time.monotonic()
             finished, known = self._counts
         return min(finished + own - self._own_then, known), known
 
