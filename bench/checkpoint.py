@@ -63,7 +63,7 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
     while True:
         items = store.claim(route_id, session, claim, LEASE_SECONDS)
         if not items:
-            if store.low_water_mark(route_id, include_failed=False) is None:
+            if store.head(route_id) is None:
                 break
             time.sleep(0.001)  # the last units are held by others
             continue
