@@ -194,6 +194,7 @@ class SqliteStore:
         *,
         after: int | None = None,
         before: int | None = None,
+        at_least: int = 1,
     ) -> list[WorkItem]:
         now = self._clock()
         params = {"route": route_id, "now": now, "after": after, "before": before}
@@ -207,6 +208,8 @@ class SqliteStore:
                 "ORDER BY source_msg_id LIMIT :limit",
                 {**params, "limit": max(limit, 1)},
             ).fetchall()
+            if len(candidates) < at_least:
+                return []
             for row in candidates:
                 if len(chosen) >= limit:
                     break

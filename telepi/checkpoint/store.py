@@ -34,9 +34,11 @@ class Store(Protocol):
         *,
         after: int | None = None,
         before: int | None = None,
+        at_least: int = 1,
     ) -> list[WorkItem]:
         """Lease the lowest-id claimable items (whole albums) to ``session``, only ids between ``after``
-        and ``before`` when given (a session waiting for its turn takes over what stands before it)."""
+        and ``before`` when given (a session waiting for its turn takes over what stands before it);
+        nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning)."""
 
     def heartbeat(self, session: str, lease_seconds: float) -> int:
         """Extend every lease ``session`` holds and mark the session alive; returns leases extended."""

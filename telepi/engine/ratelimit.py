@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from telepi.checkpoint.store import Store
+from telepi.engine.pacing import LearnedPace
 from telepi.engine.progress import Progress
 from telepi.telegram import ErrorKind, classify
 
@@ -29,7 +30,8 @@ class Stopping(Exception):
 
 
 class AccountLimiter:
-    """Spaces this account's sends and waits out FLOOD_WAIT / SLOWMODE_WAIT, then retries the same call."""
+    """Spaces this account's sends (``SEND_INTERVAL``, and per method what flood waits taught it) and
+    waits out FLOOD_WAIT / SLOWMODE_WAIT, then retries the same call."""
 
     def __init__(
         self,
@@ -50,14 +52,20 @@ class AccountLimiter:
         self._next_send = 0.0
         self._blocked_until = 0.0  # monotonic end of the current flood wait
         self._lock = asyncio.Lock()
+        self.learned = LearnedPace()
 
-    def ready_in(self) -> float:
-        """Seconds until this account may send again (pacing and flood waits)."""
-        return max(self._next_send, self._blocked_until) - time.monotonic()
+    def ready_in(self, method: str | None = None) -> float:
+        """Seconds until this account may send again (pacing and flood waits; with ``method``, also the
+        window learned for it)."""
+        learned = self.learned.ready_in(method) if method is not None else 0.0
+        return max(self._next_send - time.monotonic(), self._blocked_until - time.monotonic(), learned)
 
-    async def pace(self) -> None:
+    async def pace(self, method: str) -> None:
         async with self._lock:
             delay = self._next_send - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            delay = self.learned.book(method)
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next_send = time.monotonic() + self.min_interval
@@ -76,19 +84,33 @@ class AccountLimiter:
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack."""
         while True:
             if paced:
-                await self.pace()
+                await self.pace(method)
             try:
                 return await make()
             except Exception as exc:
                 kind = classify(exc)
                 if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
                     raise
+                if paced:
+                    self._learn(method, kind.seconds)
                 if self.stop.is_set():
                     raise Stopping(method) from exc
                 handed = hand_back is not None and await hand_back()
                 await self.wait(kind.seconds, method, kind.name)
                 if handed:
                     raise HandedBack(method) from exc
+
+    def _learn(self, method: str, seconds: int) -> None:
+        lesson = self.learned.flood_wait(method, seconds)
+        if lesson is not None:
+            log.info(
+                "%s: from now on at most %d %s calls per %.1fs (learned from the flood wait)",
+                self.session,
+                lesson.limit,
+                method,
+                lesson.window,
+                extra={"event": "pace_learned", "method": method},
+            )
 
     async def wait(self, seconds: int, method: str, error: str) -> None:
         seconds = max(1, seconds)

@@ -223,7 +223,7 @@ async def _run_route(
         for task in tasks:
             hooks.monitor.watch(task)
     try:
-        await worker.run(stop, work_done)
+        await worker.run(stop, work_done, planning=lambda: not planner.reached_end)
     finally:
         for task in tasks:
             task.cancel()

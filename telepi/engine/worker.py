@@ -41,6 +41,7 @@ Transfer = Literal["forward", "copy", "reupload"]
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
+WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
 
 
 class SessionStopped(UserFixableError):
@@ -181,10 +182,15 @@ class Worker:
 
     # ---- the loop ------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, work_done: Callable[[], bool]) -> None:
-        """Claim → prepare ahead → publish in order, until ``stop`` or (not live) nothing is left."""
+    async def run(
+        self, stop: asyncio.Event, work_done: Callable[[], bool], planning: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Claim → prepare ahead → publish in order, until ``stop`` or (not live) nothing is left.
+
+        ``planning`` tells whether the planner is still reading the history: meanwhile forward
+        batches are claimed whole, not cut short at the end of what it has enqueued so far."""
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(self.options.window)
-        producer = asyncio.create_task(self._produce(queue, stop, work_done))
+        producer = asyncio.create_task(self._produce(queue, stop, work_done, planning))
         try:
             while True:
                 entry = await queue.get()
@@ -201,19 +207,28 @@ class Worker:
                     left.cancel()
 
     async def _produce(
-        self, queue: asyncio.Queue[Claimed | None], stop: asyncio.Event, work_done: Callable[[], bool]
+        self,
+        queue: asyncio.Queue[Claimed | None],
+        stop: asyncio.Event,
+        work_done: Callable[[], bool],
+        planning: Callable[[], bool],
     ) -> None:
         try:
-            await self._claim_ahead(queue, stop, work_done)
+            await self._claim_ahead(queue, stop, work_done, planning)
         finally:
             # Wake the publisher whether claiming ended, failed or the planner died (work_done raised).
             if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 await queue.put(None)
 
     async def _claim_ahead(
-        self, queue: asyncio.Queue[Claimed | None], stop: asyncio.Event, work_done: Callable[[], bool]
+        self,
+        queue: asyncio.Queue[Claimed | None],
+        stop: asyncio.Event,
+        work_done: Callable[[], bool],
+        planning: Callable[[], bool],
     ) -> None:
         idle = 0.05
+        short_since: float | None = None  # when a whole forward batch was first not there yet
         while not stop.is_set():
             if self.options.ordered and self.limiter.ready_in() > HANDOVER_SECONDS:
                 # Work claimed now would only wait for this account and hold the route up.
@@ -221,9 +236,23 @@ class Worker:
                 continue
             # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
             after = self._queued_up_to if self.options.ordered and not queue.empty() else None
-            items = self.store.claim(
-                self.route.route_id, self.session, self.options.claim_size, self.options.lease_seconds, after=after
+            whole = (
+                self.options.claim_size >= FORWARD_BATCH
+                and planning()
+                and (short_since is None or time.monotonic() - short_since < WHOLE_BATCH_WAIT)
             )
+            items = self.store.claim(
+                self.route.route_id,
+                self.session,
+                self.options.claim_size,
+                self.options.lease_seconds,
+                after=after,
+                at_least=self.options.claim_size if whole else 1,
+            )
+            if not items and whole:  # the planner's next page is on its way: a short pause, not an idle
+                short_since = short_since or time.monotonic()
+                await _sleep_or_stop(stop, 0.02)
+                continue
             if not items:
                 if work_done():
                     break
@@ -231,7 +260,7 @@ class Worker:
                 await _sleep_or_stop(stop, idle)
                 idle = min(idle * 2, 1.0)
                 continue
-            idle = 0.05
+            idle, short_since = 0.05, None
             self._queued_up_to = items[-1].source_msg_id
             await queue.put(self._claimed(items))
 
@@ -361,7 +390,7 @@ class Worker:
                 await self._wait_turn(ids[0])
             except Stopping:
                 return
-            if self.limiter.ready_in() > HANDOVER_SECONDS and self._others_alive():
+            if self.limiter.ready_in(_method(prepared)) > HANDOVER_SECONDS and self._others_alive():
                 self._hand_back()  # another account can send it sooner than this one
                 return
         # Mapped only now: in order, the replied message was published before this one.
@@ -393,10 +422,11 @@ class Worker:
     async def _send(self, prepared: Prepared, *, may_hand_back: bool = True) -> dict[int, int]:
         items = [item for item, _ in prepared.sendable]
         placement = prepared.placement
+        method = _method(prepared)
         hand_back = self._hand_back_on_flood([item.source_msg_id for item in items]) if may_hand_back else None
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
-                "ForwardMessages",
+                method,
                 lambda: sender.forward(
                     self.client,
                     self.route.source_peer,
@@ -409,14 +439,14 @@ class Worker:
         if len(items) == 1:
             item = items[0]
             target = await self.limiter.call(
-                "SendMedia" if prepared.outs[0].media is not None else "SendMessage",
+                method,
                 lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
                 hand_back=hand_back,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
         by_random = await self.limiter.call(
-            "SendMultiMedia", lambda: sender.send_album(self.client, placement, members), hand_back=hand_back
+            method, lambda: sender.send_album(self.client, placement, members), hand_back=hand_back
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
@@ -588,6 +618,15 @@ class Worker:
         self.store.complete(self.route.route_id, found, self.session)
         self.progress.copied(len(found))
         return True
+
+
+def _method(prepared: Prepared) -> str:
+    """The Telegram method that will publish a prepared unit (flood limits are per method)."""
+    if prepared.transfer == "forward":
+        return "ForwardMessages"
+    if len(prepared.sendable) > 1:
+        return "SendMultiMedia"
+    return "SendMedia" if prepared.outs[0].media is not None else "SendMessage"
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

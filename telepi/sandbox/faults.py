@@ -177,8 +177,10 @@ class Faults:
         self._drops: list[DropRule] = []
         self._link: Link | None = None
         self._account_buckets: dict[tuple[int, Direction], TokenBucket] = {}
-        # Requests seen per method name (executed or answered with an error); benchmarks read and clear it.
+        # Requests seen per method name (executed or answered with an error), and those of them a rate
+        # rule refused; tests and benchmarks read and clear them.
         self.calls: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
 
     # --- configuration (tests and benchmarks) ---
 
@@ -315,6 +317,7 @@ class Faults:
             windows.append((rule, window))
         if worst is not None:
             wait, rule = worst
+            self.refused[method] += 1
             if rule.error == "PEER_FLOOD":
                 return RpcError(400, "PEER_FLOOD")
             return RpcError(420, f"{rule.error}_{max(1, math.ceil(wait))}")

@@ -190,6 +190,8 @@ async def test_flood_waits_are_waited_out_visibly_and_skip_nothing(tmp_path: Pat
             await asyncio.sleep(0.05)
         await running
         assert any(state.startswith("flood_wait") and "on SendMessage" in state for state in seen_states)
+        # The first refusal teaches the account the window: it is never refused again (learned pacing).
+        assert sb.faults.refused["SendMessageRequest"] == 1, sb.faults.refused
         assert_clone_equal(sb, "source", "target")
         assert store.report().routes[0].counts["skipped"] == len(
             [m for m in sb.messages("source") if m["service"]]

@@ -35,12 +35,14 @@ def channel_world(count: int, mix: dict[str, int]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["forward", "auto"])  # auto forwards an unprotected source
 async def test_forwarding_sends_one_request_per_hundred_messages(tmp_path: Path, mode: str) -> None:
-    async with Sandbox(world=channel_world(250, {"text": 80, "photo": 20}), state_dir=tmp_path / "state") as sb:
+    # 300 messages after the channel's creation: the planner's pages of 200 ids hold 199 and 101 of them,
+    # and a forward batch must not be cut at a page's end (100 + 99 + 100 + 1).
+    async with Sandbox(world=channel_world(300, {"text": 80, "photo": 20}), state_dir=tmp_path / "state") as sb:
         directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE=mode)
         sb.faults.calls.clear()
         await run_all(directories)
         assert_clone_equal(sb, "source", "target")
-        assert sb.faults.calls["ForwardMessagesRequest"] == 3  # 100 + 100 + 50
+        assert sb.faults.calls["ForwardMessagesRequest"] == 3  # 100 + 100 + 100
         assert sb.faults.calls["GetMessagesRequest"] <= 3  # each claim's messages read in one call
 
 

@@ -180,6 +180,16 @@ def test_claim_between_bounds_takes_only_that_range(store: SqliteStore) -> None:
     assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, after=2, before=8)] == [3, 4]
 
 
+def test_claim_at_least_takes_nothing_until_that_many_are_claimable(store: SqliteStore) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in range(1, 5)])
+    assert store.claim(route.id, "s1", 5, 30, at_least=5) == []
+    assert store.report().routes[0].counts["pending"] == 4  # nothing was leased
+    store.enqueue(route.id, [NewItem(5), NewItem(6)])
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30, at_least=5)] == [1, 2, 3, 4, 5]
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30)] == [6]
+
+
 def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: SqliteStore, clock: Clock) -> None:
     route = store.route("a", "b")
     assert store.head(route.id) is None
