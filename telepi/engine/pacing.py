@@ -62,6 +62,10 @@ class LearnedPace:
         # The call may start once the limit-th latest call has left the window.
         return max(0.0, state.starts[-lesson.limit] + lesson.window - self._clock())
 
+    def ready_in_any(self) -> float:
+        """Seconds until every method's window lets a call start (the account is fully ready)."""
+        return max((self.ready_in(method) for method in self._methods), default=0.0)
+
     def book(self, method: str) -> float:
         """Seconds to wait before the next call of ``method``; the call is counted from then on."""
         delay = self.ready_in(method)

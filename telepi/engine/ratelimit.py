@@ -54,11 +54,13 @@ class AccountLimiter:
         self._lock = asyncio.Lock()
         self.learned = LearnedPace()
 
-    def ready_in(self, method: str | None = None) -> float:
-        """Seconds until this account may send again (pacing and flood waits; with ``method``, also the
-        window learned for it)."""
-        learned = self.learned.ready_in(method) if method is not None else 0.0
-        return max(self._next_send - time.monotonic(), self._blocked_until - time.monotonic(), learned)
+    def ready_in(self) -> float:
+        """Seconds until this account may send again (pacing and flood waits)."""
+        return max(self._next_send, self._blocked_until) - time.monotonic()
+
+    def window_full_for(self, method: str | None = None) -> float:
+        """Seconds until the window learned for ``method`` (without one: for every method) lets a call go."""
+        return self.learned.ready_in(method) if method is not None else self.learned.ready_in_any()
 
     async def pace(self, method: str) -> None:
         async with self._lock:

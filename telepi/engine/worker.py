@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
+FULL_WINDOW_SECONDS = 0.02  # ...and one whose learned window is full for longer than this
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
 
@@ -230,9 +231,9 @@ class Worker:
         idle = 0.05
         short_since: float | None = None  # when a whole forward batch was first not there yet
         while not stop.is_set():
-            if self.options.ordered and self.limiter.ready_in() > HANDOVER_SECONDS:
+            if self.options.ordered and self._busy_for():
                 # Work claimed now would only wait for this account and hold the route up.
-                await _sleep_or_stop(stop, self.limiter.ready_in() - HANDOVER_SECONDS)
+                await _sleep_or_stop(stop, self._busy_for())
                 continue
             # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
             after = self._queued_up_to if self.options.ordered and not queue.empty() else None
@@ -390,7 +391,7 @@ class Worker:
                 await self._wait_turn(ids[0])
             except Stopping:
                 return
-            if self.limiter.ready_in(_method(prepared)) > HANDOVER_SECONDS and self._others_alive():
+            if self._busy_for(_method(prepared)) and self._others_alive():
                 self._hand_back()  # another account can send it sooner than this one
                 return
         # Mapped only now: in order, the replied message was published before this one.
@@ -488,6 +489,14 @@ class Worker:
 
     # ---- sharing an ordered route --------------------------------------------------------------
 
+    def _busy_for(self, method: str | None = None) -> float:
+        """Ordered: how long this account would hold the route's next message beyond what is worth
+        waiting for (0: it may send). Pacing up to HANDOVER_SECONDS is sat out; a full learned window
+        is not, for it frees only as its oldest call leaves it while another account could send now."""
+        paced = self.limiter.ready_in() - HANDOVER_SECONDS
+        window = self.limiter.window_full_for(method)
+        return max(paced, window if window > FULL_WINDOW_SECONDS else 0.0, 0.0)
+
     def _others_alive(self) -> bool:
         looked, count = self._others
         if time.monotonic() - looked > 2.0:
@@ -571,7 +580,7 @@ class Worker:
             if head.holder == self.session and not head.claimable:
                 # Ours but queued behind this unit (claimed back after a hand-over): let it go round.
                 self._hand_back()
-            elif head.claimable and self.limiter.ready_in() <= HANDOVER_SECONDS:
+            elif head.claimable and not self._busy_for():
                 items = self.store.claim(
                     self.route.route_id,
                     self.session,

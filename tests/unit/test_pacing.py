@@ -44,6 +44,9 @@ def test_a_flood_wait_teaches_the_calls_that_went_through_per_window() -> None:
         assert starts[i] - starts[i - 15] >= 1.1 - 1e-9
     assert starts[14] == starts[0]
     assert pace.lesson("ForwardMessages") is None  # per method
+    assert pace.ready_in("SendMessage") == pytest.approx(starts[30] + 1.1 - clock.now)  # the window is full
+    assert pace.ready_in("ForwardMessages") == 0.0
+    assert pace.ready_in_any() == pace.ready_in("SendMessage")
 
 
 def test_the_refused_call_takes_no_place_in_the_window() -> None:
