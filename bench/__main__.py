@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench all [--quick] [--only scaling,forward,checkpoint,cost,transfer]
                                   [--json bench/results/latest.json] [--chart bench/results/scaling.png]
-                                  [--transfer-args "--size-mib 2048"]
+                                  [--transfer-args "--big"]
     .venv/bin/python -m bench scaling|forward|checkpoint|cost|transfer [--quick] …
 
 Scenarios (each runs its own baseline in the same run, interleaved with the measured side, and
@@ -94,29 +94,16 @@ def _cost(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _transfer(args: argparse.Namespace) -> dict[str, Any]:
-    """HOOK for scenario 1 (``bench/transfer.py``, owned by another part of the work).
+    """Scenario 1 through ``bench/transfer.py``'s command line (``--transfer-args``), its JSON read back."""
+    from bench import transfer
 
-    Uses the module's ``run(argv) -> dict`` if it grows one; otherwise its ``main(argv)`` with
-    ``--json`` into a temporary file, which is what it offers today."""
-    try:
-        transfer = importlib.import_module("bench.transfer")
-    except ImportError as exc:
-        return {"scenario": "transfer", "skipped": f"bench/transfer.py cannot be imported: {exc}"}
     argv = shlex.split(args.transfer_args or "")
     if args.quick and not args.transfer_args:
         argv = ["--size-mib", "8", "--rss-sizes", "4"]
-    entry: Callable[..., Any] | None = getattr(transfer, "run", None)
-    if callable(entry):
-        report = entry(argv)
-    else:
-        main = getattr(transfer, "main", None)
-        if not callable(main):
-            return {"scenario": "transfer", "skipped": "bench/transfer.py has neither run(argv) nor main(argv)"}
-        with tempfile.TemporaryDirectory(prefix="telepi-bench-transfer-") as tmp:
-            out = Path(tmp) / "transfer.json"
-            main([*argv, "--json", str(out)])
-            report = json.loads(out.read_text())
-    report = dict(report)
+    with tempfile.TemporaryDirectory(prefix="telepi-bench-transfer-") as tmp:
+        out = Path(tmp) / "transfer.json"
+        transfer.main([*argv, "--json", str(out)])
+        report = dict(json.loads(out.read_text()))
     report.setdefault("scenario", "transfer")
     report["argv"] = argv
     return report
@@ -207,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--items", type=int, default=10_000, help="checkpoint: items per run")
     group.add_argument("--rounds", type=int, default=2, help="checkpoint: rounds of 1, 2, 4 processes")
     group.add_argument("--cost-messages", type=int, default=1500, help="cost: text messages")
-    parser.add_argument("--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" for the 2000 MiB row')
+    parser.add_argument(
+        "--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" to compare on a 2 GiB file'
+    )
     return parser
 
 

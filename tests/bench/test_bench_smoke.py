@@ -1,4 +1,4 @@
-"""``python -m bench all --quick`` for the engine scenarios: it runs, every copy is exactly once, and the
+"""``python -m bench all --quick``: every scenario runs, every copy is exactly once, and the
 JSON has its shape. Correctness only: a benchmark's numbers are never asserted in a test."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.__main__ import run
 
-SCENARIOS = ("scaling", "forward", "checkpoint", "cost")
+SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "cost")
 
 
 def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
@@ -27,6 +27,11 @@ def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
         assert report["scenario"] == name
         assert report["ok"] is True, name  # exactly-once copies, no double lease
         assert "settings" in report and "summary" in report
+
+    transfer = results["scenarios"]["transfer"]
+    assert [r["label"] for r in transfer["runs"]] == ["download_media + send_file", "streaming, 4+4 connections"]
+    assert [r["size"] for r in transfer["memory"]] == [4 * 1024 * 1024]  # byte-identical: report["ok"]
+    assert transfer["premium"] is False and transfer["ratio"] > 0 and transfer["peak_rss_max_mib"] > 0
 
     scaling = results["scenarios"]["scaling"]
     assert {(s["sessions"], s["ordered"]) for s in scaling["summary"]} == {
