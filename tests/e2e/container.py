@@ -1,8 +1,9 @@
 """A Debian bookworm container booted with systemd as PID 1 (systemd-nspawn), reachable over ssh, for the e2e
 tests of the unit and the playbook. Facts this relies on: /work/shared/notes/systemd-e2e.md.
 
-The root filesystem is debootstrapped once and cached as a zstd tarball outside git (CACHE); each test module
-boots a fresh copy and powers it off afterwards, whatever happened.
+The root filesystem is debootstrapped once, cached as a zstd tarball outside git (CACHE) and unpacked once beside
+it; each test module boots a fresh overlay on that copy (its writes go to the module's own upper layer) and
+powers it off afterwards, whatever happened.
 """
 
 from __future__ import annotations
@@ -110,6 +111,23 @@ def rootfs_tarball(log: Callable[[str], None]) -> Path:
     return tarball
 
 
+def rootfs_base(log: Callable[[str], None]) -> Path:
+    """The cached root filesystem unpacked once next to its tarball: the read-only lower layer of each
+    container's overlay, so a container starts without copying it."""
+    tarball = rootfs_tarball(log)
+    base = tarball.with_name(tarball.name.removesuffix(".tar.zst"))
+    with locked("rootfs"):
+        if not base.is_dir():
+            partial = Path(tempfile.mkdtemp(prefix="unpacking-", dir=CACHE))
+            try:
+                subprocess.run(["tar", "-C", str(partial), "-I", "zstd -d -T0", "-xf", str(tarball)], check=True)
+                partial.chmod(0o755)
+                partial.rename(base)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+    return base
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -120,7 +138,7 @@ def free_port() -> int:
 class Container:
     """A booted container: ``root`` is its filesystem, ``run()`` executes inside, ssh listens on ``port``."""
 
-    def __init__(self, workdir: Path, tarball: Path) -> None:
+    def __init__(self, workdir: Path, base: Path) -> None:
         self.workdir = workdir
         self.root = workdir / "root"
         self.key = workdir / "id_ed25519"
@@ -129,7 +147,11 @@ class Container:
         self.pid1 = 0
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.root.mkdir()
-        subprocess.run(["tar", "-C", str(self.root), "-I", "zstd -d -T0", "-xf", str(tarball)], check=True)
+        upper, scratch = workdir / "upper", workdir / "overlay-work"
+        upper.mkdir()
+        scratch.mkdir()
+        layers = f"lowerdir={base},upperdir={upper},workdir={scratch}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", layers, str(self.root)], check=True)
         self.root.chmod(0o755)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         ssh_dir = self.root / "root/.ssh"
@@ -201,6 +223,7 @@ class Container:
             except subprocess.TimeoutExpired:
                 self._nspawn.kill()
                 self._nspawn.wait(timeout=10)
+        subprocess.run(["umount", str(self.root)], check=False)  # the overlay: its own mount, expected here
         leftovers = unmount_all_under(self.workdir)
         if leftovers:
             raise RuntimeError(f"mounts were left behind under {self.workdir}: {leftovers}")
@@ -209,16 +232,18 @@ class Container:
 @contextlib.contextmanager
 def fresh_container(log: Callable[[str], None]) -> Iterator[Container]:
     """A fresh copy of the cached root filesystem, not yet booted (write files into it, then boot())."""
-    tarball = rootfs_tarball(log)
+    base = rootfs_base(log)
     workdir = Path(tempfile.mkdtemp(prefix="telepi-e2e-", dir="/var/tmp"))
     container = None
     try:
-        container = Container(workdir, tarball)
+        container = Container(workdir, base)
         yield container
     finally:
         try:
             if container is not None:
                 container.power_off()
+            else:
+                unmount_all_under(workdir)  # set-up failed after mounting the overlay
         finally:
             if not mounts_under(workdir):
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -15,13 +15,27 @@ out=$2
 python=${3:-python3}
 mkdir -p "$out"
 
+# Nothing to build when the sources and the Python are those of the last build: a run that changes nothing
+# stays fast. Delete WHEEL_DIR/.sources.sha256 to force a build.
+sources=(pyproject.toml README.md telepi)
+stamp=$(
+    cd "$project"
+    find "${sources[@]}" -name __pycache__ -prune -o -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
+    "$python" -c 'import sys; print(sys.version)'
+)
+stamp=$(sha256sum <<<"$stamp" | cut -d' ' -f1)
+if [[ -f "$out/bundle.tar" && -f "$out/.sources.sha256" && "$(cat "$out/.sources.sha256")" == "$stamp" ]]; then
+    exit 0
+fi
+rm -f "$out/.sources.sha256"
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 quietly() { "$@" >"$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }; }
 
 # Build from a clean copy: an in-tree build can pick up stale modules from an old build/ directory.
 mkdir "$work/src"
-tar -C "$project" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md telepi | tar -C "$work/src" -xf -
+tar -C "$project" --exclude=__pycache__ --exclude='*.pyc' -cf - "${sources[@]}" | tar -C "$work/src" -xf -
 
 # A fixed timestamp makes the wheel byte-identical when the code is, so the host sees a change only then.
 export SOURCE_DATE_EPOCH=315532800
@@ -37,5 +51,6 @@ fi
 
 # Byte-identical when the wheels are: sorted, fixed times and owners.
 tar -C "$out" --sort=name --mtime=@$SOURCE_DATE_EPOCH --owner=0 --group=0 --numeric-owner --mode=a+r,go-w \
-    --format=gnu --exclude=bundle.tar -cf "$work/bundle.tar" .
+    --format=gnu --exclude=bundle.tar --exclude=.sources.sha256 -cf "$work/bundle.tar" .
 mv "$work/bundle.tar" "$out/bundle.tar"
+echo "$stamp" >"$out/.sources.sha256"
