@@ -10,13 +10,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from telepi.sandbox.handshake import ServerKey
 from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
 T = TypeVar("T")
 
 
 class SandboxThread:
-    def __init__(self, world: dict[str, Any], state_dir: Path) -> None:
+    def __init__(self, world: dict[str, Any], state_dir: Path, key_file: Path | None = None) -> None:
+        """``key_file``: keep the server's RSA key there between runs (generating one takes seconds)."""
+        self._key_file = key_file
         self._world = world
         self._state_dir = state_dir
         self._ready = threading.Event()
@@ -57,9 +60,22 @@ class SandboxThread:
             self._ready.set()
 
     async def _serve(self) -> None:
-        async with Sandbox(world=self._world, state_dir=self._state_dir, server_key=shared_server_key()) as sandbox:
+        async with Sandbox(world=self._world, state_dir=self._state_dir, server_key=self._server_key()) as sandbox:
             self._sandbox = sandbox
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             self._ready.set()
             await self._stop.wait()
+
+    def _server_key(self) -> ServerKey:
+        if self._key_file is None:
+            return shared_server_key()
+        if self._key_file.exists():
+            return ServerKey.from_pem(self._key_file.read_bytes())
+        key = shared_server_key()
+        self._key_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._key_file.with_suffix(".partial")
+        partial.write_bytes(key.private_pem())
+        partial.chmod(0o600)
+        partial.rename(self._key_file)
+        return key

@@ -203,7 +203,8 @@ def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
     started = time.monotonic()
     state = tmp_path_factory.mktemp("sandbox")
-    with SandboxThread(sandbox_world(), state) as sandbox, locked("e2e"), fresh_container(say) as container:
+    key_file = CACHE / "sandbox-key.pem"  # the test sandbox's own key, kept: generating one takes seconds
+    with SandboxThread(sandbox_world(), state, key_file) as sandbox, locked("e2e"), fresh_container(say) as container:
         say(f"root filesystem ready in {time.monotonic() - started:.1f} s")
         container.write(KEY_IN_CONTAINER, sandbox.call(lambda sb: sb.public_key_path.read_text()))
         # session1 gets a short watchdog so the kill test takes seconds, not minutes.
