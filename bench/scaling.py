@@ -208,7 +208,11 @@ def chart(report: dict[str, Any], path: Path) -> Path | None:
         ax.plot(ks, rates, "o-", color=colour, label=f"{label} (measured)")
         ax.plot(ks, [k * rates[0] for k in ks], ":", color=colour, label=f"{label} (k × 1 session)")
         for k, rate, s in zip(ks, rates, points, strict=True):
-            ax.annotate(f"{s['efficiency']:.2f}", (k, rate), textcoords="offset points", xytext=(4, -12), fontsize=8)
+            # Efficiency beside each point: unordered below the line, ordered above (they often coincide).
+            offset = (4, 6) if ordered else (4, -12)
+            ax.annotate(
+                f"{s['efficiency']:.2f}", (k, rate), textcoords="offset points", xytext=offset, fontsize=8, color=colour
+            )
     rule = report["settings"]["rate_rule"]
     ax.set_title(
         f"{report['settings']['messages']} messages, {rule['per_minute_per_account_per_method']}/min per account "
