@@ -231,9 +231,10 @@ class Worker:
         idle = 0.05
         short_since: float | None = None  # when a whole forward batch was first not there yet
         while not stop.is_set():
-            if self.options.ordered and self._busy_for():
+            busy = self._busy_for() if self.options.ordered else 0.0
+            if busy:
                 # Work claimed now would only wait for this account and hold the route up.
-                await _sleep_or_stop(stop, self._busy_for())
+                await _sleep_or_stop(stop, busy)
                 continue
             # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
             after = self._queued_up_to if self.options.ordered and not queue.empty() else None
