@@ -84,7 +84,7 @@ def _add_optional_commands(commands: argparse._SubParsersAction[argparse.Argumen
 def _cmd_run(args: argparse.Namespace) -> int:
     from telepi.checkpoint.sqlite import SqliteStore
     from telepi.config import load_settings
-    from telepi.permissions import check_permissions
+    from telepi.secret_files import check_permissions
     from telepi.service.logs import setup_logging
 
     settings = load_settings(args.session_dir)
@@ -140,8 +140,8 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
 
 
 def _cmd_login(args: argparse.Namespace) -> int:
+    from telepi.commands.login import Answers, login
     from telepi.config import load_settings
-    from telepi.login import Answers, login
 
     settings = load_settings(args.session_dir)
     answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty())
@@ -149,8 +149,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    from telepi.commands.doctor import diagnose
     from telepi.config import load_settings
-    from telepi.doctor import diagnose
 
     settings = load_settings(args.session_dir)
     healthy = asyncio.run(diagnose(settings, lambda check: print(check.line(), flush=True)))
@@ -158,7 +158,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from telepi.demo import run_demo
+    from telepi.commands.demo import run_demo
     from telepi.service.logs import setup_logging
 
     setup_logging("WARNING")
@@ -166,7 +166,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from telepi.status import locate_checkpoint, read_report, render, report_json
+    from telepi.commands.status import locate_checkpoint, read_report, render, report_json
 
     db_path = locate_checkpoint(args.path)
     report = read_report(db_path)
@@ -179,8 +179,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_retry(args: argparse.Namespace) -> int:
     from telepi.checkpoint.sqlite import SqliteStore
+    from telepi.commands.status import locate_checkpoint
     from telepi.errors import ConfigError, Problem
-    from telepi.status import locate_checkpoint
 
     ids = None
     if args.ids:

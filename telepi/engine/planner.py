@@ -18,9 +18,9 @@ from telethon.tl import types
 
 from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
+from telepi.engine.limits.account import AccountLimiter, Stopping
 from telepi.engine.messages import skip_reason, topic_of
-from telepi.engine.ratelimit import AccountLimiter, Stopping
-from telepi.telegram import ErrorKind, classify, error_name
+from telepi.telegram.errors import ErrorKind, classify, error_name
 
 log = logging.getLogger(__name__)
 BATCH = 200

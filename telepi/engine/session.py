@@ -19,14 +19,15 @@ from telethon.tl import functions
 from telepi.chatref import ChatRef
 from telepi.checkpoint.store import Store
 from telepi.config import Settings
+from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
-from telepi.engine.ratelimit import AccountLimiter
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import UserFixableError
 from telepi.service.watchdog import Beacon, HealthMonitor
-from telepi.telegram import classify, error_name, make_client
+from telepi.telegram.client import make_client
+from telepi.telegram.errors import classify, error_name
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0

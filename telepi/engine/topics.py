@@ -17,7 +17,7 @@ from telethon.tl import functions, types
 
 from telepi.checkpoint.store import Store
 from telepi.engine.messages import GENERAL_TOPIC
-from telepi.telegram import error_name
+from telepi.telegram.errors import error_name
 
 log = logging.getLogger(__name__)
 TOPIC_LEASE_SECONDS = 60.0

@@ -27,14 +27,14 @@ from telepi.checkpoint.model import WorkItem
 from telepi.checkpoint.store import Store
 from telepi.engine import sender
 from telepi.engine.content import Outgoing, is_file_media, outgoing, recreated_media, reference_media
+from telepi.engine.limits.account import AccountLimiter, HandedBack, Stopping
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
-from telepi.engine.ratelimit import AccountLimiter, HandedBack, Stopping
 from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
-from telepi.engine.transfer_errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError
+from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError
 from telepi.errors import UserFixableError
-from telepi.telegram import ErrorKind, classify, error_name, fatal_hint
+from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
 
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]

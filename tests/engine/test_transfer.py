@@ -20,16 +20,6 @@ from hypothesis import strategies as st
 from telethon.tl import functions, types
 
 from bench.transfer import ACCOUNT, SOURCE, TARGET, run_cloner, world
-from telepi.engine.parts import (
-    KiB,
-    Layout,
-    MiB,
-    download_ranges,
-    next_range,
-    part_count,
-    valid_download_part,
-    valid_upload_part,
-)
 from telepi.engine.transfer import (
     FloodWaitTooLong,
     StreamingReuploader,
@@ -40,10 +30,20 @@ from telepi.engine.transfer import (
     Transfers,
     reupload,
 )
-from telepi.engine.transfer_media import inline_thumbnail, input_media, pick_thumbnail, sent_as_file, source_file
-from telepi.engine.transfer_pacing import Pacer
-from telepi.engine.transfer_progress import ProgressMeter
-from telepi.engine.transfer_stream import FileStream
+from telepi.engine.transfer.media import inline_thumbnail, input_media, pick_thumbnail, sent_as_file, source_file
+from telepi.engine.transfer.pacing import Pacer
+from telepi.engine.transfer.parts import (
+    KiB,
+    Layout,
+    MiB,
+    download_ranges,
+    next_range,
+    part_count,
+    valid_download_part,
+    valid_upload_part,
+)
+from telepi.engine.transfer.progress import ProgressMeter
+from telepi.engine.transfer.stream import FileStream
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import valid_part_size
 from telepi.sandbox.rpc_files import check_range

@@ -1,10 +1,10 @@
-"""Learned pacing (``telepi.engine.pacing``) on a clock the test moves by hand."""
+"""Learned pacing (``telepi.engine.limits.learned``) on a clock the test moves by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from telepi.engine.pacing import FORGET_AFTER_SECONDS, LEARN_UP_TO_SECONDS, LearnedPace, Lesson
+from telepi.engine.limits.learned import FORGET_AFTER_SECONDS, LEARN_UP_TO_SECONDS, LearnedPace, Lesson
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from telethon import errors
 
-from telepi.telegram import ErrorKind, classify, error_name
+from telepi.telegram.errors import ErrorKind, classify, error_name
 
 
 @pytest.mark.parametrize(

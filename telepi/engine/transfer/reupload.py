@@ -4,7 +4,7 @@ Protected chats (``noforwards``) can only be cloned by downloading each file and
 Here the download and the upload overlap: several ``upload.getFile`` requests in flight on several
 connections, parts handed through a bounded buffer to several ``upload.saveBigFilePart`` /
 ``saveFilePart`` requests in flight; no temporary file, memory bounded by the window (see
-:mod:`telepi.engine.transfer_options` for the tunables and their defaults).
+:mod:`telepi.engine.transfer.options` for the tunables and their defaults).
 
 Use::
 
@@ -14,9 +14,9 @@ Use::
         await client(SendMediaRequest(peer, media, message=message.message, random_id=...))
 
 or the one-shot :func:`reupload`. Albums: reupload each member, pass each through
-:func:`~telepi.engine.transfer_media.upload_media`, then send one ``messages.sendMultiMedia``.
+:func:`~telepi.engine.transfer.media.upload_media`, then send one ``messages.sendMultiMedia``.
 
-Failures raise :class:`~telepi.engine.transfer_errors.TransferError` subclasses: :class:`TooLarge`
+Failures raise :class:`~telepi.engine.transfer.errors.TransferError` subclasses: :class:`TooLarge`
 (before any byte moves), :class:`TransferFailed` (``retryable`` tells whether to try the item later),
 :class:`SourceChanged`, :class:`FloodWaitTooLong`.
 """
@@ -29,16 +29,15 @@ from typing import Any
 
 from telethon.tl import types
 
-from telepi.engine.parts import part_cap, part_count
-from telepi.engine.transfer_calls import PartCalls, Refresh, SourceLocation
-from telepi.engine.transfer_errors import (
+from telepi.engine.transfer.calls import PartCalls, Refresh, SourceLocation
+from telepi.engine.transfer.errors import (
     FloodWaitTooLong,
     SourceChanged,
     TooLarge,
     TransferError,
     TransferFailed,
 )
-from telepi.engine.transfer_media import (
+from telepi.engine.transfer.media import (
     SourceFile,
     inline_thumbnail,
     input_media,
@@ -47,11 +46,12 @@ from telepi.engine.transfer_media import (
     thumbnail_size,
     upload_media,
 )
-from telepi.engine.transfer_options import DEFAULT_OPTIONS, TransferOptions
-from telepi.engine.transfer_pacing import Pacer
-from telepi.engine.transfer_progress import ProgressCallback, ProgressMeter, TransferProgress
-from telepi.engine.transfer_senders import SenderPool
-from telepi.engine.transfer_stream import FileStream, download_bytes, upload_bytes
+from telepi.engine.transfer.options import DEFAULT_OPTIONS, TransferOptions
+from telepi.engine.transfer.pacing import Pacer
+from telepi.engine.transfer.parts import part_cap, part_count
+from telepi.engine.transfer.progress import ProgressCallback, ProgressMeter, TransferProgress
+from telepi.engine.transfer.senders import SenderPool
+from telepi.engine.transfer.stream import FileStream, download_bytes, upload_bytes
 
 __all__ = [
     "FloodWaitTooLong",

@@ -5,7 +5,7 @@ account's transfers in that direction (see ``transfer_pacing.py``); FILE_REFEREN
 location through the caller's ``refresh()`` (once for all parts that saw the same stale reference);
 transient errors (5xx, -503 timeouts, lost connections, short answers) are retried up to
 ``part_retries`` times with backoff; anything else raises
-:class:`~telepi.engine.transfer_errors.TransferFailed` at once, named after Telegram's error.
+:class:`~telepi.engine.transfer.errors.TransferFailed` at once, named after Telegram's error.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from telethon.errors import RPCError
 from telethon.errors.rpcerrorlist import rpc_errors_dict, rpc_errors_re
 from telethon.tl import types
 
-from telepi.engine.transfer_errors import FloodWaitTooLong, SourceChanged, TransferFailed
-from telepi.engine.transfer_options import TransferOptions
-from telepi.engine.transfer_pacing import Pacer
-from telepi.engine.transfer_senders import SenderPool
+from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TransferFailed
+from telepi.engine.transfer.options import TransferOptions
+from telepi.engine.transfer.pacing import Pacer
+from telepi.engine.transfer.senders import SenderPool
 
 log = logging.getLogger(__name__)
 

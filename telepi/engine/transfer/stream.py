@@ -22,11 +22,11 @@ from typing import Any
 
 from telethon.tl import functions, types
 
-from telepi.engine.parts import Layout, Range
-from telepi.engine.transfer_calls import PartCalls, SourceLocation
-from telepi.engine.transfer_errors import TransferError, TransferFailed
-from telepi.engine.transfer_options import TransferOptions
-from telepi.engine.transfer_progress import ProgressMeter
+from telepi.engine.transfer.calls import PartCalls, SourceLocation
+from telepi.engine.transfer.errors import TransferError, TransferFailed
+from telepi.engine.transfer.options import TransferOptions
+from telepi.engine.transfer.parts import Layout, Range
+from telepi.engine.transfer.progress import ProgressMeter
 
 
 def _same(request: Any) -> Callable[[], Any]:

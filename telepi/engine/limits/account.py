@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from telepi.checkpoint.store import Store
-from telepi.engine.pacing import LearnedPace
+from telepi.engine.limits.learned import LearnedPace
 from telepi.engine.progress import Progress
-from telepi.telegram import ErrorKind, classify
+from telepi.telegram.errors import ErrorKind, classify
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

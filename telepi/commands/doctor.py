@@ -16,8 +16,9 @@ from telethon.tl import types
 
 from telepi.config import Settings
 from telepi.engine.session import ChatNotFound, resolve_chat
-from telepi.permissions import exposed_secret_files
-from telepi.telegram import error_name, make_client
+from telepi.secret_files import exposed_secret_files
+from telepi.telegram.client import make_client
+from telepi.telegram.errors import error_name
 
 Verdict = Literal["ok", "problem", "note"]
 UNIT_PATHS = (Path("/etc/systemd/system/telepi@.service"), Path("/usr/lib/systemd/system/telepi@.service"))

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from telepi.engine.parts import KiB, MiB, valid_download_part, valid_upload_part
+from telepi.engine.transfer.parts import KiB, MiB, valid_download_part, valid_upload_part
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from telethon import errors
 
 from telepi.config import Settings
 from telepi.errors import ConfigError, Problem
-from telepi.telegram import make_client
+from telepi.telegram.client import make_client
 
 
 class LoginError(ConfigError):

@@ -1,0 +1,1 @@
+"""The verbs of the ``telepi`` command, one module each; ``telepi.cli`` parses and dispatches."""
