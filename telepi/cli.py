@@ -6,20 +6,14 @@ import argparse
 import asyncio
 import importlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from telepi import __version__
 from telepi.errors import UserFixableError
-
-if TYPE_CHECKING:
-    from telepi.checkpoint.sqlite import SqliteStore
-    from telepi.config import Settings
 
 log = logging.getLogger("telepi")
 
@@ -82,61 +76,9 @@ def _add_optional_commands(commands: argparse._SubParsersAction[argparse.Argumen
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from telepi.checkpoint.sqlite import SqliteStore
-    from telepi.config import load_settings
-    from telepi.secret_files import check_permissions
-    from telepi.service.logs import setup_logging
+    from telepi.commands.run import run
 
-    settings = load_settings(args.session_dir)
-    setup_logging(
-        settings.log_level,
-        settings.log_file,
-        secrets=[settings.api_hash],
-        session=settings.session_name,
-        route=settings.route_label,
-    )
-    for warning in settings.warnings:
-        log.warning(warning)
-    for warning in check_permissions(settings, strict=args.strict):
-        log.warning(warning)
-    store = SqliteStore(settings.shared_db_path)
-    try:
-        log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
-        asyncio.run(_run_until_signalled(settings, store))
-    finally:
-        store.close()
-    return 0
-
-
-async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
-    from telepi.engine.session import Hooks, run_session
-    from telepi.service.notify import notifier
-    from telepi.service.watchdog import HealthMonitor
-
-    systemd = notifier()
-    monitor = HealthMonitor(systemd)
-    stop = asyncio.Event()
-
-    def on_signal() -> None:
-        log.info("stopping cleanly: finishing the sends in flight, releasing leases", extra={"event": "stopping"})
-        systemd.stopping("stopping: finishing the sends in flight, releasing leases")
-        stop.set()
-
-    def on_ready() -> None:
-        log.info("ready: connected, logged in, chats resolved", extra={"event": "ready"})
-        systemd.ready(settings.route_label)
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
-    # READY once connected, logged in and both chats resolved (run_session calls it then).
-    hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor)
-    pinging = asyncio.create_task(monitor.run(), name="watchdog")
-    try:
-        progress = await run_session(settings, store, stop, hooks=hooks)
-    finally:
-        pinging.cancel()
-    log.info("session %s stopped: %s", settings.session_name, progress.line(), extra={"event": "stopped"})
+    return run(args.session_dir, strict=args.strict)
 
 
 def _cmd_login(args: argparse.Namespace) -> int:
@@ -178,24 +120,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from telepi.checkpoint.sqlite import SqliteStore
-    from telepi.commands.status import locate_checkpoint
-    from telepi.errors import ConfigError, Problem
+    from telepi.commands.retry import retry
 
-    ids = None
-    if args.ids:
-        try:
-            ids = [int(part) for part in args.ids.split(",") if part.strip()]
-        except ValueError:
-            raise ConfigError(
-                [Problem("--ids", f"--ids={args.ids!r} is not a list of ids", "write e.g. --ids 12,15,40")]
-            ) from None
-    store = SqliteStore(locate_checkpoint(args.path), create=False)
-    try:
-        count = store.retry(args.route, ids)
-    finally:
-        store.close()
-    print(f"requeued {count} failed message{'s' if count != 1 else ''}; running sessions pick them up")
+    print(retry(args.path, route=args.route, ids=args.ids))
     return 0
 
 

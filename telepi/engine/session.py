@@ -19,13 +19,13 @@ from telethon.tl import functions
 from telepi.chatref import ChatRef
 from telepi.checkpoint.store import Store
 from telepi.config import Settings
+from telepi.engine.health import Beacon, HealthReport
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import UserFixableError
-from telepi.service.watchdog import Beacon, HealthMonitor
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import classify, error_name
 
@@ -48,7 +48,7 @@ class Hooks:
 
     ready: Callable[[], object] = lambda: None
     status: Callable[[str], object] = lambda _line: None
-    monitor: HealthMonitor | None = None
+    monitor: HealthReport | None = None
 
 
 PIPELINE_STALL_SECONDS = 600.0  # no progress, no declared wait, for this long: the process is stuck

@@ -29,11 +29,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from telepi.engine.health import Beacon
 from telepi.service.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -61,51 +61,9 @@ class Health:
         return not self.problems
 
 
-class Beacon:
-    """Progress stamp of one engine task: touched on progress, or inside a declared wait."""
-
-    def __init__(self, name: str, stall_after: float, clock: Callable[[], float]) -> None:
-        self.name = name
-        self.stall_after = stall_after
-        self._clock = clock
-        self.last_progress = clock()
-        self.closed = False
-        self._wait: tuple[str, float | None] | None = None  # (reason, deadline or None for open-ended)
-
-    def touch(self) -> None:
-        self.last_progress = self._clock()
-
-    @contextmanager
-    def waiting(self, seconds: float | None, reason: str) -> Iterator[None]:
-        """A deliberate wait: healthy for ``seconds`` (+ ``stall_after`` of slack), or indefinitely when None."""
-        deadline = None if seconds is None else self._clock() + seconds
-        self._wait = (reason, deadline)
-        try:
-            yield
-        finally:
-            self._wait = None
-            self.touch()
-
-    def close(self) -> None:
-        """The task finished its work on purpose (e.g. the history is copied); stop checking it."""
-        self.closed = True
-
-    def problem(self, now: float) -> str | None:
-        if self.closed:
-            return None
-        if self._wait is not None:
-            reason, deadline = self._wait
-            if deadline is None or now <= deadline + self.stall_after:
-                return None
-            return f"{self.name}: {reason} overran its end by {now - deadline:.0f} s"
-        idle = now - self.last_progress
-        if idle > self.stall_after:
-            return f"{self.name}: no progress for {idle:.0f} s (limit {self.stall_after:g} s)"
-        return None
-
-
 class HealthMonitor:
-    """Decides whether the process is healthy and pings the systemd watchdog only then."""
+    """Decides whether the process is healthy and pings the systemd watchdog only then; the engine reports
+    to it through :class:`telepi.engine.health.HealthReport`."""
 
     def __init__(
         self,
