@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result: int = args.handler(args)
+        handler = getattr(args, "handler", None) or args.func  # the sandbox's verbs set func
+        result: int = handler(args)
         return result
     except UserFixableError as exc:
         if logging.getLogger().handlers:  # a running session: the journal and clone.log need it too

@@ -25,6 +25,10 @@ class UserFixableError(Exception):
     exit_code = EX_CONFIG
 
 
+class SessionStopped(UserFixableError):
+    """Telegram refuses this account, or its rights in a chat, in a way only a person can fix."""
+
+
 class ConfigError(UserFixableError):
     """The session configuration is invalid; lists every problem found."""
 

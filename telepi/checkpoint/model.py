@@ -7,7 +7,9 @@ from typing import Literal
 
 Status = Literal["pending", "processing", "done", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "failed", "skipped")
-SessionState = Literal["running", "flood_wait", "stopped", "error"]
+# running / flood_wait / stopped; the account-level states a person must act on (revoked, banned, frozen,
+# limited) and a chat-level problem (blocked), each with the fix in the session's detail.
+SessionState = Literal["running", "flood_wait", "stopped", "error", "revoked", "banned", "frozen", "limited", "blocked"]
 
 
 @dataclass(frozen=True)

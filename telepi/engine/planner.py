@@ -20,6 +20,7 @@ from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
 from telepi.engine.limits.account import AccountLimiter, Stopping
 from telepi.engine.messages import skip_reason, topic_of
+from telepi.errors import SessionStopped
 from telepi.telegram.errors import ErrorKind, classify, error_name
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,14 @@ class Planner:
                 failures = 0
             except Stopping:
                 return
+            except SessionStopped:
+                raise
             except Exception as exc:
                 # A dropped link or a Telegram hiccup: read again later; the high-water mark loses nothing.
-                if classify(exc).kind is ErrorKind.FATAL_CONFIG or failures >= MAX_PLAN_FAILURES:
+                found = classify(exc)
+                if found.kind is ErrorKind.CHAT:
+                    raise SessionStopped(f"SOURCE_CHAT: Telegram answered {found.name}: {found.fix}.") from exc
+                if failures >= MAX_PLAN_FAILURES:
                     raise
                 failures += 1
                 log.warning("reading the source failed (%s); retrying in %ds", error_name(exc), 2**failures)

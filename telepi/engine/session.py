@@ -21,13 +21,14 @@ from telepi.checkpoint.store import Store
 from telepi.config import Settings
 from telepi.engine.health import Beacon, HealthReport
 from telepi.engine.limits.account import AccountLimiter
+from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
-from telepi.errors import UserFixableError
+from telepi.errors import SessionStopped, UserFixableError
 from telepi.telegram.client import make_client
-from telepi.telegram.errors import classify, error_name
+from telepi.telegram.errors import ErrorKind, classify, error_name
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
@@ -72,7 +73,7 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
             "is a member of the chat."
         ) from None
     except Exception as exc:
-        if classify(exc).kind.value == "fatal_config" or "INVALID" in error_name(exc):
+        if classify(exc).kind is ErrorKind.CHAT or "INVALID" in error_name(exc):
             raise ChatNotFound(f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}).") from None
         raise
 
@@ -99,16 +100,36 @@ async def run_session(
         from telepi.engine.transfer import StreamingReuploader
 
         reuploader = StreamingReuploader()
+    logged_in_once = settings.session_file.exists()
     client = make_client(settings)
     progress = Progress()
+    session = settings.session_name
+    limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, stop=stop)
+
+    def account_refused(problem: AccountProblem) -> None:
+        # Every call fails the same way from now on: give all work back at once, say why, and stop.
+        with contextlib.suppress(Exception):
+            store.release(session)
+            store.set_session_state(session, problem.problem.state, str(problem))  # type: ignore[arg-type]
+        log.error("%s", problem, extra={"event": "account_refused"})
+        stop.set()
+
+    gateway = Gateway(session, f"telepi login {settings.session_dir}", account_refused)
+    stopped_by_problem = False
+    gateway.limiter = limiter
+    client.middleware = gateway
     if hooks.monitor is not None:
         hooks.monitor.watch_connection(client.is_connected)
-    await client.connect()
     try:
-        if not await client.is_user_authorized():
-            raise NotLoggedIn(
-                f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}"
-            )
+        try:
+            await client.connect()  # Telethon's first request (getConfig) goes around the gateway
+        except Exception as exc:
+            found = classify(exc)
+            if found.kind is ErrorKind.ACCOUNT:
+                raise gateway.account_problem(found) from exc
+            raise
+        if not logged_in_once or not await client.is_user_authorized():
+            raise NotLoggedIn(f"session {session} is not logged in: run  telepi login {settings.session_dir}")
         me = await client.get_me()
         source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
         target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
@@ -123,11 +144,21 @@ async def run_session(
             source_protected=bool(getattr(source, "noforwards", False)),
             user_id=me.id,
         )
-        await _run_route(client, settings, store, route_target, progress, stop, hooks, reuploader)
+        try:
+            await _run_route(client, settings, store, route_target, progress, limiter, stop, hooks, reuploader)
+        except Exception:
+            if gateway.problem is None:
+                raise
+        if gateway.problem is not None:  # whichever task met it first, the account's problem is the cause
+            raise gateway.problem
+    except SessionStopped:
+        stopped_by_problem = True  # its state (revoked, blocked, ...) and fix stay for telepi status
+        raise
     finally:
         with contextlib.suppress(Exception):
-            store.release(settings.session_name)
-            store.set_session_state(settings.session_name, "stopped")
+            store.release(session)
+            if not stopped_by_problem:
+                store.set_session_state(session, "stopped")
         if own_reuploader:
             with contextlib.suppress(Exception):
                 await reuploader.close()
@@ -148,6 +179,7 @@ async def _run_route(
     store: Store,
     route: RouteTarget,
     progress: Progress,
+    limiter: AccountLimiter,
     stop: asyncio.Event,
     hooks: Hooks,
     reuploader: Reuploader | None,
@@ -171,9 +203,7 @@ async def _run_route(
         if released:
             log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
 
-    limiter = AccountLimiter(
-        store, session, progress, min_interval=settings.send_interval, on_long_wait=hand_over, stop=stop
-    )
+    limiter.on_long_wait = hand_over
     planner = Planner(
         client,
         store,
@@ -209,6 +239,8 @@ async def _run_route(
     def work_done() -> bool:
         planning = next((task for task in tasks if task.get_name() == "planner"), None)
         if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
+            if isinstance(planning.exception(), SessionStopped):
+                raise planning.exception()  # type: ignore[misc]  # a person must act: say what
             raise RuntimeError("planning the source's history failed") from planning.exception()
         return not settings.live and planner.reached_end and store.head(route.route_id) is None
 

@@ -32,9 +32,9 @@ from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
 from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
-from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError
-from telepi.errors import UserFixableError
-from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
+from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError, TransferFailed
+from telepi.errors import SessionStopped
+from telepi.telegram.errors import Classified, ErrorKind, classify, classify_name
 
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
@@ -43,10 +43,8 @@ HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives
 FULL_WINDOW_SECONDS = 0.02  # ...and one whose learned window is full for longer than this
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
-
-
-class SessionStopped(UserFixableError):
-    """Telegram refuses this account or its rights in a way only the user can fix."""
+# An error nobody listed, met on this many different units in a row, is about the chat or the account.
+UNKNOWN_STREAK = 3
 
 
 class Reuploader(Protocol):
@@ -180,6 +178,7 @@ class Worker:
         self._preparing = asyncio.Semaphore(options.window)
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
+        self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -350,7 +349,7 @@ class Worker:
         except SessionStopped:
             raise
         except Exception as exc:  # the claim's messages could not be read
-            await self._failed(Unit(claimed.items), [item.source_msg_id for item in claimed.items], exc)
+            await self._failed(Unit(claimed.items), [i.source_msg_id for i in claimed.items], exc, "SOURCE_CHAT")
             return
         for position, (unit, preparing) in enumerate(units):
             try:
@@ -419,6 +418,7 @@ class Worker:
             return
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
+        self._unknown = ("", [])
         log.debug("copied %s -> %s", ids, list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
 
     async def _send(self, prepared: Prepared, *, may_hand_back: bool = True) -> dict[int, int]:
@@ -522,29 +522,29 @@ class Worker:
 
         return hand_back
 
-    async def _failed(self, unit: Unit, ids: Sequence[int], exc: BaseException) -> None:
+    async def _failed(self, unit: Unit, ids: Sequence[int], exc: BaseException, chat_key: str = "TARGET_CHAT") -> None:
+        """Act on a failed unit by the error's scope: skip (message), stop (chat, account), or count an attempt."""
         kind = classify(exc)
-        name = error_name(exc)
-        if kind.kind is ErrorKind.FATAL_CONFIG:
-            self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
-            raise SessionStopped(f"Telegram answered {name}: {fatal_hint(name)}.") from exc
-        if kind.kind is ErrorKind.PEER_FLOOD:
-            self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
-            raise SessionStopped(
-                "Telegram limits this account (PEER_FLOOD): it may not send for a while; "
-                "check @SpamBot with this account and start the session again later."
-            ) from exc
+        if isinstance(exc, TransferFailed) and exc.error:
+            kind = classify_name(exc.error)  # a transfer part's refusal, known by its name only
+        name = kind.name
+        if kind.kind is ErrorKind.ACCOUNT:
+            raise SessionStopped(f"session {self.session}: Telegram answered {name}: {kind.fix}.") from exc
+        if kind.kind is ErrorKind.CHAT:
+            self._stop_route(f"{chat_key}: Telegram answered {name}: {kind.fix}.", exc)
         if isinstance(exc, TransferError) and not exc.retryable and not isinstance(exc, SourceChanged):
             reason = exc.reason if isinstance(exc, TooLarge) else (getattr(exc, "error", "") or exc.reason)
             log.warning("skipping %s: %s", list(ids), exc, extra={"event": "skipped", "msg_id": ids[0]})
             self.store.skip(self.route.route_id, ids, reason, self.session)
             self.progress.skipped += len(ids)
             return
-        if kind.kind is ErrorKind.PERMANENT:
+        if kind.kind is ErrorKind.MESSAGE:
             log.warning("skipping %s: %s", list(ids), name, extra={"event": "skipped", "msg_id": ids[0]})
             self.store.skip(self.route.route_id, ids, name, self.session)
             self.progress.skipped += len(ids)
             return
+        if kind.kind is ErrorKind.UNKNOWN:
+            self._count_unknown(kind, ids[0], exc, chat_key)
         attempts = max(item.attempts for item in unit.items) + 1
         backoff = min(2.0**attempts, 300.0)
         if isinstance(exc, FloodWaitTooLong):
@@ -568,6 +568,27 @@ class Worker:
         )
         if failed and attempts >= self.options.max_attempts:
             self.progress.failed += len(ids)
+
+    def _stop_route(self, sentence: str, exc: BaseException) -> None:
+        """A chat-level problem: nothing is skipped; the unsent leases go back and the session stops."""
+        self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
+        self.store.set_session_state(self.session, "blocked", sentence)
+        raise SessionStopped(sentence) from exc
+
+    def _count_unknown(self, kind: Classified, first_id: int, exc: BaseException, chat_key: str) -> None:
+        """An unlisted refusal is retried like a transient one, but met UNKNOWN_STREAK times in a row (on one
+        message or several) it is about the chat or the account: stop before any message is failed by it."""
+        name, units = self._unknown
+        units = units if name == kind.name else []
+        units.append(first_id)
+        self._unknown = (kind.name, units)
+        if len(units) >= UNKNOWN_STREAK:
+            self._stop_route(
+                f"{chat_key}: Telegram refused messages {sorted(set(units))} {len(units)} times in a row with "
+                f"{kind.name}, which telepi does not know; nothing was skipped: check the chat and the account's "
+                "rights in it, then start the session again",
+                exc,
+            )
 
     async def _wait_turn(self, first_id: int) -> None:
         """Return once every message before ``first_id`` is published, publishing what nobody holds."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from telepi.sandbox.rpc_control import ControlError, ControlServer, control_request
+from telepi.sandbox.standing import STANDINGS
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -45,6 +46,14 @@ def add_commands(subparsers: Any) -> None:
     post.add_argument("--topic", type=int, help="forum topic id")
     post.add_argument("--as", dest="as_account", help="sender (default: the chat's owner)")
     post.set_defaults(func=cmd_post)
+
+    account = commands.add_parser(
+        "account", help="what Telegram does to an account from outside: revoke its logins, ban or freeze it"
+    )
+    account.add_argument("--state", type=Path, required=True)
+    account.add_argument("--as", dest="as_account", required=True, help="the account (name, phone or id)")
+    account.add_argument("--standing", required=True, choices=["revoked", "forgotten", *STANDINGS])
+    account.set_defaults(func=cmd_account)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +195,17 @@ def cmd_post(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(answer["id"])
+    return EXIT_OK
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    request = {"op": "account", "as": args.as_account, "standing": args.standing}
+    try:
+        asyncio.run(control_request(args.state, request))
+    except ControlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.as_account}: {args.standing}")
     return EXIT_OK
 
 

@@ -26,7 +26,7 @@ from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject, TLRequest
 
 from . import protocol as proto
-from .dispatch import Registry, RpcContext, RpcError, UpdateSink, serialize_result
+from .dispatch import Gate, Registry, RpcContext, RpcError, UpdateSink, serialize_result
 from .faults import Faults, Throttle
 from .handshake import Handshake, HandshakeError, ServerKey
 from .keystore import AuthKeyRecord, KeyStore
@@ -67,6 +67,7 @@ class ConnectionHost(Protocol):
 
     registry: Registry
     faults: Faults
+    gate: Gate | None
     store: KeyStore
     server_key: ServerKey
     msg_ids: proto.MsgIdClock
@@ -387,6 +388,8 @@ class Connection:
             self.abort()
             return
         error = host.faults.check(method, call.request, user_id=user_id, auth_key_id=record.key_id)
+        if error is None and host.gate is not None:
+            error = host.gate(method, user_id, record.key_id)
         if error is not None:
             body = proto.rpc_error(error.code, error.message)
         else:

@@ -66,6 +66,8 @@ class RpcContext:
 
 
 Handler = Callable[[RpcContext, Any], Awaitable[object]]
+# Refuses a request before it runs: (method, user id or None, auth key id) -> the error, or None to run it.
+Gate = Callable[[str, "int | None", int], "RpcError | None"]
 
 
 class Registry:

@@ -7,6 +7,8 @@ is one JSON line, the answer one JSON line::
     {"op": "edit", "chat": "source", "id": 42, "text": "hi!"}                  -> {"ok": true}
     {"op": "delete", "chat": "source", "ids": [42]}                           -> {"ok": true}
     {"op": "topic", "chat": "source", "title": "News"}                        -> {"ok": true, "id": 7}
+    {"op": "account", "as": "alice", "standing": "revoked"}                   -> {"ok": true}
+      (standing: revoked, forgotten, banned, deleted, frozen or active; see standing.py)
 
 Why a socket and not a Telethon login: the change then goes through the same code as
 ``Sandbox.post`` (world + live updates to every connected member) without creating auth keys,
@@ -21,6 +23,8 @@ import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from telepi.sandbox.standing import STANDINGS
 
 if TYPE_CHECKING:
     from telepi.sandbox.sandbox import Sandbox
@@ -66,8 +70,10 @@ class ControlServer:
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         sb = self.sandbox
         op = request.get("op")
-        chat = request["chat"]
         account = request.get("as")
+        if op == "account":
+            return self._account(str(account), str(request["standing"]))
+        chat = request["chat"]
         if op == "post":
             msg_id = await sb.post(
                 chat,
@@ -88,6 +94,18 @@ class ControlServer:
         if op == "topic":
             return {"ok": True, "id": await sb.create_topic(chat, str(request["title"]), as_account=account)}
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _account(self, account: str, standing: str) -> dict[str, Any]:
+        sb = self.sandbox
+        if standing == "revoked":
+            sb.revoke(account)
+        elif standing == "forgotten":
+            sb.forget_auth_keys(account)
+        elif standing in STANDINGS:
+            sb.set_standing(account, standing)
+        else:
+            return {"ok": False, "error": f"unknown standing {standing!r}"}
+        return {"ok": True}
 
 
 class ControlError(RuntimeError):

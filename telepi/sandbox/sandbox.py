@@ -30,6 +30,7 @@ from telepi.sandbox.rpc import build_env, build_registry
 from telepi.sandbox.rpc_common import Env
 from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
 from telepi.sandbox.server import SandboxServer
+from telepi.sandbox.standing import AccountStanding, Standing
 from telepi.sandbox.world import (
     GENERAL_TOPIC,
     Chat,
@@ -92,6 +93,7 @@ class Sandbox:
         self._world: World | None = None
         self._files: FileStore | None = None
         self._env: Env | None = None
+        self._standing: AccountStanding | None = None
 
     # ---- lifecycle
 
@@ -112,6 +114,8 @@ class Sandbox:
             dc_id=self.dc_id,
             server_key=self._server_key,
         )
+        self._standing = AccountStanding(self._world, self._server.store)
+        self._server.gate = self._standing.check
         await self._server.start()
         self._server.write_public_key(self.public_key_path)
         telethon_rsa.add_key(self._server.public_key_pem, old=False)
@@ -200,6 +204,28 @@ class Sandbox:
     def account(self, ref: str | int) -> User:
         """An account or user by name, phone, username or id."""
         return self.world.account(ref)
+
+    # ---- what Telegram does to an account from outside (see standing.py)
+
+    @property
+    def standing(self) -> AccountStanding:
+        if self._standing is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._standing
+
+    def revoke(self, account: str | int, error: str = "SESSION_REVOKED") -> int:
+        """Log every session of ``account`` out, as "terminate other sessions" does; returns how many."""
+        user_id = self.account(account).id
+        return self.standing.revoke(user_id, error)
+
+    def forget_auth_keys(self, account: str | int) -> int:
+        """Make the server forget ``account``'s auth keys (the transport's -404 from then on)."""
+        user_id = self.account(account).id
+        return self.standing.forget(user_id)
+
+    def set_standing(self, account: str | int, standing: Standing) -> None:
+        """Ban (``banned``), delete, freeze or restore (``active``) an account; every later call sees it."""
+        self.standing.set_standing(self.account(account).id, standing)
 
     def chat(self, ref: str | int) -> Chat:
         """A chat by world name, username, marked id or raw id."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from telethon.tl.tlobject import TLObject
 
 from .connection import SALT_PERIOD, Connection, Session
-from .dispatch import Registry, UpdateSink
+from .dispatch import Gate, Registry, UpdateSink
 from .faults import Faults
 from .handshake import ServerKey
 from .keystore import AuthKeyRecord, KeyStore
@@ -48,13 +48,16 @@ class SandboxServer:
         faults: Faults | None = None,
         dc_id: int = 2,
         server_key: ServerKey | None = None,
+        gate: Gate | None = None,
     ) -> None:
-        """``server_key`` seeds a new state dir (tests reuse one key instead of generating one each)."""
+        """``server_key`` seeds a new state dir (tests reuse one key instead of generating one each);
+        ``gate(method, user_id, auth_key_id)`` may refuse a request before it runs (the account's standing)."""
         if host not in LOOPBACK:
             raise ValueError("the sandbox only listens on loopback")
         self.registry = registry
         self.state_dir = Path(state_dir)
         self.faults = faults if faults is not None else Faults()
+        self.gate = gate
         self.dc_id = dc_id
         self.msg_ids = MsgIdClock()
         self.rpc_tasks: set[asyncio.Task[None]] = set()

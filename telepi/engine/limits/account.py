@@ -1,4 +1,8 @@
-"""Per-account pacing and flood waits: honoured, visible, and never a reason to skip a message."""
+"""Per-account pacing and flood waits: honoured per method, visible, and never a reason to skip a message.
+
+A flood wait holds back only the method Telegram named (a wait on ``GetHistory`` does not stop sends);
+``SEND_INTERVAL`` spaces the account's sends only.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 from telepi.checkpoint.store import Store
@@ -19,6 +24,10 @@ T = TypeVar("T")
 
 # Above this, the account hands the leases it has not started sending to the other sessions.
 LONG_WAIT_SECONDS = 30
+# The methods that publish into the target: what ready_in() without a method is about.
+SEND_METHODS = ("SendMessage", "SendMedia", "SendMultiMedia", "ForwardMessages")
+# Set while a call runs under AccountLimiter.call, so the gateway below it does not wait a second time.
+GOVERNED: ContextVar[bool] = ContextVar("telepi_governed", default=False)
 
 
 class HandedBack(Exception):
@@ -50,13 +59,15 @@ class AccountLimiter:
         self.on_long_wait = on_long_wait
         self.stop = stop or asyncio.Event()
         self._next_send = 0.0
-        self._blocked_until = 0.0  # monotonic end of the current flood wait
+        self._blocked_until: dict[str, float] = {}  # method -> monotonic end of its flood wait
         self._lock = asyncio.Lock()
         self.learned = LearnedPace()
 
-    def ready_in(self) -> float:
-        """Seconds until this account may send again (pacing and flood waits)."""
-        return max(self._next_send, self._blocked_until) - time.monotonic()
+    def ready_in(self, method: str | None = None) -> float:
+        """Seconds until this account may call ``method`` again (without one: send), pacing and flood waits."""
+        methods = (method,) if method is not None else SEND_METHODS
+        blocked = max((self._blocked_until.get(m, 0.0) for m in methods), default=0.0)
+        return max(self._next_send, blocked) - time.monotonic()
 
     def window_full_for(self, method: str | None = None) -> float:
         """Seconds until the window learned for ``method`` (without one: for every method) lets a call go."""
@@ -72,6 +83,16 @@ class AccountLimiter:
                 await asyncio.sleep(delay)
             self._next_send = time.monotonic() + self.min_interval
 
+    async def _sit_out(self, method: str) -> None:
+        """Before any call: the rest of a flood wait Telegram gave this method (another task met it)."""
+        delay = self._blocked_until.get(method, 0.0) - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stop.wait()
+            if self.stop.is_set():
+                raise Stopping(method)
+
     async def call(
         self,
         method: str,
@@ -83,10 +104,13 @@ class AccountLimiter:
         """Run ``make()`` (a Telegram call of ``method``), waiting out flood limits as often as needed.
 
         With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
-        returns True the wait is still sat out (this account cannot send anyway), then HandedBack."""
+        returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
+        ``paced`` calls (the sends) keep ``SEND_INTERVAL`` and the learned windows."""
         while True:
+            await self._sit_out(method)
             if paced:
                 await self.pace(method)
+            token = GOVERNED.set(True)
             try:
                 return await make()
             except Exception as exc:
@@ -101,6 +125,8 @@ class AccountLimiter:
                 await self.wait(kind.seconds, method, kind.name)
                 if handed:
                     raise HandedBack(method) from exc
+            finally:
+                GOVERNED.reset(token)
 
     def _learn(self, method: str, seconds: int) -> None:
         lesson = self.learned.flood_wait(method, seconds)
@@ -116,7 +142,7 @@ class AccountLimiter:
 
     async def wait(self, seconds: int, method: str, error: str) -> None:
         seconds = max(1, seconds)
-        self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+        self._blocked_until[method] = max(self._blocked_until.get(method, 0.0), time.monotonic() + seconds)
         until = time.time() + seconds
         detail = f"{seconds}s on {method}"
         log.warning(
