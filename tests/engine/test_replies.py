@@ -17,18 +17,27 @@ REPLY_SHARE = 0.3
 
 
 def replying_forum(count: int, *, seed: int = 7) -> dict[str, Any]:
-    """``forum_world`` with about 30% of the content messages replying to an earlier one: in the same topic,
-    in another topic, to an album member, to a pin (a service message, never copied) and to General."""
+    """``forum_world`` with about 30% of the content messages (albums whole) replying to an earlier one: in the
+    same topic, in another topic, to an album member, to a pin (a service message, never copied)."""
     world = forum_world(count, seed=seed)
     source = world["chats"][0]
     rng = random.Random(seed)
     earlier: list[dict[str, Any]] = []
+    albums: dict[str, dict[str, Any] | None] = {}  # album -> the message its members reply to
     for message in source["messages"]:
-        if "service" not in message and "album" not in message and earlier and rng.random() < REPLY_SHARE:
-            replied = rng.choice(earlier)
+        album = message.get("album")
+        if album is not None and album in albums:
+            replied = albums[album]  # every member of an album sent as a reply carries it
+        else:
+            replied = (
+                rng.choice(earlier) if "service" not in message and earlier and rng.random() < REPLY_SHARE else None
+            )
+            if album is not None:
+                albums[album] = replied
+        if replied is not None:
             message["reply_to"] = replied["ref"]
-            # A reply from General would move into the replied message's topic: keep it where it is.
-            message.setdefault("topic", replied.get("topic") or rng.choice(["news", "chat", "files"]))
+            # A reply from General would move into the replied message's topic: keep it in a topic.
+            message.setdefault("topic", replied.get("topic") or "news")
         earlier.append(message)
     return world
 
@@ -37,15 +46,22 @@ def replies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m["reply_to"] not in (None, m["topic"])]
 
 
-@pytest.mark.parametrize(("mode", "ordered"), [("auto", "true"), ("copy", "true"), ("auto", "false")])
-async def test_every_reply_points_at_the_copy_of_the_replied_message(tmp_path: Path, mode: str, ordered: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "ordered", "accounts"),
+    [("auto", "true", 1), ("copy", "true", 1), ("auto", "false", 1), ("auto", "true", 2)],
+)
+async def test_every_reply_points_at_the_copy_of_the_replied_message(
+    tmp_path: Path, mode: str, ordered: str, accounts: int
+) -> None:
     async with Sandbox(world=replying_forum(200), state_dir=tmp_path / "state") as sb:
         source = content(sb.messages("source"))
         topics = {m["id"]: m["topic"] for m in sb.messages("source")}
         answered = replies(source)
         assert len(answered) >= 0.25 * len(source)  # the world is what the test claims
         assert any(topics.get(m["reply_to"]) != m["topic"] for m in answered)  # across topics too
-        directories = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE=mode, ORDERED=ordered)
+        directories = await make_sessions(
+            sb, tmp_path / "sessions", ["bob", "carol"][:accounts], LIVE="false", MODE=mode, ORDERED=ordered
+        )
         sb.faults.calls.clear()
         await run_all(directories)
         # From the target chat itself: every copy replies to the copy of what its original replied to
