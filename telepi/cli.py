@@ -49,10 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("session_dir")
     doctor.set_defaults(handler=_cmd_doctor)
 
-    retry = commands.add_parser("retry", help="requeue failed messages (all, one route's, or given ids)")
+    retry = commands.add_parser(
+        "retry", help="requeue failed messages, or skipped ones (all, one route's, given ids, given reasons)"
+    )
     retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
     retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
     retry.add_argument("--ids", help="comma-separated source message ids")
+    retry.add_argument(
+        "--skipped",
+        nargs="?",
+        const="",
+        metavar="REASON",
+        help="requeue skipped messages instead of failed ones: those with REASON (comma-separated reasons "
+        "as telepi status shows them), or without REASON every reason but service_message and deleted",
+    )
     retry.set_defaults(handler=_cmd_retry)
 
     demo = commands.add_parser("demo", help="watch a full clone against the built-in local Telegram (no account)")
@@ -122,7 +132,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_retry(args: argparse.Namespace) -> int:
     from telepi.commands.retry import retry
 
-    print(retry(args.path, route=args.route, ids=args.ids))
+    print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
     return 0
 
 

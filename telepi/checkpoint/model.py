@@ -7,9 +7,20 @@ from typing import Literal
 
 Status = Literal["pending", "processing", "done", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "failed", "skipped")
-# running / flood_wait / stopped; the account-level states a person must act on (revoked, banned, frozen,
-# limited) and a chat-level problem (blocked), each with the fix in the session's detail.
-SessionState = Literal["running", "flood_wait", "stopped", "error", "revoked", "banned", "frozen", "limited", "blocked"]
+SessionState = Literal[
+    "running",
+    "flood_wait",
+    "stopped",
+    "error",
+    # Stopped by something only a person can fix; ``detail`` holds the one-sentence fix.
+    "revoked",  # the login is gone (AUTH_KEY_UNREGISTERED, SESSION_REVOKED, AUTH_KEY_DUPLICATED …)
+    "banned",  # USER_DEACTIVATED(_BAN)
+    "frozen",  # FROZEN_METHOD_INVALID
+    "limited",  # PEER_FLOOD / USER_RESTRICTED
+    "blocked",  # the chat or the account's rights in it (write forbidden, topic closed …)
+]
+PROBLEM_STATES: frozenset[str] = frozenset({"error", "revoked", "banned", "frozen", "limited", "blocked"})
+NEVER_COPYABLE: tuple[str, ...] = ("service_message", "deleted")  # skip reasons a plain retry leaves alone
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """Skipped messages of one route with one reason: how many, and the latest few ids (newest first)."""
+
+    reason: str
+    count: int
+    latest: list[int]
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     name: str
     host: str
@@ -105,6 +125,11 @@ class SessionInfo:
     def per_minute(self) -> float:
         return self.done_last_5min / 5.0
 
+    @property
+    def needs_action(self) -> bool:
+        """Stopped by a state only a person can end (its ``detail`` says how)."""
+        return self.state in PROBLEM_STATES
+
 
 @dataclass(frozen=True)
 class RouteReport:
@@ -113,6 +138,7 @@ class RouteReport:
     low_water: int | None
     leases: list[Lease] = field(default_factory=list)
     expired: list[Lease] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # by reason, most frequent first
 
     @property
     def known(self) -> int:

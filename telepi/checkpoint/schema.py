@@ -74,6 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
         wait_until  REAL
     );
     """,
+    # skipped rows by reason: `telepi status` counts them and lists the latest per reason, and
+    # `telepi retry --skipped REASON` finds them, without scanning the done history
+    """
+    CREATE INDEX messages_skipped ON messages (route_id, skip_reason, processed_at) WHERE status = 'skipped';
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

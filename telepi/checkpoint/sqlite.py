@@ -26,6 +26,7 @@ from telepi.checkpoint.model import (
     RouteReport,
     SessionInfo,
     SessionState,
+    Skipped,
     StatusReport,
     TopicClaim,
     WorkItem,
@@ -388,6 +389,45 @@ class SqliteStore:
             )
             return cursor.rowcount
 
+    def retry_skipped(
+        self,
+        route_id: int | None = None,
+        source_ids: Sequence[int] | None = None,
+        reasons: Sequence[str] | None = None,
+        *,
+        exclude: Sequence[str] = (),
+    ) -> dict[str, int]:
+        conditions = ["status = 'skipped'"]
+        params: list[object] = []
+        if route_id is not None:
+            conditions.append("route_id = ?")
+            params.append(route_id)
+        if source_ids is not None:
+            conditions.append(f"source_msg_id IN ({_marks(source_ids)})")
+            params.extend(source_ids)
+        if reasons is not None:
+            conditions.append(f"skip_reason IN ({_marks(reasons)})")
+            params.extend(reasons)
+        if exclude:
+            conditions.append(f"COALESCE(skip_reason, '') NOT IN ({_marks(exclude)})")
+            params.extend(exclude)
+        where = " AND ".join(conditions)
+        with self._tx() as db:
+            counts = {
+                str(reason or ""): int(count)
+                for reason, count in db.execute(
+                    f"SELECT skip_reason, COUNT(*) FROM messages WHERE {where} GROUP BY skip_reason", params
+                )
+            }
+            # As if never tried: no attempts, no send marks (nothing was sent), the same random_id.
+            db.execute(
+                "UPDATE messages SET status = 'pending', skip_reason = NULL, attempts = 0, not_before = NULL, "
+                "session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
+                f"send_started_at = NULL, last_error = NULL, target_msg_id = NULL, processed_at = NULL WHERE {where}",
+                params,
+            )
+        return counts
+
     def low_water_mark(self, route_id: int) -> int | None:
         # Only open rows are indexed: the done history, however long, is never scanned.
         with self._tx(write=False) as db:
@@ -538,11 +578,11 @@ class SqliteStore:
 
     # ---- reporting --------------------------------------------------------------------------
 
-    def report(self, failures: int = 10) -> StatusReport:
+    def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
         now = self._clock()
         with self._tx(write=False) as db:
             routes = [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
-            reports = [self._route_report(db, route, now) for route in routes]
+            reports = [self._route_report(db, route, now, skipped_ids) for route in routes]
             sessions = [
                 SessionInfo(
                     name=row["name"],
@@ -584,7 +624,7 @@ class SqliteStore:
             ]
         return StatusReport(str(self.path), now, reports, sessions, latest_failures)
 
-    def _route_report(self, db: sqlite3.Connection, route: Route, now: float) -> RouteReport:
+    def _route_report(self, db: sqlite3.Connection, route: Route, now: float, skipped_ids: int) -> RouteReport:
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for status, count in db.execute(
             "SELECT status, COUNT(*) FROM messages WHERE route_id = ? GROUP BY status", (route.id,)
@@ -615,7 +655,27 @@ class SqliteStore:
             low_water=low,
             leases=[lease for lease in leases if lease.expires_in >= 0],
             expired=[lease for lease in leases if lease.expires_in < 0],
+            skipped=_skipped(db, route.id, skipped_ids),
         )
+
+
+def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped]:
+    """Skipped rows of a route by reason, read from the skipped rows' own index (never the done history)."""
+    by_reason = db.execute(
+        "SELECT skip_reason, COUNT(*) FROM messages INDEXED BY messages_skipped "
+        "WHERE route_id = ? AND status = 'skipped' GROUP BY skip_reason",
+        (route_id,),
+    ).fetchall()
+    found = []
+    for reason, count in by_reason:
+        ids = db.execute(
+            "SELECT source_msg_id FROM messages INDEXED BY messages_skipped "
+            "WHERE route_id = ? AND status = 'skipped' AND skip_reason IS ? "
+            "ORDER BY processed_at DESC, source_msg_id DESC LIMIT ?",
+            (route_id, reason, latest),
+        ).fetchall()
+        found.append(Skipped(str(reason or ""), int(count), [int(row[0]) for row in ids]))
+    return sorted(found, key=lambda s: (-s.count, s.reason))
 
 
 def _switch_to_wal(db: sqlite3.Connection, attempts: int = 300) -> None:

@@ -75,6 +75,18 @@ class Store(Protocol):
     def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
         """Requeue failed items (all, one route's, or the given ids); returns how many."""
 
+    def retry_skipped(
+        self,
+        route_id: int | None = None,
+        source_ids: Sequence[int] | None = None,
+        reasons: Sequence[str] | None = None,
+        *,
+        exclude: Sequence[str] = (),
+    ) -> dict[str, int]:
+        """Requeue skipped items (all, one route's, the given ids, those with one of ``reasons``, never
+        those with a reason in ``exclude``) as if never tried, keeping their random_id; returns how many
+        by reason."""
+
     def low_water_mark(self, route_id: int) -> int | None:
         """Lowest source id of the route that is not done or skipped, or None when all are (see ``head``
         for what ordered publishing waits on)."""
@@ -122,6 +134,8 @@ class Store(Protocol):
     ) -> None: ...
 
     # reporting
-    def report(self, failures: int = 10) -> StatusReport: ...
+    def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
+        """Everything ``telepi status`` shows: per route counts, leases and skipped ids by reason
+        (the latest ``skipped_ids`` of each), sessions, the latest ``failures``."""
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ from typing import Any
 from dotenv import dotenv_values
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from telepi.checkpoint.model import SessionInfo, StatusReport
 from telepi.checkpoint.sqlite import SqliteStore
@@ -43,6 +44,8 @@ def read_report(db_path: Path) -> StatusReport | None:
 
 
 def session_health(session: SessionInfo, now: float) -> str:
+    if session.needs_action:  # the session stopped on it: this, not "dead", is what to act on
+        return f"{session.state.upper()}: {session.detail or 'see the session log'}"
     if session.state == "stopped":
         return "stopped"
     if session.host == socket.gethostname() and not _pid_alive(session.pid):
@@ -76,6 +79,8 @@ def report_json(db_path: Path, report: StatusReport | None) -> str:
     for session_data, session in zip(data["sessions"], report.sessions, strict=True):
         session_data["health"] = session_health(session, now)
         session_data["per_minute"] = session.per_minute
+        session_data["needs_action"] = session.needs_action
+        session_data["fix"] = session.detail if session.needs_action else None
     return json.dumps(data, indent=2)
 
 
@@ -121,6 +126,15 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
             )
         console.print(table)
 
+    skipped = [(route.route.label, entry) for route in report.routes for entry in route.skipped]
+    if skipped:
+        table = Table(title="Skipped by reason", title_justify="left")
+        for column in ("route", "reason", "messages", "latest ids"):
+            table.add_column(column, justify="right" if column == "messages" else "left")
+        for label, entry in skipped:
+            table.add_row(label, entry.reason or "-", str(entry.count), ", ".join(map(str, entry.latest)))
+        console.print(table)
+
     if report.sessions:
         table = Table(title="Sessions", title_justify="left")
         for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min"):
@@ -133,8 +147,13 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
                 f"{_ago(now - session.last_seen)} ago",
                 str(session.done_total),
                 f"{session.per_minute:.1f}",
+                style="bold red" if session.needs_action else None,
             )
         console.print(table)
+        for session in report.sessions:
+            if session.needs_action:  # a table cell may cut the fix: say it in full once more
+                fix = session.detail or session.state
+                console.print(Text.assemble((f"{session.name} needs you", "bold red"), f": {fix}"), soft_wrap=True)
     else:
         console.print("No session has registered yet.")
 

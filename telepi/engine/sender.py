@@ -108,7 +108,10 @@ async def _send_overflow(client: Any, placement: Placement, target_id: int, rand
 async def forward(
     client: Any, source_peer: Any, placement: Placement, source_ids: Sequence[int], random_ids: Sequence[int]
 ) -> dict[int, int]:
-    """One forwardMessages call (≤ 100 ids) without the author; returns source id → target id."""
+    """One forwardMessages call (≤ 100 ids) without the author; returns source id → target id.
+
+    With ``placement.reply_to_msg_id`` every forwarded message replies to that target message (layer 229
+    takes one ``reply_to`` per call)."""
     result = await client(
         functions.messages.ForwardMessagesRequest(
             from_peer=source_peer,
@@ -117,6 +120,7 @@ async def forward(
             random_id=list(random_ids),
             drop_author=True,
             top_msg_id=placement.topic_id,
+            reply_to=placement.reply_to() if placement.reply_to_msg_id is not None else None,
         )
     )
     found = ids_by_random_id(result)

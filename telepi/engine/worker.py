@@ -1,13 +1,13 @@
 """Who copies it: claim leased units, prepare them ahead, publish each exactly once, in order when asked.
 
 A *unit* is one send: a single message, a whole album, or (forwarding) up to 100 messages of one
-topic. The messages of a claim are fetched in one call; preparation (mapping topic and reply,
-transferring files) runs ahead in parallel; the final send of a unit waits for its turn (the route's
-head) when ``ORDERED`` is on. A session waiting for its turn takes over whatever claimable work stands
-before it, and a session that cannot send soon (pacing, flood wait) hands its unsent work to the others,
-so several accounts share one ordered route. Every send carries the checkpoint's fixed random_id;
-before it the unit is marked *sending*, and a session taking over such a unit first looks in the target
-for the copy the previous holder may have made.
+topic that reply to the same message or to none. The messages of a claim are fetched in one call;
+preparation (mapping topic, transferring files) runs ahead in parallel; the reply is mapped and the
+final send of a unit waits for its turn (the route's head) when ``ORDERED`` is on. A session waiting
+for its turn takes over whatever claimable work stands before it, and a session that cannot send soon
+(pacing, flood wait) hands its unsent work to the others, so several accounts share one ordered route.
+Every send carries the checkpoint's fixed random_id; before it the unit is marked *sending*, and a
+session taking over such a unit first looks in the target for the copy the previous holder may have made.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def units_of(items: Sequence[WorkItem]) -> list[Unit]:
 
 
 def forward_batches(units: Sequence[Unit], keys: Sequence[Hashable | None], *, contiguous: bool) -> list[Unit]:
-    """Merge neighbouring forwardable units that share a key (their topic) into batches of at most 100.
+    """Merge neighbouring forwardable units that share a key (their topic and the message they reply to)
+    into batches of at most 100.
 
     A unit whose key is None stays alone (not content, or not forwarded). ``contiguous`` (ordered
     publishing) joins only units whose ids follow each other without a gap: a gap may be a message
@@ -289,10 +290,13 @@ class Worker:
         return list(messages)
 
     def _forward_key(self, unit: Unit) -> Hashable | None:
-        """What a forwarded unit may share a batch by (its topic), or None when it is not forwarded."""
+        """What a forwarded unit may share a batch by, or None when it is not forwarded: its topic and the
+        message it replies to, for ``forwardMessages`` takes one reply target for the whole call (a reply
+        is forwarded in a call of its own, or with neighbours that answer the same message)."""
         if any(skip_reason(m) is not None for m in unit.messages) or self._transfer_for(unit.messages) != "forward":
             return None
-        return ("topic", topic_of(unit.messages[0], self.route.source_is_forum))
+        first = unit.messages[0]
+        return ("topic", topic_of(first, self.route.source_is_forum), "reply", replied_id(first))
 
     async def _prepare_in_turn(self, unit: Unit) -> Prepared | None:
         async with self._preparing:  # files are transferred for a bounded number of units at once
@@ -394,11 +398,7 @@ class Worker:
             if self._busy_for(_method(prepared)) and self._others_alive():
                 self._hand_back()  # another account can send it sooner than this one
                 return
-        # Mapped only now: in order, the replied message was published before this one.
-        replied = replied_id(prepared.sendable[0][1])
-        if replied is not None and prepared.transfer != "forward":
-            target = self.store.target_ids(self.route.route_id, [replied]).get(replied)
-            prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=target)
+        self._map_reply(prepared)
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
@@ -420,6 +420,15 @@ class Worker:
         self.progress.copied(len(targets))
         self._unknown = ("", [])
         log.debug("copied %s -> %s", ids, list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
+
+    def _map_reply(self, prepared: Prepared) -> None:
+        """Point the copy at the copy of the message it answers, in every mode. Mapped only at send time:
+        in order, the replied message was published before this one; unordered, what is known by then.
+        A reply to a message never copied (skipped, deleted, a service message) goes without one."""
+        replied = replied_id(prepared.sendable[0][1])
+        if replied is not None:
+            target = self.store.target_ids(self.route.route_id, [replied]).get(replied)
+            prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=target)
 
     async def _send(self, prepared: Prepared, *, may_hand_back: bool = True) -> dict[int, int]:
         items = [item for item, _ in prepared.sendable]
@@ -455,6 +464,9 @@ class Worker:
     async def _recover(self, unit: Unit, prepared: Prepared, exc: Exception) -> None:
         """Decide what a failed send means: count a failure, or (a refusal that executed nothing) send
         again part by part, recording each part as it lands."""
+        if error_name(exc) == "REPLY_MESSAGE_ID_INVALID" and prepared.placement.reply_to_msg_id is not None:
+            await self._send_without_reply(unit, prepared)
+            return
         kind = classify(exc)
         if kind.kind is ErrorKind.FORWARDS_RESTRICTED and prepared.transfer == "forward":
             log.warning("the source refuses forwarding (protected content): switching to reupload")
@@ -475,12 +487,35 @@ class Worker:
                 self.store.complete(self.route.route_id, targets, self.session)
                 self.progress.copied(len(targets))
 
+    async def _send_without_reply(self, unit: Unit, prepared: Prepared) -> None:
+        """The replied message's copy is gone from the target (deleted there): Telegram refused the send
+        and posted nothing, so it goes again as a plain message, as for a reply to a message never copied."""
+        log.warning(
+            "the copy %s that %s replies to is gone from the target: sending without the reply",
+            prepared.placement.reply_to_msg_id,
+            unit.ids,
+        )
+        prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=None)
+        try:
+            targets = await self._send(prepared, may_hand_back=False)  # marked sending: finish it here
+        except Stopping:
+            self._hand_back(refused=unit.ids)
+            return
+        except SessionStopped:
+            raise
+        except Exception as exc:
+            await self._failed(unit, [item.source_msg_id for item, _ in prepared.sendable], exc)
+            return
+        self.store.complete(self.route.route_id, targets, self.session)
+        self.progress.copied(len(targets))
+
     async def _retry_prepared(self, unit: Unit) -> dict[int, int] | None:
         try:
             unit.messages = await self._fetch(unit.ids)  # fresh file references, current noforwards
             prepared = await self._prepare(unit)
             if prepared is None or not prepared.sendable:
                 return None
+            self._map_reply(prepared)
             return await self._send(prepared, may_hand_back=False)  # the unit is marked sending: finish it here
         except (SessionStopped, Stopping):
             raise

@@ -32,7 +32,7 @@ from telepi.sandbox.rpc_common import (
 from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
 from telepi.sandbox.rpc_media import MediaInput
 from telepi.sandbox.rpc_render import entity_to_dict
-from telepi.sandbox.world import Message, NewMessage, Posted
+from telepi.sandbox.world import GENERAL_TOPIC, Message, NewMessage, Posted
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
@@ -71,6 +71,24 @@ def fwd_header(env: Env, source_peer: int, msg: Message) -> dict[str, Any]:
             header["post_author"] = msg.post_author
         return header
     return {"date": msg.date, "from_id": msg.from_id}
+
+
+def check_forward_reply(env: Env, viewer: int, peer: int, reply_to: TLObject | None) -> None:
+    """A forward may be a reply (layer 229: ``messages.forwardMessages`` takes ``reply_to``, one target per
+    call, https://core.telegram.org/method/messages.forwardMessages); the replied message must exist in the
+    target. Telegram lists REPLY_MESSAGE_ID_INVALID ("the specified reply-to message ID is invalid") for
+    sends with a reply, and TDLib reports it for a reply target the server refuses (tdlib-rs#31); which of
+    refusing or silently dropping the reply Telegram does for a deleted target is not documented, so this
+    models the harsher one: the forward is refused and nothing is posted."""
+    if not isinstance(reply_to, types.InputReplyToMessage) or not reply_to.reply_to_msg_id:
+        return
+    reply_id = int(reply_to.reply_to_msg_id)
+    if peer < 0:
+        chat = env.world.chat(peer)
+        if chat.forum and (reply_id == GENERAL_TOPIC or env.world.topic(chat.id, reply_id) is not None):
+            return  # a topic's id: "into this topic", not a reply
+    if env.world.message(box_of(viewer, peer), reply_id) is None:
+        raise bad("REPLY_MESSAGE_ID_INVALID")
 
 
 def register(registry: Registry, env: Env) -> None:
@@ -189,6 +207,7 @@ def register(registry: Registry, env: Env) -> None:
             check_read(env, viewer, source_chat)
         reply_to, topic = topic_for_send(env, target, request.reply_to, request.top_msg_id)
         check_write(env, viewer, target, topic=topic)
+        check_forward_reply(env, viewer, target, request.reply_to)
         found = world.messages_by_ids(box_of(viewer, source), ids)
         originals = [
             (found[i], r) for i, r in zip(ids, random_ids, strict=True) if i in found and not found[i].is_service

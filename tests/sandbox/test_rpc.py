@@ -327,6 +327,39 @@ async def test_forward_with_drop_author_into_a_topic(h: Harness) -> None:
     assert [m.message for m in dropped] == ["post one", "", "", ""]
 
 
+async def test_forward_as_a_reply_points_at_the_given_target_message(h: Harness) -> None:
+    target = h.world.find_chat_ref("target")
+    _, posted = h.world.create_topic(target.id, "Inbox", creator_id=h.uid("alice"))
+    topic = posted.in_box(target.id).message.id
+    chan = sorted(m.id for m in (await history(h, "alice", "chan")).messages if not isinstance(m, types.MessageService))
+
+    def forward(ids: list[int], random_ids: list[int], reply_to: int | None) -> Any:
+        return functions.messages.ForwardMessagesRequest(
+            h.input_peer("chan"),
+            ids,
+            h.input_peer("target"),
+            random_id=random_ids,
+            drop_author=True,
+            top_msg_id=topic,
+            reply_to=None if reply_to is None else types.InputReplyToMessage(reply_to, top_msg_id=topic),
+        )
+
+    def new(result: Any) -> list[Any]:
+        return [u.message for u in result.updates if isinstance(u, types.UpdateNewChannelMessage)]
+
+    [first] = new(await h.call("alice", forward(chan[:1], [1], None)))
+    [reply] = new(await h.call("alice", forward(chan[1:2], [2], first.id)))
+    assert reply.reply_to.reply_to_msg_id == first.id  # a reply to the given message...
+    assert reply.reply_to.forum_topic and reply.reply_to.reply_to_top_id == topic  # ...inside the topic
+    into_topic = new(await h.call("alice", forward(chan[2:3], [3], topic)))  # the topic's id: no reply
+    assert into_topic[0].reply_to.reply_to_msg_id == topic and not into_topic[0].reply_to.reply_to_top_id
+    # A reply target that is not in the target chat (never there, or deleted) is refused; nothing is posted.
+    count = len((await history(h, "alice", "target")).messages)
+    missing = forward(chan[3:4], [4], first.id + 1000)
+    assert (await rpc_error(h.call("alice", missing))).message == "REPLY_MESSAGE_ID_INVALID"
+    assert len((await history(h, "alice", "target")).messages) == count
+
+
 async def test_edit_pushes_an_edit_update_and_checks_the_author(h: Harness) -> None:
     sent = (await h.call("bob", send(h, "forum", "v1", random_id=1))).updates[0].id
     h.sink.clear()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from telepi.checkpoint import NewItem, SqliteStore
 
 
@@ -112,3 +114,123 @@ def test_retry_requeues_failed_messages(tmp_path: Path) -> None:
         [sys.executable, "-m", "telepi", "retry", str(db), "--ids", "x"], capture_output=True, text=True
     )
     assert bad.returncode == 78 and "--ids='x' is not a list of ids" in bad.stderr
+
+
+def skipped_checkpoint(db: Path) -> SqliteStore:
+    """A route with skips of four reasons: 3 service messages, 7 too_large, 1 MEDIA_INVALID, 1 deleted."""
+    store = SqliteStore(db)
+    route = store.route("-1001111", "-1002222", "@source -> @target")
+    store.register_session("session1", "other-host", 4242)
+    store.enqueue(route.id, [NewItem(i, skip_reason="service_message") for i in (1, 2, 3)])
+    store.enqueue(route.id, [NewItem(i) for i in range(4, 31)])
+    store.claim(route.id, "session1", 27, 600)
+    store.mark_sending(route.id, [20], "session1")
+    for msg_id in range(10, 17):
+        store.skip(route.id, [msg_id], "too_large", "session1")
+    store.skip(route.id, [20], "MEDIA_INVALID", "session1")
+    store.skip(route.id, [21], "deleted", "session1")
+    store.complete(route.id, {i: 100 + i for i in range(4, 10)}, "session1")
+    return store
+
+
+def test_status_shows_skipped_counts_and_latest_ids_by_reason(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    skipped_checkpoint(db).close()
+    data = json.loads(status(str(db), "--json", cwd=tmp_path).stdout)
+    [route] = data["routes"]
+    assert route["counts"]["skipped"] == 12
+    assert route["skipped"] == [
+        {"reason": "too_large", "count": 7, "latest": [16, 15, 14, 13, 12]},  # newest first, 5 at most
+        {"reason": "service_message", "count": 3, "latest": [3, 2, 1]},
+        {"reason": "MEDIA_INVALID", "count": 1, "latest": [20]},
+        {"reason": "deleted", "count": 1, "latest": [21]},
+    ]
+    text = status(str(db), cwd=tmp_path).stdout
+    assert "Skipped by reason" in text
+    assert "too_large" in text and "16, 15, 14, 13, 12" in text
+    assert "MEDIA_INVALID" in text
+
+
+def test_status_reads_skips_from_their_own_index(tmp_path: Path) -> None:
+    store = skipped_checkpoint(tmp_path / "checkpoint.db")
+    plans = [
+        " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}", (1,)))
+        for query in (
+            "SELECT skip_reason, COUNT(*) FROM messages WHERE route_id = ? AND status = 'skipped' GROUP BY skip_reason",
+            "SELECT source_msg_id FROM messages WHERE route_id = ? AND status = 'skipped' AND skip_reason IS 'x' "
+            "ORDER BY processed_at DESC, source_msg_id DESC LIMIT 5",
+        )
+    ]
+    store.close()
+    assert all("USING INDEX messages_skipped" in plan for plan in plans), plans
+    assert all("TEMP B-TREE" not in plan for plan in plans), plans  # no sort of the skipped rows either
+
+
+@pytest.mark.parametrize(
+    ("state", "fix"),
+    [
+        ("revoked", "the login was revoked (SESSION_REVOKED): run telepi login sessions/session2 again."),
+        ("banned", "Telegram deactivated this account (USER_DEACTIVATED_BAN): use another account."),
+        ("frozen", "the account is frozen (FROZEN_METHOD_INVALID): appeal via @SpamBot."),
+        ("limited", "Telegram limits this account (PEER_FLOOD): check @SpamBot, start again later."),
+        ("blocked", "the account may not post in the target (CHAT_WRITE_FORBIDDEN): grant post_messages."),
+    ],
+)
+def test_status_marks_sessions_stopped_by_a_problem_with_the_fix(tmp_path: Path, state: str, fix: str) -> None:
+    db = tmp_path / "checkpoint.db"
+    store = SqliteStore(db)
+    store.route("a", "b", "a -> b")
+    store.register_session("session1", "other-host", 4242)
+    store.register_session("session2", "other-host", 4243)
+    store.set_session_state("session2", state, fix)  # type: ignore[arg-type]
+    store.close()
+    sessions = {s["name"]: s for s in json.loads(status(str(db), "--json", cwd=tmp_path).stdout)["sessions"]}
+    assert sessions["session2"]["state"] == state
+    assert sessions["session2"]["needs_action"] is True
+    assert sessions["session2"]["fix"] == fix
+    assert sessions["session2"]["health"] == f"{state.upper()}: {fix}"
+    assert sessions["session1"]["needs_action"] is False and sessions["session1"]["fix"] is None
+    text = status(str(db), cwd=tmp_path).stdout
+    assert f"session2 needs you: {fix}" in " ".join(text.split())
+    assert "session1 needs you" not in text
+
+
+def retry_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "telepi", "retry", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_retry_skipped_requeues_by_reason_and_leaves_never_copyable_ones(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    store = skipped_checkpoint(db)
+    before = store._db.execute("SELECT random_id FROM messages WHERE source_msg_id = 20").fetchone()[0]
+
+    result = retry_cli(str(db), "--skipped", "too_large", "--ids", "10,11,12")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "requeued 3 skipped messages (too_large 3); running sessions pick them up"
+
+    result = retry_cli(str(db), "--skipped")  # every reason but service_message and deleted
+    assert result.stdout.strip() == (
+        "requeued 5 skipped messages (MEDIA_INVALID 1, too_large 4); running sessions pick them up"
+    )
+    [route] = store.report().routes
+    assert [(s.reason, s.count) for s in route.skipped] == [("service_message", 3), ("deleted", 1)]
+    assert route.counts["pending"] == 3 + 5 + 0
+    row = store._db.execute("SELECT * FROM messages WHERE source_msg_id = 20").fetchone()
+    assert (row["status"], row["attempts"], row["send_session"], row["send_started_at"], row["skip_reason"]) == (
+        "pending",
+        0,
+        None,
+        None,
+        None,
+    )
+    assert row["random_id"] == before  # the fixed random_id stays: a resend still deduplicates
+    [item] = store.claim(route.route.id, "session1", 1, 60, after=19)
+    assert (item.source_msg_id, item.takeover) == (20, False)  # nothing was sent: no search in the target
+
+    nothing = retry_cli(str(db), "--skipped", "too_larg")
+    assert nothing.returncode == 0
+    assert "no skipped messages with reason too_larg to requeue" in nothing.stdout
+    assert "deleted 1, service_message 3" in nothing.stdout
+    named = retry_cli(str(db), "--skipped", "service_message,deleted", "--route", str(route.route.id))
+    assert "requeued 4 skipped messages (deleted 1, service_message 3)" in named.stdout
+    store.close()
