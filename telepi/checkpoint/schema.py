@@ -74,6 +74,12 @@ MIGRATIONS: tuple[str, ...] = (
         wait_until  REAL
     );
     """,
+    # version 2: topics created exactly once across accounts and crashes; routes whose ids are per account
+    """
+    ALTER TABLE topics ADD COLUMN random_id INTEGER;        -- fixed per (route, source topic, creation)
+    ALTER TABLE topics ADD COLUMN creator_user_id INTEGER;  -- the account that last claimed the creation
+    ALTER TABLE routes ADD COLUMN bound_user_id INTEGER;    -- basic groups / private chats: the one account
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
