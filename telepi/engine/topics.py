@@ -130,6 +130,7 @@ class TopicMapper:
         """A source topic was closed, reopened, hidden or shown: mirror its state now."""
         if self.fixed is not None or not self.target_is_forum:
             return
+        self._known.pop(source_topic, None)  # read its state now, not as it was at start-up
         source = await self._source_topic(source_topic)
         target_id = await self._mirrored_target(source_topic)
         if source is None or target_id is None:

@@ -203,3 +203,29 @@ async def test_closed_target_topic_stops_an_account_without_manage_topics(tmp_pa
         skipped = db.execute("SELECT COUNT(*) FROM messages WHERE skip_reason = 'TOPIC_CLOSED'").fetchone()[0]
         db.close()
         assert skipped == 0  # a chat/rights problem, never a skip
+
+
+async def test_closing_a_source_topic_live_closes_its_mirror(tmp_path: Path) -> None:
+    async with Sandbox(world=topics_world(), state_dir=tmp_path / "state") as sb:
+        directory = await make_session(sb, tmp_path / "sessions", "bob", LIVE="true")
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_session(settings, store, stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(content(sb.messages("target"))) < len(content(sb.messages("source"))):
+                assert asyncio.get_running_loop().time() < deadline, "history not copied in time"
+                await asyncio.sleep(0.1)
+            news = next(t["id"] for t in sb.topics("source") if t["title"] == "News")
+            owner = await sb.client("alice")
+            await owner.get_dialogs()
+            peer = await owner.get_input_entity(sb.chat("source").id)
+            await owner(functions.messages.EditForumTopicRequest(peer=peer, topic_id=news, closed=True))
+            while not by_title(sb, "target", "News")[0]["closed"]:
+                assert asyncio.get_running_loop().time() < deadline + 30, "close not mirrored in time"
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            store.close()
