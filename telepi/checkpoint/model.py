@@ -76,6 +76,8 @@ class TopicClaim:
     state: Literal["mapped", "create", "wait"]
     target_topic_id: int | None = None
     holder: str | None = None
+    random_id: int = 0  # create: the fixed random_id of this creation (a retry by the same account is deduplicated)
+    previous_creator: int | None = None  # create: the account that claimed this creation before, if any
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,16 @@ MIGRATIONS: tuple[str, ...] = (
         wait_until  REAL
     );
     """,
-    # skipped rows by reason: `telepi status` counts them and lists the latest per reason, and
+    # version 2: skipped rows by reason: `telepi status` counts them and lists the latest per reason, and
     # `telepi retry --skipped REASON` finds them, without scanning the done history
     """
     CREATE INDEX messages_skipped ON messages (route_id, skip_reason, processed_at) WHERE status = 'skipped';
+    """,
+    # version 3: topics created exactly once across accounts and crashes; routes whose ids are per account
+    """
+    ALTER TABLE topics ADD COLUMN random_id INTEGER;        -- fixed per (route, source topic, creation)
+    ALTER TABLE topics ADD COLUMN creator_user_id INTEGER;  -- the account that last claimed the creation
+    ALTER TABLE routes ADD COLUMN bound_user_id INTEGER;    -- basic groups / private chats: the one account
     """,
 )
 

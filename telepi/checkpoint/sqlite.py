@@ -484,7 +484,13 @@ class SqliteStore:
     # ---- topics -----------------------------------------------------------------------------
 
     def claim_topic(
-        self, route_id: int, source_topic_id: int, session: str, title: str, lease_seconds: float
+        self,
+        route_id: int,
+        source_topic_id: int,
+        session: str,
+        title: str,
+        lease_seconds: float,
+        user_id: int | None = None,
     ) -> TopicClaim:
         now = self._clock()
         with self._tx() as db:
@@ -495,14 +501,28 @@ class SqliteStore:
                 return TopicClaim("mapped", int(row["target_topic_id"]))
             if row is not None and row["holder"] != session and (row["lease_expires"] or 0) >= now:
                 return TopicClaim("wait", holder=row["holder"])
+            random_id = row["random_id"] if row is not None and row["random_id"] else _new_random_id()
+            previous = row["creator_user_id"] if row is not None else None
+            previous_creator = int(previous) if previous is not None else None
             db.execute(
-                "INSERT INTO topics (route_id, source_topic_id, title, holder, lease_expires, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_topic_id) DO UPDATE SET "
-                "title = excluded.title, holder = excluded.holder, lease_expires = excluded.lease_expires, "
-                "updated_at = excluded.updated_at",
-                (route_id, source_topic_id, title, session, now + lease_seconds, now),
+                "INSERT INTO topics (route_id, source_topic_id, title, holder, lease_expires, updated_at, random_id, "
+                "creator_user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_topic_id) DO UPDATE "
+                "SET title = excluded.title, holder = excluded.holder, lease_expires = excluded.lease_expires, "
+                "updated_at = excluded.updated_at, random_id = excluded.random_id, "
+                "creator_user_id = COALESCE(excluded.creator_user_id, topics.creator_user_id)",
+                (route_id, source_topic_id, title, session, now + lease_seconds, now, random_id, user_id),
             )
-            return TopicClaim("create", holder=session)
+            return TopicClaim("create", holder=session, random_id=int(random_id), previous_creator=previous_creator)
+
+    def forget_topic(self, route_id: int, source_topic_id: int, target_topic_id: int) -> bool:
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE topics SET target_topic_id = NULL, random_id = NULL, creator_user_id = NULL, holder = NULL, "
+                "lease_expires = NULL, updated_at = ? WHERE route_id = ? AND source_topic_id = ? "
+                "AND target_topic_id = ?",
+                (self._clock(), route_id, source_topic_id, target_topic_id),
+            ).rowcount
+        return changed > 0
 
     def complete_topic(self, route_id: int, source_topic_id: int, target_topic_id: int, title: str) -> None:
         now = self._clock()
@@ -530,6 +550,19 @@ class SqliteStore:
                 (route_id,),
             ).fetchall()
         return {int(row[0]): int(row[1]) for row in rows}
+
+    def bind_route(self, route_id: int, user_id: int) -> int:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE routes SET bound_user_id = ? WHERE id = ? AND bound_user_id IS NULL", (user_id, route_id)
+            )
+            row = db.execute("SELECT bound_user_id FROM routes WHERE id = ?", (route_id,)).fetchone()
+        return int(row[0])
+
+    def sessions_of_user(self, user_id: int) -> list[str]:
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT name FROM sessions WHERE user_id = ? ORDER BY name", (user_id,)).fetchall()
+        return [str(row[0]) for row in rows]
 
     # ---- sessions ---------------------------------------------------------------------------
 

@@ -108,9 +108,20 @@ class Store(Protocol):
 
     # topics
     def claim_topic(
-        self, route_id: int, source_topic_id: int, session: str, title: str, lease_seconds: float
+        self,
+        route_id: int,
+        source_topic_id: int,
+        session: str,
+        title: str,
+        lease_seconds: float,
+        user_id: int | None = None,
     ) -> TopicClaim:
-        """Who creates the target topic for ``source_topic_id``; at most one session at a time."""
+        """Who creates the target topic for ``source_topic_id``; at most one session at a time. A create
+        claim records ``user_id`` as the creator and says which account claimed it before."""
+
+    def forget_topic(self, route_id: int, source_topic_id: int, target_topic_id: int) -> bool:
+        """The target topic was deleted: unmap it (once, if it is still mapped to ``target_topic_id``)
+        so the next claim creates a new one with a new random_id. True when this call unmapped it."""
 
     def complete_topic(self, route_id: int, source_topic_id: int, target_topic_id: int, title: str) -> None: ...
 
@@ -118,6 +129,12 @@ class Store(Protocol):
         """The title last recorded for a source topic (renames compare against it)."""
 
     def topic_map(self, route_id: int) -> dict[int, int]: ...
+
+    def bind_route(self, route_id: int, user_id: int) -> int:
+        """Bind a route whose message ids are per account to its first account; returns the bound user id."""
+
+    def sessions_of_user(self, user_id: int) -> list[str]:
+        """Names of the sessions registered with this Telegram user id."""
 
     # sessions
     def register_session(self, name: str, host: str, pid: int, user_id: int | None = None) -> None:

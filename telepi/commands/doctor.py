@@ -15,7 +15,7 @@ from telethon import utils
 from telethon.tl import types
 
 from telepi.config import Settings
-from telepi.engine.session import ChatNotFound, resolve_chat
+from telepi.engine.session import ChatNotFound, per_account_key, resolve_chat
 from telepi.secret_files import exposed_secret_files
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import error_name
@@ -122,6 +122,7 @@ async def _telegram(settings: Settings) -> list[Check]:
             return checks
         checks.append(_writable(target))
         checks.extend(_topics(source, target, settings))
+        checks.extend(_per_account(source, target, settings, me.id))
     except Exception as exc:  # an unreachable Telegram is a finding, not a crash
         checks.append(Check("problem", f"Telegram could not be reached ({error_name(exc)})", "check the network"))
     finally:
@@ -175,6 +176,48 @@ def _topics(source: Any, target: Any, settings: Settings) -> list[Check]:
             "give it the admin right 'manage topics', or set TARGET_TOPIC",
         )
     ]
+
+
+def _per_account(source: Any, target: Any, settings: Settings, user_id: int) -> list[Check]:
+    """A basic group or private chat numbers messages per account: its route belongs to one account."""
+    key = per_account_key(source, target)
+    if key is None:
+        return []
+    owner = _route_owner(settings.shared_db_path, str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
+    if owner is not None and owner != user_id:
+        return [
+            Check(
+                "problem",
+                f"{key} is a basic group or private chat (message ids per account) and this route belongs to "
+                f"user id {owner}",
+                "only that account's session may clone it; migrate the group to a supergroup to share the work",
+            )
+        ]
+    return [
+        Check(
+            "note",
+            f"{key} is a basic group or private chat: its message ids are per account, so only one session "
+            "(this account) may clone this route",
+            "migrate the group to a supergroup to share the work between sessions",
+        )
+    ]
+
+
+def _route_owner(path: Path, source: str, target: str) -> int | None:
+    """The account a per-account route is bound to in the checkpoint (read-only; None when unknown)."""
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = db.execute(
+                "SELECT bound_user_id FROM routes WHERE source_chat = ? AND target_chat = ?", (source, target)
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:  # an older checkpoint without the column: nothing is bound yet
+        return None
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def _title(entity: Any) -> str:

@@ -45,6 +45,7 @@ class Planner:
         self.client = client
         self.limiter = limiter
         self.on_topic_renamed: Callable[[int, str], Awaitable[None]] | None = None
+        self.on_topic_state: Callable[[int], Awaitable[None]] | None = None  # closed / hidden changed
         self.store = store
         self.route_id = route_id
         self.session = session
@@ -122,14 +123,17 @@ class Planner:
         return added
 
     async def _follow_topic_renames(self, messages: list[Any]) -> None:
-        if self.on_topic_renamed is None:
-            return
         for message in messages:
             action = getattr(message, "action", None)
-            if isinstance(action, types.MessageActionTopicEdit) and action.title:
-                topic = topic_of(message, self.scope.source_is_forum)
-                if topic is not None:
-                    await self.on_topic_renamed(topic, action.title)
+            if not isinstance(action, types.MessageActionTopicEdit):
+                continue
+            topic = topic_of(message, self.scope.source_is_forum)
+            if topic is None:
+                continue
+            if action.title and self.on_topic_renamed is not None:
+                await self.on_topic_renamed(topic, action.title)
+            if (action.closed is not None or action.hidden is not None) and self.on_topic_state is not None:
+                await self.on_topic_state(topic)
 
     async def run(self, wake: asyncio.Event, *, live: bool, poll_seconds: float, stop: asyncio.Event) -> None:
         """Plan the history, then (when live) again on every wake-up and at least every ``poll_seconds``."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telethon import events, utils
-from telethon.tl import functions
+from telethon.tl import functions, types
 
 from telepi.chatref import ChatRef
 from telepi.checkpoint.store import Store
@@ -28,7 +28,7 @@ from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import SessionStopped, UserFixableError
 from telepi.telegram.client import make_client
-from telepi.telegram.errors import ErrorKind, classify, error_name
+from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
@@ -40,6 +40,10 @@ class NotLoggedIn(UserFixableError):
 
 class ChatNotFound(UserFixableError):
     pass
+
+
+class RouteOfAnotherAccount(UserFixableError):
+    """A basic group or private chat numbers messages per account: its route belongs to one account."""
 
 
 @dataclass
@@ -136,6 +140,7 @@ async def run_session(
         source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
+        _bind_per_account_route(store, settings, route.id, me.id, source, target)
         route_target = RouteTarget(
             route_id=route.id,
             source_peer=utils.get_input_peer(source),
@@ -164,6 +169,36 @@ async def run_session(
                 await reuploader.close()
         await client.disconnect()
     return progress
+
+
+def per_account_key(source: Any, target: Any) -> str | None:
+    """Which chat of the route numbers its messages per account (a basic group or a private chat:
+    https://core.telegram.org/api/channel#basic-groups), or None when both are channels/supergroups."""
+    for key, entity in (("SOURCE_CHAT", source), ("TARGET_CHAT", target)):
+        if isinstance(entity, types.Chat | types.ChatForbidden | types.User):
+            return key
+    return None
+
+
+def _bind_per_account_route(
+    store: Store, settings: Settings, route_id: int, user_id: int, source: Any, target: Any
+) -> None:
+    """Ids planned or copied by one account mean other messages (or nothing) to another account: a
+    route through a basic group or private chat stays with the first account that ran it, so neither a
+    second live session nor a takeover by another account can continue its ids."""
+    key = per_account_key(source, target)
+    if key is None:
+        return
+    owner = store.bind_route(route_id, user_id)
+    if owner == user_id:
+        return
+    sessions = ", ".join(store.sessions_of_user(owner)) or f"user id {owner}"
+    chat = settings.source_chat if key == "SOURCE_CHAT" else settings.target_chat
+    raise RouteOfAnotherAccount(
+        f"{key}={chat.raw!r} is a basic group or private chat: its message ids are per account, so only one "
+        f"account may clone this route and it belongs to session {sessions}: stop session "
+        f"{settings.session_name}, or migrate the group to a supergroup (then route the supergroup)."
+    )
 
 
 def _label(settings: Settings, source: Any, target: Any) -> str:
@@ -196,7 +231,10 @@ async def _run_route(
         auto_create=settings.auto_create_topics,
         fixed_target_topic=settings.target_topic,
         overrides=load_topic_map(settings.session_dir),
+        user_id=route.user_id,
     )
+    if route.source_is_forum and settings.auto_create_topics:
+        await _mirror_topics(topics, settings.source_topic)
 
     async def hand_over(seconds: int) -> None:
         released = store.release(session, route_id=route.route_id, only_unsent=True)
@@ -213,6 +251,7 @@ async def _run_route(
         limiter,
     )
     planner.on_topic_renamed = topics.rename
+    planner.on_topic_state = topics.sync_state
     worker = Worker(
         client,
         store,
@@ -281,6 +320,20 @@ class _RouteCounts:
             self._counts, self._own_then, self._read_at = self.store.route_counts(self.route_id), own, time.monotonic()
             finished, known = self._counts
         return min(finished + own - self._own_then, known), known
+
+
+async def _mirror_topics(topics: TopicMapper, only: int | None) -> None:
+    """Every source topic exists in the target from the start, empty ones included."""
+    try:
+        count = await topics.mirror_all(only)
+    except Exception as exc:
+        name = error_name(exc)
+        hint = fatal_hint(name)
+        if hint is not None:
+            raise SessionStopped(f"Telegram answered {name} while mirroring topics: {hint}.") from exc
+        log.warning("mirroring the source's topics failed (%s): they are created as messages need them", name)
+        return
+    log.info("mirrored %d source topics", count)
 
 
 async def _is_forum(client: Any, peer: Any) -> bool:

@@ -34,7 +34,7 @@ from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
 from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError, TransferFailed
 from telepi.errors import SessionStopped
-from telepi.telegram.errors import Classified, ErrorKind, classify, classify_name
+from telepi.telegram.errors import Classified, ErrorKind, classify, classify_name, error_name
 
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
@@ -414,7 +414,10 @@ class Worker:
         except SessionStopped:
             raise
         except Exception as exc:
-            await self._recover(unit, prepared, exc)
+            if error_name(exc) == "TOPIC_DELETED":
+                await self._send_to_recreated_topic(unit, prepared, exc)
+            else:
+                await self._recover(unit, prepared, exc)
             return
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
@@ -429,6 +432,36 @@ class Worker:
         if replied is not None:
             target = self.store.target_ids(self.route.route_id, [replied]).get(replied)
             prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=target)
+
+    async def _send_to_recreated_topic(self, unit: Unit, prepared: Prepared, exc: Exception) -> None:
+        """TOPIC_DELETED: the mapped target topic is gone. Create it again once (a new mapping in the
+        checkpoint) and send there; a second TOPIC_DELETED is a problem of the chat, not of a message."""
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        source_topic = topic_of(prepared.sendable[0][1], self.route.source_is_forum)
+        deleted = prepared.placement.topic_id
+        if source_topic is None or deleted is None:
+            await self._failed(unit, ids, exc)
+            return
+        try:
+            recreated = await self.topics.recreate(source_topic, deleted)
+            prepared.placement = dataclasses.replace(prepared.placement, topic_id=recreated)
+            targets = await self._send(prepared, may_hand_back=False)
+        except Stopping:
+            self._hand_back(refused=ids)
+            return
+        except SessionStopped:
+            raise
+        except Exception as again:
+            if error_name(again) != "TOPIC_DELETED":
+                await self._recover(unit, prepared, again)
+                return
+            self.store.release(self.session, route_id=self.route.route_id, only_unsent=True)
+            raise SessionStopped(
+                f"Telegram answered TOPIC_DELETED again for the topic created anew for source topic {source_topic}: "
+                "topics of the target are being deleted; stop whoever deletes them, then start the session again"
+            ) from again
+        self.store.complete(self.route.route_id, targets, self.session)
+        self.progress.copied(len(targets))
 
     async def _send(self, prepared: Prepared, *, may_hand_back: bool = True) -> dict[int, int]:
         items = [item for item, _ in prepared.sendable]

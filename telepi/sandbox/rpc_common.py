@@ -136,8 +136,11 @@ def check_write(env: Env, viewer: int, peer: int, *, topic: int | None = None) -
     if topic is not None and topic != GENERAL_TOPIC:
         found = env.world.topic(chat.id, topic)
         if found is None:
-            raise bad("TOPIC_ID_INVALID")
-        if found.closed and member.role == "member":
+            # Telegram tells a deleted topic from one that never existed (notes: TOPIC_DELETED).
+            raise bad("TOPIC_DELETED") if env.world.topic_deleted(chat.id, topic) else bad("TOPIC_ID_INVALID")
+        # TDLib's forumTopicInfo.is_closed: "If the topic is closed, then the user must have
+        # can_manage_topics administrator right to send messages there".
+        if found.closed and not member.can("manage_topics"):
             raise bad("TOPIC_CLOSED")
 
 

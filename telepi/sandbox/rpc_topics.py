@@ -14,12 +14,22 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.dispatch import Registry, RpcContext
 from telepi.sandbox.rpc_common import Env, bad, check_manage_topics, forbidden, resolve_peer
-from telepi.sandbox.rpc_deliver import deliver_new
+from telepi.sandbox.rpc_deliver import deliver_delete, deliver_new
 from telepi.sandbox.rpc_messages import unix
 from telepi.sandbox.rpc_render import peer_tl
-from telepi.sandbox.world import Chat, Message, Topic
+from telepi.sandbox.world import GENERAL_TOPIC, Chat, Message, Topic
 
 TOPIC_TITLE_MAX = 128
+# The sandbox's stand-ins for the custom emoji of inputStickerSetEmojiDefaultTopicIcons. "Telegram
+# Premium users can use any custom emoji, other users can only use the custom emojis contained in the
+# inputStickerSetEmojiDefaultTopicIcons emoji pack"; others get 403 PREMIUM_ACCOUNT_REQUIRED
+# (https://core.telegram.org/method/channels.createForumTopic, possible errors).
+DEFAULT_TOPIC_ICONS = frozenset(range(5_000_000_000_000_000_001, 5_000_000_000_000_000_011))
+
+
+def check_topic_icon(env: Env, viewer: int, icon_emoji_id: int | None) -> None:
+    if icon_emoji_id and icon_emoji_id not in DEFAULT_TOPIC_ICONS and not env.world.user(viewer).premium:
+        raise forbidden("PREMIUM_ACCOUNT_REQUIRED")
 
 
 def register(registry: Registry, env: Env) -> None:
@@ -110,6 +120,7 @@ def register(registry: Registry, env: Env) -> None:
             raise bad("TOPIC_TITLE_EMPTY")
         if len(title) > TOPIC_TITLE_MAX:
             raise bad("TOPIC_TITLE_TOO_LONG")
+        check_topic_icon(env, viewer, request.icon_emoji_id)
         _topic, posted = world.create_topic(
             chat.id,
             title,
@@ -135,6 +146,7 @@ def register(registry: Registry, env: Env) -> None:
         title = request.title.strip() if request.title is not None else None
         if title is not None and not title:
             raise bad("TOPIC_TITLE_EMPTY")
+        check_topic_icon(env, viewer, request.icon_emoji_id)
         unchanged = (
             (title is None or title == topic.title)
             and (request.icon_emoji_id is None or (request.icon_emoji_id or None) == topic.icon_emoji_id)
@@ -153,3 +165,20 @@ def register(registry: Registry, env: Env) -> None:
             hidden=request.hidden,
         )
         return deliver_new(env, [posted], actor=viewer, sink=ctx.sink, session=ctx.session_key)
+
+    @registry.register(functions.messages.DeleteTopicHistoryRequest)
+    async def delete_topic_history(ctx: RpcContext, request: Any) -> TLObject:
+        """Delete a topic with all its messages. TDLib's deleteForumTopic: "requires can_delete_messages
+        administrator right in the supergroup unless the user is creator of the topic"."""
+        viewer = ctx.require_user()
+        chat = forum(viewer, request.peer)
+        topic = world.topic(chat.id, int(request.top_msg_id))
+        if topic is None or topic.id == GENERAL_TOPIC:  # General cannot be deleted
+            raise bad("TOPIC_ID_INVALID")
+        member = world.member(chat.id, viewer)
+        if member is None or not (member.can("delete_messages") or topic.creator_id == viewer):
+            raise forbidden("CHAT_ADMIN_REQUIRED")
+        affected = deliver_delete(
+            env, world.delete_topic(chat.id, topic.id), actor=viewer, sink=ctx.sink, session=ctx.session_key
+        )
+        return types.messages.AffectedHistory(pts=affected.pts, pts_count=affected.pts_count, offset=0)

@@ -163,6 +163,12 @@ CREATE TABLE IF NOT EXISTS photos (
     date INTEGER NOT NULL,
     sizes TEXT NOT NULL                 -- JSON list of {type, w, h, file_id, size}
 );
+-- Topics deleted with messages.deleteTopicHistory: a send into one answers TOPIC_DELETED.
+CREATE TABLE IF NOT EXISTS deleted_topics (
+    chat_id INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (chat_id, id)
+) WITHOUT ROWID;
 """
 
 
@@ -897,6 +903,25 @@ class World:
                 "UPDATE topics SET closed = ?, hidden = ? WHERE chat_id = ? AND id = ?",
                 (int(closed), int(hidden), chat_id, topic_id),
             )
+
+    def delete_topic(self, chat_id: int, topic_id: int) -> list[Deletion]:
+        """Delete a forum topic with all its messages, its "topic created" message included, as
+        messages.deleteTopicHistory does; the topic id is remembered as deleted."""
+        with self._tx() as db:
+            ids = [
+                int(row[0])
+                for row in db.execute("SELECT id FROM messages WHERE box = ? AND topic = ?", (chat_id, topic_id))
+            ]
+            deletions = self.delete(chat_id, ids)
+            db.execute("DELETE FROM topics WHERE chat_id = ? AND id = ?", (chat_id, topic_id))
+            db.execute("INSERT OR IGNORE INTO deleted_topics (chat_id, id) VALUES (?, ?)", (chat_id, topic_id))
+            return deletions
+
+    def topic_deleted(self, chat_id: int, topic_id: int) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM deleted_topics WHERE chat_id = ? AND id = ?", (chat_id, topic_id)
+        ).fetchone()
+        return row is not None
 
     def topic(self, chat_id: int, topic_id: int) -> Topic | None:
         row = self._db.execute(

@@ -18,6 +18,7 @@ from telethon.tl import functions, types
 
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import generated_bytes
+from telepi.sandbox.rpc_topics import DEFAULT_TOPIC_ICONS
 from tests.sandbox.worldkit import Harness, base_world
 
 
@@ -581,3 +582,50 @@ async def test_toggle_noforwards_protects_existing_references(h: Harness) -> Non
     by_ref = functions.messages.SendMediaRequest(h.input_peer("target"), ref, "", random_id=1)
     assert (await rpc_error(h.call("alice", by_ref))).message == "CHAT_FORWARDS_RESTRICTED"
     assert (await rpc_error(h.call("alice", toggle))).message == "CHAT_NOT_MODIFIED"
+
+
+async def test_create_topic_random_id_dedups_per_account_only(h: Harness) -> None:
+    request = functions.messages.CreateForumTopicRequest(h.input_peer("forum"), "Same", random_id=77)
+    first = (await h.call("carol", request)).updates[1].message.id
+    assert (await h.call("carol", request)).updates[1].message.id == first
+    other = (await h.call("alice", request)).updates[1].message.id  # another sender: a new topic
+    assert other != first
+
+
+async def test_custom_topic_icons_need_premium(h: Harness) -> None:
+    custom = 6_000_000_000_000_000_001
+    fancy = functions.messages.CreateForumTopicRequest(
+        h.input_peer("forum"), "Fancy", icon_emoji_id=custom, random_id=8
+    )
+    err = await rpc_error(h.call("alice", fancy))
+    assert (err.code, err.message) == (403, "PREMIUM_ACCOUNT_REQUIRED")
+    default = min(DEFAULT_TOPIC_ICONS)
+    plain = functions.messages.CreateForumTopicRequest(
+        h.input_peer("forum"), "Plain", icon_emoji_id=default, random_id=9
+    )
+    await h.call("alice", plain)
+    created = (await h.call("carol", fancy)).updates[1].message  # carol is premium
+    assert created.action.icon_emoji_id == custom
+
+
+async def test_deleted_topic_answers_topic_deleted(h: Harness) -> None:
+    forum = h.world.find_chat_ref("forum")
+    news = h.world.topics(forum.id)[1].id
+    delete = functions.messages.DeleteTopicHistoryRequest(h.input_peer("forum"), top_msg_id=news)
+    assert (await rpc_error(h.call("bob", delete))).message == "CHAT_ADMIN_REQUIRED"
+    await h.call("alice", delete)
+    assert h.world.topic(forum.id, news) is None
+    assert not [m for m in h.world.all_messages(forum.id, forum.id) if m.topic == news]
+    into_news = send(h, "forum", "gone?", reply_to=types.InputReplyToMessage(news, top_msg_id=news), random_id=2)
+    assert (await rpc_error(h.call("alice", into_news))).message == "TOPIC_DELETED"
+    never = send(h, "forum", "never?", reply_to=types.InputReplyToMessage(9999, top_msg_id=9999), random_id=3)
+    assert (await rpc_error(h.call("alice", never))).message == "TOPIC_ID_INVALID"
+
+
+async def test_closed_topic_needs_manage_topics_not_just_admin(h: Harness) -> None:
+    forum = h.world.find_chat_ref("forum")
+    news = h.world.topics(forum.id)[1].id
+    h.world.set_topic_state(forum.id, news, closed=True, hidden=False)
+    h.world.add_member(forum.id, h.uid("dave"), role="admin", rights=["post_messages"])
+    into_news = send(h, "forum", "closed?", reply_to=types.InputReplyToMessage(news, top_msg_id=news), random_id=4)
+    assert (await rpc_error(h.call("dave", into_news))).message == "TOPIC_CLOSED"

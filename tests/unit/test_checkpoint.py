@@ -386,3 +386,26 @@ def test_mapped_targets_names_the_copies_already_recorded(store: SqliteStore) ->
     store.complete(other.id, {1: 502}, "s1")
     assert store.mapped_targets(route.id, [501, 502, 503]) == {501}  # 502 is another route's copy
     assert store.mapped_targets(route.id, []) == set()
+
+
+def test_topic_creation_keeps_its_random_id_and_names_the_earlier_creator(store: SqliteStore, clock: Clock) -> None:
+    route = store.route("a", "b")
+    first = store.claim_topic(route.id, 5, "s1", "News", 30, user_id=100)
+    assert first.state == "create" and first.random_id != 0 and first.previous_creator is None
+    clock.now += 31  # s1 (user 100) died between create and record
+    second = store.claim_topic(route.id, 5, "s2", "News", 30, user_id=200)
+    assert (second.random_id, second.previous_creator) == (first.random_id, 100)
+    store.complete_topic(route.id, 5, 42, "News")
+    assert not store.forget_topic(route.id, 5, 41)  # another target: already recreated by someone else
+    assert store.forget_topic(route.id, 5, 42)  # deleted in the target: unmapped once
+    assert not store.forget_topic(route.id, 5, 42)
+    anew = store.claim_topic(route.id, 5, "s2", "News", 30, user_id=200)
+    assert anew.state == "create" and anew.random_id != first.random_id and anew.previous_creator is None
+
+
+def test_a_per_account_route_binds_to_its_first_account(store: SqliteStore) -> None:
+    route = store.route("-5", "-1007")
+    assert store.bind_route(route.id, 100) == 100
+    assert store.bind_route(route.id, 200) == 100
+    store.register_session("bob", "h", 1, user_id=100)
+    assert store.sessions_of_user(100) == ["bob"]
