@@ -2,18 +2,81 @@
 
 Media that is a file (photo, document) is sent by reference here (``MODE=copy``); the streaming
 reupload builds uploaded media instead. Everything else (polls, geo, venues, contacts, dice) is
-recreated, which is the same in every mode.
+recreated, which is the same in every mode. Some content cannot be sent again at all (stories,
+giveaways, paid media, games, invoices, to-do lists, quizzes whose answer the account cannot see):
+``cannot_copy`` says why, and such a message is forwarded or skipped, never sent. Lengths are
+counted as Telegram counts them, in UTF-16 code units.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from telethon.tl import types
 
+# The app config's caption_length_limit_default / _premium as of 2026; the account's own config wins.
 CAPTION_LIMIT = 1024
-CAPTION_LIMIT_PREMIUM = 2048
+CAPTION_LIMIT_PREMIUM = 4096
+
+# Media a source message may carry that no input form can send again: only forwarding copies it.
+_UNSENDABLE: dict[type, str] = {
+    types.MessageMediaStory: "story",
+    types.MessageMediaGiveaway: "giveaway",
+    types.MessageMediaGiveawayResults: "giveaway_results",
+    types.MessageMediaPaidMedia: "paid_media",
+    types.MessageMediaGame: "game",
+    types.MessageMediaInvoice: "invoice",
+    types.MessageMediaToDo: "todo",
+    types.MessageMediaUnsupported: "unsupported",
+}
+_SENDABLE = (
+    types.MessageMediaPhoto,
+    types.MessageMediaDocument,
+    types.MessageMediaPoll,
+    types.MessageMediaGeo,
+    types.MessageMediaGeoLive,
+    types.MessageMediaVenue,
+    types.MessageMediaContact,
+    types.MessageMediaDice,
+    types.MessageMediaWebPage,
+)
+
+
+def utf16_length(text: str) -> int:
+    """Telegram's length of a text: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def unsendable_kind(media: Any) -> str | None:
+    """``story``, ``giveaway``, … for media that can only be forwarded (anything unknown too), else None."""
+    if media is None or isinstance(media, _SENDABLE):
+        return None
+    known = _UNSENDABLE.get(type(media))
+    if known is not None:
+        return known
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(media).__name__.removeprefix("MessageMedia")).lower()
+
+
+def quiz_answer_unknown(media: Any) -> bool:
+    """A quiz whose correct answer this account cannot see (Telegram shows it only to voters)."""
+    if not isinstance(media, types.MessageMediaPoll) or not media.poll.quiz:
+        return False
+    results = media.results.results if media.results is not None else None
+    return not any(r.correct for r in results or [])
+
+
+def cannot_copy(media: Any) -> str | None:
+    """Why media cannot be sent again (the skip reason when it is not forwarded), or None."""
+    kind = unsendable_kind(media)
+    if kind is not None:
+        return f"unsupported:{kind}"
+    if quiz_answer_unknown(media):
+        return "quiz_answer_unknown"
+    return None
 
 
 @dataclass(frozen=True)
@@ -28,15 +91,24 @@ class Outgoing:
     web_preview: bool = False
 
 
-def text_entities(message: Any) -> list[Any] | None:
-    """Entities as they may be sent back: mention-by-id needs the input form."""
+def mentioned_users(message: Any) -> list[int]:
+    """The users a message mentions by id (``MessageEntityMentionName``)."""
+    entities = getattr(message, "entities", None) or []
+    return [int(e.user_id) for e in entities if isinstance(e, types.MessageEntityMentionName)]
+
+
+def text_entities(message: Any, mentions: Mapping[int, Any] | None = None) -> list[Any] | None:
+    """Entities as they may be sent back. A mention by id is sent in its input form, with the user's
+    access hash (``mentions``: user id → InputUser); a user not in ``mentions`` stays plain text."""
     entities = getattr(message, "entities", None)
     if not entities:
         return None
     result = []
     for entity in entities:
         if isinstance(entity, types.MessageEntityMentionName):
-            # Sending needs the user's access hash, which a copy rarely has; keep the text, drop the link.
+            user = (mentions or {}).get(int(entity.user_id))
+            if user is not None:
+                result.append(types.InputMessageEntityMentionName(entity.offset, entity.length, user))
             continue
         result.append(entity)
     return result or None
@@ -72,7 +144,8 @@ def recreated_media(media: Any) -> Any | None:
         correct = None
         results = media.results
         if poll.quiz and results is not None and results.results:
-            correct = [i for i, r in enumerate(results.results) if r.correct]
+            options = [a.option for a in poll.answers]
+            correct = [options.index(r.option) for r in results.results if r.correct and r.option in options]
         return types.InputMediaPoll(
             poll=types.Poll(
                 id=0,
@@ -84,7 +157,7 @@ def recreated_media(media: Any) -> Any | None:
                 quiz=poll.quiz,
                 close_period=poll.close_period,
             ),
-            correct_answers=[answers[i].option for i in correct] if correct else None,
+            correct_answers=correct or None,  # layer 229: answer indices
             solution=getattr(results, "solution", None) if poll.quiz else None,
             solution_entities=getattr(results, "solution_entities", None) if poll.quiz else None,
         )
@@ -112,11 +185,19 @@ def _input_geo(geo: Any) -> Any:
     return types.InputGeoPointEmpty()
 
 
-def outgoing(message: Any, media: Any | None, *, caption_limit: int = CAPTION_LIMIT) -> Outgoing:
+def outgoing(
+    message: Any, media: Any | None, *, caption_limit: int = CAPTION_LIMIT, mentions: Mapping[int, Any] | None = None
+) -> Outgoing:
     """Pair the message's text with ``media``; a caption over the limit moves to a follow-up message."""
     text = message.message or ""
-    entities = text_entities(message)
+    entities = text_entities(message, mentions)
     web_preview = isinstance(getattr(message, "media", None), types.MessageMediaWebPage)
-    if media is not None and len(text) > caption_limit:
-        return Outgoing(media, "", None, overflow_text=text, overflow_entities=entities)
-    return Outgoing(media, text, entities, web_preview=web_preview)
+    out = Outgoing(media, text, entities, web_preview=web_preview)
+    return caption_apart(out) if media is not None and utf16_length(text) > caption_limit else out
+
+
+def caption_apart(out: Outgoing) -> Outgoing:
+    """The media without its caption; the caption follows as a reply (``Outgoing.overflow_text``)."""
+    if out.media is None or not out.text:
+        return out
+    return dataclasses.replace(out, text="", entities=None, overflow_text=out.text, overflow_entities=out.entities)

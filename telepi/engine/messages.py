@@ -29,6 +29,8 @@ def replied_id(message: Any) -> int | None:
         return None
     if reply.forum_topic and not reply.reply_to_top_id:
         return None  # reply_to_msg_id is the topic itself
+    if reply.reply_to_peer_id is not None and reply.reply_to_peer_id != getattr(message, "peer_id", None):
+        return None  # an id in another chat: it names no message of this one
     return int(reply.reply_to_msg_id)
 
 
@@ -40,9 +42,7 @@ def skip_reason(message: Any) -> str | None:
         return "service_message"
     if isinstance(message, types.MessageEmpty):
         return "deleted"
-    media = getattr(message, "media", None)
-    if isinstance(media, types.MessageMediaUnsupported):
-        return "unsupported"
+    media = getattr(message, "media", None)  # media that cannot be sent again may still be forwarded
     if not message.message and media is None:
         return "empty"
     return None

@@ -21,12 +21,24 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from telethon import utils
 from telethon.tl import types
 
 from telepi.checkpoint.model import WorkItem
 from telepi.checkpoint.store import Store
-from telepi.engine import sender
-from telepi.engine.content import Outgoing, is_file_media, outgoing, recreated_media, reference_media
+from telepi.engine import appconfig, sender
+from telepi.engine.content import (
+    CAPTION_LIMIT,
+    Outgoing,
+    cannot_copy,
+    caption_apart,
+    is_file_media,
+    mentioned_users,
+    outgoing,
+    recreated_media,
+    reference_media,
+    utf16_length,
+)
 from telepi.engine.limits.account import AccountLimiter, HandedBack, Stopping
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
@@ -45,6 +57,8 @@ TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the ro
 WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
 # An error nobody listed, met on this many different units in a row, is about the chat or the account.
 UNKNOWN_STREAK = 3
+# Telegram refuses a caption over the account's limit; the caption then follows the media as a reply.
+CAPTION_REFUSALS = frozenset({"MEDIA_CAPTION_TOO_LONG", "MESSAGE_TOO_LONG"})
 
 
 class Reuploader(Protocol):
@@ -180,6 +194,8 @@ class Worker:
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
+        self._caption_limit: int | None = None  # from the account's app config, read once
+        self._caption_limit_lock = asyncio.Lock()
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -320,8 +336,12 @@ class Worker:
                 skipped.setdefault(reason, []).append(item.source_msg_id)
         if not sendable:
             return Prepared("copy", Placement(self.route.target_peer), [], skipped)
-        first = sendable[0][1]
         transfer = self._transfer_for([m for _, m in sendable])
+        if transfer != "forward":
+            sendable = _without_uncopyable(sendable, skipped)
+            if not sendable:
+                return Prepared(transfer, Placement(self.route.target_peer), [], skipped)
+        first = sendable[0][1]
         topic = await self.topics.target_topic(topic_of(first, self.route.source_is_forum))
         placement = Placement(self.route.target_peer, topic_id=topic)
         prepared = Prepared(transfer, placement, sendable, skipped)
@@ -332,6 +352,8 @@ class Worker:
 
     async def _outgoing(self, message: Any, transfer: Transfer, album: bool) -> Outgoing:
         media = message.media
+        limit = await self._account_caption_limit()
+        mentions = await self._mention_inputs(message)
         if is_file_media(media):
             if transfer == "reupload":
                 if self.reuploader is None:
@@ -339,9 +361,43 @@ class Worker:
                 built = await self.reuploader.media(
                     self.client, message, for_album=album, target_peer=self.route.target_peer
                 )
-                return outgoing(message, built)
-            return outgoing(message, reference_media(media))
-        return outgoing(message, recreated_media(media))
+                return outgoing(message, built, caption_limit=limit, mentions=mentions)
+            return outgoing(message, reference_media(media), caption_limit=limit, mentions=mentions)
+        return outgoing(message, recreated_media(media), caption_limit=limit, mentions=mentions)
+
+    async def _account_caption_limit(self) -> int:
+        async with self._caption_limit_lock:
+            if self._caption_limit is None:
+                self._caption_limit = await self.limiter.call(
+                    "GetAppConfig", lambda: appconfig.caption_limit(self.client), paced=False
+                )
+            return self._caption_limit
+
+    def _input_user(self, user_id: int) -> Callable[[], Awaitable[Any]]:
+        async def resolve() -> Any:  # from the entity cache: the fetched message brought its users along
+            return utils.get_input_user(await self.client.get_input_entity(user_id))
+
+        return resolve
+
+    async def _mention_inputs(self, message: Any) -> dict[int, Any]:
+        """user id → InputUser for the users a message mentions by id; one this account cannot
+        resolve (no access hash) is left out, and its mention is sent as plain text."""
+        found: dict[int, Any] = {}
+        for user_id in mentioned_users(message):
+            try:
+                found[user_id] = await self.limiter.call("GetUsers", self._input_user(user_id), paced=False)
+            except (SessionStopped, Stopping):
+                raise
+            except Exception as exc:
+                log.warning(
+                    "message %d mentions user %d, whom this account cannot resolve (%s): the mention is sent as "
+                    "plain text",
+                    message.id,
+                    user_id,
+                    error_name(exc),
+                    extra={"event": "mention_plain", "msg_id": message.id},
+                )
+        return found
 
     # ---- publishing ----------------------------------------------------------------------------
 
@@ -507,6 +563,9 @@ class Worker:
             parts = units_of(unit.items)  # a forward batch is copied message by message (albums whole)
         elif kind.kind is ErrorKind.FILE_REFERENCE_EXPIRED:
             parts = [unit]
+        elif error_name(exc) in CAPTION_REFUSALS and _captioned(prepared):
+            await self._send_captions_apart(unit, prepared, exc)
+            return
         else:
             await self._failed(unit, [item.source_msg_id for item, _ in prepared.sendable], exc)
             return
@@ -538,6 +597,30 @@ class Worker:
             raise
         except Exception as exc:
             await self._failed(unit, [item.source_msg_id for item, _ in prepared.sendable], exc)
+            return
+        self.store.complete(self.route.route_id, targets, self.session)
+        self.progress.copied(len(targets))
+
+    async def _send_captions_apart(self, unit: Unit, prepared: Prepared, refusal: Exception) -> None:
+        """Telegram found a caption too long (its count or limit differs from ours): send the media
+        without it and the caption as a follow-up reply, as for a caption known to be too long."""
+        log.info(
+            "Telegram answered %s for %s: sending the caption as a follow-up message",
+            error_name(refusal),
+            unit.ids,
+            extra={"event": "caption_follow_up", "msg_id": unit.first_id},
+        )
+        moved = dataclasses.replace(prepared, outs=_captions_apart(prepared.outs))
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        try:
+            targets = await self._send(moved, may_hand_back=False)  # the unit is marked sending: finish it here
+        except Stopping:
+            self._hand_back(refused=ids)
+            return
+        except SessionStopped:
+            raise
+        except Exception as exc:
+            await self._failed(unit, ids, exc)
             return
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
@@ -717,6 +800,37 @@ class Worker:
         self.store.complete(self.route.route_id, found, self.session)
         self.progress.copied(len(found))
         return True
+
+
+Sendable = list[tuple[WorkItem, Any]]
+
+
+def _without_uncopyable(sendable: Sendable, skipped: dict[str, list[int]]) -> Sendable:
+    """Not forwarded: messages whose media cannot be sent again are skipped at once (``unsupported:story``,
+    ``quiz_answer_unknown``), never tried."""
+    kept: Sendable = []
+    for item, message in sendable:
+        reason = cannot_copy(getattr(message, "media", None))
+        if reason is None:
+            kept.append((item, message))
+        else:
+            log.warning(
+                "skipping %d: %s", item.source_msg_id, reason, extra={"event": "skipped", "msg_id": item.source_msg_id}
+            )
+            skipped.setdefault(reason, []).append(item.source_msg_id)
+    return kept
+
+
+def _captioned(prepared: Prepared) -> bool:
+    return prepared.transfer != "forward" and any(out.media is not None and out.text for out in prepared.outs)
+
+
+def _captions_apart(outs: list[Outgoing]) -> list[Outgoing]:
+    """The captions to move: those over the smallest limit Telegram has (1024), or else every one."""
+    long = [out.media is not None and utf16_length(out.text) > CAPTION_LIMIT for out in outs]
+    if not any(long):
+        return [caption_apart(out) for out in outs]
+    return [caption_apart(out) if too_long else out for out, too_long in zip(outs, long, strict=True)]
 
 
 def _method(prepared: Prepared) -> str:

@@ -22,8 +22,10 @@ from telepi.sandbox.world import (
 )
 
 MESSAGE_LENGTH_MAX = 4096
+# Counted in UTF-16 code units after entity parsing; the app config's caption_length_limit_default /
+# _premium (https://core.telegram.org/api/config#caption-length-limit-default; premium 4096 today).
 CAPTION_LENGTH_MAX = 1024
-CAPTION_LENGTH_MAX_PREMIUM = 2048
+CAPTION_LENGTH_MAX_PREMIUM = 4096
 ALBUM_MAX = 10
 FORWARD_MAX = 100
 

@@ -2,7 +2,8 @@
 
 World media descriptors are JSON dicts with a ``kind``: ``photo`` (``photo_id``), the document
 kinds ``video``/``round``/``gif``/``sticker``/``voice``/``audio``/``document`` (``document_id``),
-``poll``, ``geo``, ``venue``, ``contact``, ``dice`` and ``webpage``; see ``worldfile.py``.
+``poll``, ``geo``, ``venue``, ``contact``, ``dice``, ``webpage`` and the kinds that can only be forwarded
+(``worldfile.UNSENDABLE_KINDS``); see ``worldfile.py``.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ class MediaInput:
             return {"kind": "dice", "emoticon": media.emoticon, "value": random.randint(1, faces)}
         if isinstance(media, types.InputMediaWebPage):
             return {"kind": "webpage", "url": media.url, "webpage_id": world.random_long()}
+        # Everything else is refused: games and invoices are sent by bots only
+        # (https://core.telegram.org/api/bots/games, https://core.telegram.org/api/payments); giveaways,
+        # their results and paid media have no input form a user account can re-send (messageMediaGiveaway
+        # is made by payments.launchPrepaidGiveaway); the sandbox holds no stories or to-do lists to name
+        # by InputMediaStory / InputMediaTodo. Such messages can only be forwarded.
         raise bad("MEDIA_INVALID")
 
     def _poll(self, media: Any) -> dict[str, Any]:
@@ -175,6 +181,16 @@ class MediaInput:
         answers = [text_of(a.text) for a in poll.answers]
         if len(answers) < 2:
             raise bad("POLL_ANSWERS_INVALID")
+        correct = [int(i) for i in media.correct_answers or []]
+        if poll.quiz:
+            # A quiz is created with exactly one correct answer (https://core.telegram.org/api/poll,
+            # errors of messages.sendMedia: QUIZ_CORRECT_ANSWERS_EMPTY / _TOO_MUCH / _INVALID).
+            if not correct:
+                raise bad("QUIZ_CORRECT_ANSWERS_EMPTY")
+            if len(correct) > 1:
+                raise bad("QUIZ_CORRECT_ANSWERS_TOO_MUCH")
+            if not 0 <= correct[0] < len(answers):
+                raise bad("QUIZ_CORRECT_ANSWER_INVALID")
         return {
             "kind": "poll",
             "poll_id": self.env.world.random_long(),
@@ -184,7 +200,8 @@ class MediaInput:
             "quiz": bool(poll.quiz),
             "multiple_choice": bool(poll.multiple_choice),
             "public_voters": bool(poll.public_voters),
-            "correct": list(media.correct_answers or []),
+            "correct": correct if poll.quiz else [],
+            "solution": str(media.solution or "") if poll.quiz else "",
         }
 
     def _check_shareable(self, obj_id: int, file_reference: bytes) -> None:

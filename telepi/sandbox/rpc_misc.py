@@ -10,7 +10,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import config_tl
 from telepi.sandbox.dispatch import Registry, RpcContext
-from telepi.sandbox.rpc_common import Env
+from telepi.sandbox.rpc_common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
 
 Endpoint = Callable[[], tuple[str, int]]
 
@@ -34,8 +34,8 @@ def register(registry: Registry, env: Env, endpoint: Endpoint) -> None:
             value=[
                 number("upload_max_fileparts_default", 4000),
                 number("upload_max_fileparts_premium", 8000),
-                number("caption_length_limit_default", 1024),
-                number("caption_length_limit_premium", 2048),
+                number("caption_length_limit_default", CAPTION_LENGTH_MAX),
+                number("caption_length_limit_premium", CAPTION_LENGTH_MAX_PREMIUM),
                 number("topics_pinned_limit", 5),
             ]
         )

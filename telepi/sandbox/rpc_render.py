@@ -177,6 +177,58 @@ def peer_tl(peer: int) -> TLObject:
     return types.PeerChannel(raw_id(peer))
 
 
+def unsendable_media(media: dict[str, Any], *, source_peer: int, now: int) -> TLObject | None:
+    """Media a user account can forward but never send as input: stories, giveaways and their
+    results, paid media, games, invoices, to-do lists (``MessageMedia*`` of layer 229), or None."""
+    kind = media["kind"]
+    peer = int(media.get("peer") or source_peer)
+    if kind == "story":
+        return types.MessageMediaStory(peer=peer_tl(peer) if peer else types.PeerUser(0), id=int(media.get("id", 1)))
+    if kind == "giveaway":
+        return types.MessageMediaGiveaway(
+            channels=[raw_id(peer)] if peer else [], quantity=int(media.get("quantity", 3)), until_date=now + 86400
+        )
+    if kind == "giveaway_results":
+        return types.MessageMediaGiveawayResults(
+            channel_id=raw_id(peer) if peer else 0,
+            launch_msg_id=int(media.get("launch_msg_id", 1)),
+            winners_count=int(media.get("winners_count", 1)),
+            unclaimed_count=0,
+            winners=[],
+            until_date=now,
+        )
+    if kind == "paid_media":
+        return types.MessageMediaPaidMedia(
+            stars_amount=int(media.get("stars", 10)), extended_media=[types.MessageExtendedMediaPreview()]
+        )
+    if kind == "game":
+        game = types.Game(
+            id=int(media.get("id", 1)),
+            access_hash=1,
+            short_name=str(media.get("short_name", "game")),
+            title=str(media.get("title", "Game")),
+            description="",
+            photo=types.PhotoEmpty(id=0),
+        )
+        return types.MessageMediaGame(game=game)
+    if kind == "invoice":
+        return types.MessageMediaInvoice(
+            title=str(media.get("title", "Invoice")),
+            description=str(media.get("description", "")),
+            currency=str(media.get("currency", "XTR")),
+            total_amount=int(media.get("total_amount", 1)),
+            start_param="",
+        )
+    if kind == "todo":
+        items = [
+            types.TodoItem(id=i + 1, title=types.TextWithEntities(str(text), []))
+            for i, text in enumerate(media.get("items", ["one"]))
+        ]
+        todo = types.TodoList(title=types.TextWithEntities(str(media.get("title", "To do")), []), list=items)
+        return types.MessageMediaToDo(todo=todo)
+    return None
+
+
 # A creator holds every right but anonymity.
 _FULL_RIGHTS = tuple(sorted(ADMIN_RIGHTS - {"anonymous"}))
 
@@ -282,7 +334,9 @@ class Renderer:
             dc_id=self.dc_id,
         )
 
-    def media(self, media: dict[str, Any], *, source_peer: int = 0, protected: bool = False) -> TLObject:
+    def media(
+        self, media: dict[str, Any], *, source_peer: int = 0, protected: bool = False, viewer: int = 0
+    ) -> TLObject:
         kind = media["kind"]
         spoiler = bool(media.get("spoiler")) or None
         if kind == "photo":
@@ -314,7 +368,7 @@ class Renderer:
                 multiple_choice=bool(media.get("multiple_choice")) or None,
                 quiz=bool(media.get("quiz")) or None,
             )
-            return types.MessageMediaPoll(poll=poll, results=types.PollResults(total_voters=0))
+            return types.MessageMediaPoll(poll=poll, results=self.poll_results(media, viewer))
         if kind == "geo":
             return types.MessageMediaGeo(geo=types.GeoPoint(long=media["long"], lat=media["lat"], access_hash=0))
         if kind == "venue":
@@ -349,7 +403,33 @@ class Renderer:
                 description=media.get("description"),
             )
             return types.MessageMediaWebPage(webpage=page)
-        return types.MessageMediaUnsupported()
+        unsendable = unsendable_media(media, source_peer=source_peer, now=self.world.now())
+        return unsendable if unsendable is not None else types.MessageMediaUnsupported()
+
+    def poll_results(self, media: dict[str, Any], viewer: int) -> TLObject:
+        """Votes per answer; a quiz's correct answer and solution only for a viewer who voted.
+
+        Telegram sets ``pollAnswerVoters.correct`` only once the viewer has answered the quiz
+        (https://core.telegram.org/constructor/pollAnswerVoters: "correct: Whether this is the correct
+        answer"; https://core.telegram.org/api/poll: the solution is shown after answering)."""
+        votes = {int(user): list(options) for user, options in dict(media.get("votes") or {}).items()}
+        voted = votes.get(viewer)
+        quiz = bool(media.get("quiz"))
+        correct = set(media.get("correct") or [])
+        results = [
+            types.PollAnswerVoters(
+                option=bytes([i]),
+                voters=sum(1 for options in votes.values() if i in options),
+                chosen=(voted is not None and i in voted) or None,
+                correct=(quiz and voted is not None and i in correct) or None,
+                recent_voters=[],  # layer 229 sends voters and recent_voters together
+            )
+            for i in range(len(media["answers"]))
+        ]
+        solution = (media.get("solution") or None) if quiz and voted is not None else None
+        entities: list[TLObject] | None = [] if solution else None
+        total = len(votes)
+        return types.PollResults(results=results, total_voters=total, solution=solution, solution_entities=entities)
 
     # -- messages
 
@@ -375,7 +455,8 @@ class Renderer:
         protected = msg.noforwards or (chat is not None and chat.noforwards)
         media = None
         if msg.media is not None:
-            media = self.media(msg.media, source_peer=msg.peer if msg.peer < 0 else 0, protected=protected)
+            source_peer = msg.peer if msg.peer < 0 else 0
+            media = self.media(msg.media, source_peer=source_peer, protected=protected, viewer=viewer)
         return types.Message(
             message=msg.text,
             media=media,
@@ -392,6 +473,11 @@ class Renderer:
         )
 
     def _reply_header(self, msg: Message, chat: Chat | None) -> TLObject | None:
+        elsewhere = self.world.reply_peer(msg.box, msg.id) if msg.reply_to else None
+        if elsewhere is not None:
+            # A reply into another chat names that chat: reply_to_msg_id is an id there (layer 166,
+            # https://core.telegram.org/constructor/messageReplyHeader "reply_to_peer_id").
+            return types.MessageReplyHeader(reply_to_msg_id=msg.reply_to, reply_to_peer_id=peer_tl(elsewhere))
         forum_topic = chat is not None and chat.forum and msg.topic not in (None, GENERAL_TOPIC)
         if forum_topic and msg.id != msg.topic:
             assert msg.topic is not None

@@ -13,7 +13,7 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext
+from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc_common import (
     ALBUM_MAX,
     FORWARD_MAX,
@@ -27,6 +27,7 @@ from telepi.sandbox.rpc_common import (
     forbidden,
     resolve_channel,
     resolve_peer,
+    resolve_user,
     topic_for_send,
 )
 from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
@@ -47,6 +48,25 @@ def check_text(text: str, *, media: bool, limit: int) -> None:
         raise bad("MEDIA_CAPTION_TOO_LONG" if media else "MESSAGE_TOO_LONG")
     if not media and not text.strip():
         raise bad("MESSAGE_EMPTY")
+
+
+def sent_entities(env: Env, viewer: int, entities: list[Any] | None) -> list[dict[str, Any]]:
+    """Entities of a send as stored. A mention by id must come as ``inputMessageEntityMentionName``
+    with the user's access hash (https://core.telegram.org/api/mentions); the received form
+    ``messageEntityMentionName`` is dropped from a send, the text stays plain (teleproto#19: "Telegram
+    silently drops the mention and it shows up as plain, non-clickable text")."""
+    out: list[dict[str, Any]] = []
+    for entity in entities or []:
+        if isinstance(entity, types.MessageEntityMentionName):
+            continue
+        data = entity_to_dict(entity)
+        if isinstance(entity, types.InputMessageEntityMentionName):
+            try:
+                data["user_id"] = resolve_user(env, viewer, entity.user_id)
+            except RpcError:
+                raise bad("ENTITY_MENTION_USER_INVALID") from None
+        out.append(data)
+    return out
 
 
 def web_preview(text: str, entities: list[dict[str, Any]], env: Env) -> dict[str, Any] | None:
@@ -109,7 +129,7 @@ def register(registry: Registry, env: Env) -> None:
         check_write(env, viewer, peer, topic=topic)
         text = request.message or ""
         check_text(text, media=False, limit=MESSAGE_LENGTH_MAX)
-        entities = [entity_to_dict(e) for e in request.entities or []]
+        entities = sent_entities(env, viewer, request.entities)
         media = None if request.no_webpage else web_preview(text, entities, env)
         new = NewMessage(
             text=text,
@@ -132,7 +152,7 @@ def register(registry: Registry, env: Env) -> None:
         posted = duplicate(viewer, peer, request.random_id)  # a resend must not build (upload) the media again
         if posted is None:
             media = media_input.build(viewer, request.media)
-            entities = [entity_to_dict(e) for e in request.entities or []]
+            entities = sent_entities(env, viewer, request.entities)
             new = NewMessage(
                 text=caption,
                 entities=entities,
@@ -173,7 +193,7 @@ def register(registry: Registry, env: Env) -> None:
                 for item, media in zip(items, medias, strict=True):
                     new = NewMessage(
                         text=item.message or "",
-                        entities=[entity_to_dict(e) for e in item.entities or []],
+                        entities=sent_entities(env, viewer, item.entities),
                         reply_to=reply_to,
                         topic=topic,
                         media=media,
@@ -255,10 +275,10 @@ def register(registry: Registry, env: Env) -> None:
                 raise forbidden("MESSAGE_AUTHOR_REQUIRED")
         media = media_input.build(viewer, request.media) if request.media is not None else None
         resulting_media = media if media is not None else msg.media
-        # A link preview does not make text a caption; anything else does (1024/2048 limit).
+        # A link preview does not make text a caption; anything else does (1024/4096 limit).
         has_media = resulting_media is not None and resulting_media.get("kind") != "webpage"
         text = request.message
-        entities = [entity_to_dict(e) for e in request.entities or []] if text is not None else None
+        entities = sent_entities(env, viewer, request.entities) if text is not None else None
         if text is not None:
             limit = caption_limit(env, viewer) if has_media else MESSAGE_LENGTH_MAX
             check_text(text, media=has_media, limit=limit)

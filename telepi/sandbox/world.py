@@ -169,6 +169,12 @@ CREATE TABLE IF NOT EXISTS deleted_topics (
     id INTEGER NOT NULL,
     PRIMARY KEY (chat_id, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reply_peers (  -- replies into another chat: messages.reply_to is an id there
+    box INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    peer INTEGER NOT NULL,              -- the other chat (marked id)
+    PRIMARY KEY (box, id)
+) WITHOUT ROWID;
 """
 
 
@@ -1219,6 +1225,19 @@ class World:
                 pts = self._take_pts(target, len(target_ids), "delete", target_ids, date)
                 out.append(Deletion(target, target_ids, pts, len(target_ids)))
             return out
+
+    # ---- replies into another chat
+
+    def set_reply_elsewhere(self, box: int, msg_id: int, peer: int, reply_to: int) -> None:
+        """Make a message a reply to message ``reply_to`` of another chat ``peer`` (layer 166+ replies)."""
+        with self._tx() as db:
+            db.execute("UPDATE messages SET reply_to = ? WHERE box = ? AND id = ?", (reply_to, box, msg_id))
+            db.execute("INSERT OR REPLACE INTO reply_peers (box, id, peer) VALUES (?, ?, ?)", (box, msg_id, peer))
+
+    def reply_peer(self, box: int, msg_id: int) -> int | None:
+        """The other chat a message replies into, or None for a reply in its own chat."""
+        row = self._db.execute("SELECT peer FROM reply_peers WHERE box = ? AND id = ?", (box, msg_id)).fetchone()
+        return None if row is None else int(row[0])
 
     # ---- messages: reading
 

@@ -33,9 +33,11 @@ Format (every key optional unless marked *)::
       "ref": "m1",                        # label for reply_to / pins
       "from": "bob",                      # default: the owner (broadcast channels post as the channel)
       "text": "hello", "entities": [{"type": "bold", "offset": 0, "length": 5},
-                                    {"type": "text_url", "offset": 0, "length": 5, "url": "https://x.y"}],
+                                    {"type": "text_url", "offset": 0, "length": 5, "url": "https://x.y"},
+                                    {"type": "mention_name", "offset": 0, "length": 5, "user": "bob"}],
       "date": 1700000000,                 # unix seconds; default: one minute apart, ending now
       "reply_to": "m1" | 7,               # a ref, or a message id (basic groups: in the owner's box)
+                | {"chat": "other", "id": 3}, # a reply into another chat (reply_to_peer_id)
       "topic": "news" | "News" | 5,       # a topic ref, title or id (forums); a reply inherits its topic
       "album": "a1",                      # messages with one album label share a grouped_id (keep them
                                           # consecutive, 2-10 items, as Telegram does)
@@ -57,12 +59,16 @@ Format (every key optional unless marked *)::
             | {"kind": "sticker", "size", "alt": "😀", "w": 512, "h": 512}
             | {"kind": "document", "size", "filename": "report.pdf", "mime": "application/pdf", "thumb": {...}}
             | {"kind": "poll", "question": "?", "answers": ["a", "b"], "quiz": false, "correct": [0],
-               "multiple_choice": false, "closed": false}
+               "multiple_choice": false, "closed": false,
+               "solution": "why", "votes": {"bob": [0]}}   # a quiz shows correct/solution to voters only
             | {"kind": "geo", "lat": 52.5, "long": 13.4}
             | {"kind": "venue", "lat", "long", "title", "address", "provider", "venue_id", "venue_type"}
             | {"kind": "contact", "phone", "first_name", "last_name", "vcard"}
             | {"kind": "dice", "emoticon": "🎲", "value": 3}
             | {"kind": "webpage", "url": "https://example.com", "title", "description", "site_name"}
+            | {"kind": "story" | "giveaway" | "giveaway_results" | "paid_media" | "game" | "invoice"
+                       | "todo" | "unsupported",     # can only be forwarded, never sent as input
+               "peer": "chat name", "id", "quantity", "stars", "title", "items": ["..."], ...}
 
 Sizes default to 20000 bytes (photos) and 50000 (documents); ``thumb`` is ``true``, ``false`` or a
 ``{size, w, h}`` dict and defaults to true for video, round and gif. Document content is generated
@@ -124,6 +130,12 @@ _MIMES = {
     "document": "application/octet-stream",
 }
 _EXTENSIONS = {"video": "mp4", "round": "mp4", "gif": "mp4", "audio": "mp3", "voice": "ogg", "sticker": "webp"}
+
+
+# Media a user account can only forward (see rpc_render.unsendable_media).
+UNSENDABLE_KINDS = frozenset(
+    {"story", "giveaway", "giveaway_results", "paid_media", "game", "invoice", "todo", "unsupported"}
+)
 
 
 class WorldFileError(ValueError):
@@ -189,7 +201,11 @@ def build_media(
             "multiple_choice": bool(spec.get("multiple_choice")),
             "public_voters": bool(spec.get("public_voters")),
             "correct": list(spec.get("correct", [])),
+            "solution": str(spec.get("solution", "")),
         }
+    if kind in UNSENDABLE_KINDS:
+        keys = ("id", "quantity", "launch_msg_id", "winners_count", "stars", "short_name", "title", "description")
+        return {"kind": kind, **{k: spec[k] for k in (*keys, "currency", "total_amount", "items") if k in spec}}
     if kind == "geo":
         return {"kind": "geo", "lat": float(spec.get("lat", 0.0)), "long": float(spec.get("long", 0.0))}
     if kind == "venue":
@@ -402,7 +418,7 @@ class _Loader:
             if self.world.member(chat.id, sender) is None:
                 raise WorldFileError(f"{at}: {msg.get('from')!r} is not a member of the chat")
             topic = self._topic(msg.get("topic"), topic_ids, at)
-            reply_to = self._ref(msg.get("reply_to"), refs, at)
+            reply_to = None if isinstance(msg.get("reply_to"), Mapping) else self._ref(msg.get("reply_to"), refs, at)
             if topic is None and reply_to is not None and chat.forum:
                 replied = self.world.message(box, reply_to)
                 topic = replied.topic if replied is not None else None
@@ -414,6 +430,10 @@ class _Loader:
             media = None
             if msg.get("media") is not None:
                 media = build_media(self.world, self.files, msg["media"], default_seed=f"{name}:{index}")
+                media = self._media_people(media, msg["media"], chat_ids, at)
+            elsewhere = msg.get("reply_to") if isinstance(msg.get("reply_to"), Mapping) else None
+            if elsewhere is not None:
+                reply_to = None
             action = self._service(msg.get("service"), refs, at) if msg.get("service") else None
             if action is not None and action.get("type") == "pin":
                 reply_to = action.pop("reply_to")
@@ -424,7 +444,7 @@ class _Loader:
                 fwd = self._fwd(msg["fwd"], chat_ids, msg_date, at)
             new = NewMessage(
                 text=str(msg.get("text", "")),
-                entities=list(msg.get("entities", [])),
+                entities=[self._entity(e, at) for e in msg.get("entities", [])],
                 reply_to=reply_to,
                 topic=topic,
                 grouped_id=grouped_id,
@@ -436,12 +456,37 @@ class _Loader:
             )
             posted = self.world.post(sender, chat.id, new, reply_box=box)  # refs are ids in the owner's box
             own = posted.in_box(box).message
+            if elsewhere is not None:
+                other = chat_ids.get(str(elsewhere.get("chat")))
+                if other is None or not isinstance(elsewhere.get("id"), int):
+                    raise WorldFileError(f"{at}: reply_to into another chat needs 'chat' (a chat name) and 'id'")
+                self.world.set_reply_elsewhere(box, own.id, other, int(elsewhere["id"]))
             if msg.get("ref") is not None:
                 refs[str(msg["ref"])] = own.id
             if msg.get("edit_date"):
                 self.world.set_edit_date(box, own.id, int(msg["edit_date"]))
             if msg.get("pinned"):
                 self.world.set_pinned(box, own.id, True)
+
+    def _entity(self, spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """An entity; ``mention_name`` names its user by ``user`` (a person) or ``user_id``."""
+        entity = dict(spec)
+        if entity.get("type") == "mention_name" and "user" in entity:
+            entity["user_id"] = self.person(entity.pop("user"), where)
+        return entity
+
+    def _media_people(
+        self, media: dict[str, Any], spec: Mapping[str, Any], chat_ids: Mapping[str, int], where: str
+    ) -> dict[str, Any]:
+        """Names in a media spec → ids: a poll's ``votes`` ({person: [answer indices]}), a story's or
+        giveaway's ``peer`` (a chat name)."""
+        if media["kind"] == "poll" and spec.get("votes"):
+            media["votes"] = {str(self.person(p, where)): [int(i) for i in v] for p, v in dict(spec["votes"]).items()}
+        if "peer" in spec:
+            if str(spec["peer"]) not in chat_ids:
+                raise WorldFileError(f"{where}: unknown chat {spec['peer']!r} in media 'peer'")
+            media["peer"] = chat_ids[str(spec["peer"])]
+        return media
 
     def _topic(self, value: Any, topic_ids: Mapping[str, int], where: str) -> int | None:
         if value is None or value == GENERAL_TOPIC:

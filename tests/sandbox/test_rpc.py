@@ -136,7 +136,7 @@ async def test_message_length_limit(h: Harness, who: str, length: int, error: st
 
 @pytest.mark.parametrize(
     ("who", "length", "ok"),
-    [("alice", 1024, True), ("alice", 1025, False), ("carol", 2048, True), ("carol", 2049, False)],
+    [("alice", 1024, True), ("alice", 1025, False), ("carol", 4096, True), ("carol", 4097, False)],
 )
 async def test_caption_limit_depends_on_premium(h: Harness, who: str, length: int, ok: bool) -> None:
     request = functions.messages.SendMediaRequest(
