@@ -373,14 +373,7 @@ class SqliteStore:
             return cursor.rowcount
 
     def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
-        conditions = ["status = 'failed'"]
-        params: list[object] = []
-        if route_id is not None:
-            conditions.append("route_id = ?")
-            params.append(route_id)
-        if source_ids is not None:
-            conditions.append(f"source_msg_id IN ({_marks(source_ids)})")
-            params.extend(source_ids)
+        conditions, params = _requeue_filter("failed", route_id, source_ids)
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE messages SET status = 'pending', attempts = 0, not_before = NULL, session = NULL "
@@ -397,14 +390,7 @@ class SqliteStore:
         *,
         exclude: Sequence[str] = (),
     ) -> dict[str, int]:
-        conditions = ["status = 'skipped'"]
-        params: list[object] = []
-        if route_id is not None:
-            conditions.append("route_id = ?")
-            params.append(route_id)
-        if source_ids is not None:
-            conditions.append(f"source_msg_id IN ({_marks(source_ids)})")
-            params.extend(source_ids)
+        conditions, params = _requeue_filter("skipped", route_id, source_ids)
         if reasons is not None:
             conditions.append(f"skip_reason IN ({_marks(reasons)})")
             params.extend(reasons)
@@ -721,6 +707,21 @@ def _switch_to_wal(db: sqlite3.Connection, attempts: int = 300) -> None:
             if getattr(exc, "sqlite_errorcode", None) not in _BUSY_CODES or attempt == attempts - 1:
                 raise
             time.sleep(0.1)
+
+
+def _requeue_filter(
+    status: str, route_id: int | None, source_ids: Sequence[int] | None
+) -> tuple[list[str], list[object]]:
+    """WHERE conditions and parameters for rows of ``status``, of one route and/or some ids."""
+    conditions = [f"status = '{status}'"]
+    params: list[object] = []
+    if route_id is not None:
+        conditions.append("route_id = ?")
+        params.append(route_id)
+    if source_ids is not None:
+        conditions.append(f"source_msg_id IN ({_marks(source_ids)})")
+        params.extend(source_ids)
+    return conditions, params
 
 
 def _marks(values: Sequence[object]) -> str:

@@ -104,7 +104,8 @@ async def run_session(
         from telepi.engine.transfer import StreamingReuploader
 
         reuploader = StreamingReuploader()
-    logged_in_once = settings.session_file.exists()
+    if not settings.session_file.exists():  # before the client creates an empty one
+        raise NotLoggedIn(f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}")
     client = make_client(settings)
     progress = Progress()
     session = settings.session_name
@@ -132,7 +133,7 @@ async def run_session(
             if found.kind is ErrorKind.ACCOUNT:
                 raise gateway.account_problem(found) from exc
             raise
-        if not logged_in_once or not await client.is_user_authorized():
+        if not await client.is_user_authorized():
             raise NotLoggedIn(f"session {session} is not logged in: run  telepi login {settings.session_dir}")
         me = await client.get_me()
         source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)

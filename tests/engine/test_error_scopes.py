@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,34 @@ async def test_an_unknown_refusal_on_every_message_stops_the_route_and_skips_not
         route = counts(directory)
         assert route.get("skipped", 0) == service_count(sb) and route.get("failed", 0) == 0, route
         assert sessions(directory)["session1"][0] == "blocked"
+
+
+async def test_a_flood_wait_on_a_live_edit_or_delete_is_waited_out(tmp_path: Path) -> None:
+    async with Sandbox(world=forum_world(10), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", SYNC_DELETES="true")
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_session(settings, store, stop))
+
+        async def until(condition: Callable[[], bool]) -> None:
+            async with asyncio.timeout(60):
+                while not condition():
+                    await asyncio.sleep(0.05)
+
+        try:
+            await until(lambda: len(content(sb.messages("target"))) == len(content(sb.messages("source"))))
+            sb.faults.inject_error("EditMessageRequest", "FLOOD_WAIT_1", 420, nth=1)
+            sb.faults.inject_error("DeleteMessagesRequest", "FLOOD_WAIT_1", 420, nth=1)
+            new_id = await sb.post("source", "to be corrected", as_account="alice")
+            await until(lambda: any(m["text"] == "to be corrected" for m in sb.messages("target")))
+            await sb.edit("source", new_id, "corrected", as_account="alice")
+            await until(lambda: any(m["text"] == "corrected" for m in sb.messages("target")))
+            await sb.delete("source", new_id, as_account="alice")
+            await until(lambda: all(m["text"] != "corrected" for m in sb.messages("target")))
+            # Each refused once with FLOOD_WAIT, then made again after the wait.
+            assert sb.faults.calls["EditMessageRequest"] >= 2 and sb.faults.calls["DeleteMessagesRequest"] >= 2
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            store.close()

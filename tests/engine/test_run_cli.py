@@ -62,7 +62,9 @@ async def test_target_the_account_cannot_post_to_stops_with_78(tmp_path: Path) -
         (directory / ".env").write_text(env)
         result = await _in_thread(run, directory)
         assert result.returncode == EX_CONFIG, result.stderr
-        assert "Telegram answered CHAT_WRITE_FORBIDDEN: the account cannot post in the target chat" in result.stderr
+        assert (
+            "TARGET_CHAT: Telegram answered CHAT_WRITE_FORBIDDEN: the account cannot post in the chat" in result.stderr
+        )
         assert (
             "processing"
             not in subprocess.run(

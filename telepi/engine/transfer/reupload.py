@@ -31,10 +31,7 @@ from telethon.tl import types
 
 from telepi.engine.transfer.calls import PartCalls, Refresh, SourceLocation
 from telepi.engine.transfer.errors import (
-    FloodWaitTooLong,
-    SourceChanged,
     TooLarge,
-    TransferError,
     TransferFailed,
 )
 from telepi.engine.transfer.media import (
@@ -49,24 +46,9 @@ from telepi.engine.transfer.media import (
 from telepi.engine.transfer.options import DEFAULT_OPTIONS, TransferOptions
 from telepi.engine.transfer.pacing import Pacer
 from telepi.engine.transfer.parts import part_cap, part_count
-from telepi.engine.transfer.progress import ProgressCallback, ProgressMeter, TransferProgress
+from telepi.engine.transfer.progress import ProgressCallback, ProgressMeter
 from telepi.engine.transfer.senders import SenderPool
 from telepi.engine.transfer.stream import FileStream, download_bytes, upload_bytes
-
-__all__ = [
-    "FloodWaitTooLong",
-    "Refresh",
-    "SourceChanged",
-    "StreamingReuploader",
-    "TooLarge",
-    "TransferError",
-    "TransferFailed",
-    "TransferOptions",
-    "TransferProgress",
-    "Transfers",
-    "reupload",
-    "upload_media",
-]
 
 log = logging.getLogger(__name__)
 
