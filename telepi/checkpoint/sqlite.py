@@ -260,6 +260,15 @@ class SqliteStore:
             )
             return cursor.rowcount
 
+    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        with self._tx(write=False) as db:
+            held = db.execute(
+                f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
+                f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, session, self._clock() + spare_seconds, *source_ids),
+            ).fetchone()[0]
+        return bool(held == len(set(source_ids)))
+
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         now = self._clock()
         with self._tx() as db:

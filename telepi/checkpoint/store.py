@@ -43,6 +43,12 @@ class Store(Protocol):
     def heartbeat(self, session: str, lease_seconds: float) -> int:
         """Extend every lease ``session`` holds and mark the session alive; returns leases extended."""
 
+    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        """Whether ``session`` still holds every one of these leases for at least ``spare_seconds`` more:
+        asked right before a send, so that no message is sent by a session whose lease may already be
+        someone else's by the time the request lands."""
+        ...
+
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         """Record that the send is about to start; False if ``session`` no longer holds every lease."""
 

@@ -57,6 +57,8 @@ TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the ro
 WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
 # An error nobody listed, met on this many different units in a row, is about the chat or the account.
 UNKNOWN_STREAK = 3
+# A send is made only while its lease has at least this long to run (a third of the lease, at most this).
+LEASE_SPARE_SECONDS = 30.0
 # Telegram refuses a caption over the account's limit; the caption then follows the media as a reply.
 CAPTION_REFUSALS = frozenset({"MEDIA_CAPTION_TOO_LONG", "MESSAGE_TOO_LONG"})
 
@@ -478,7 +480,37 @@ class Worker:
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
         self._unknown = ("", [])
-        log.debug("copied %s -> %s", ids, list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
+        log.debug("copied %s -> %s", list(targets), list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
+        if len(targets) < len(ids):
+            await self._settle_uncopied([i for i in ids if i not in targets])
+
+    async def _settle_uncopied(self, ids: list[int]) -> None:
+        """A forward answers only for the messages it copied (one deleted meanwhile is left out): settle the
+        rest at once, never leaving them leased and marked sending, which would hold an ordered route."""
+        try:
+            fresh = await self._fetch(ids)
+        except (SessionStopped, Stopping):
+            raise
+        except Exception:
+            fresh = []  # could not look: all of them are retried
+        gone = [i for i, message in zip(ids, fresh, strict=False) if skip_reason(message) == "deleted"]
+        if gone:
+            log.info("%s were deleted from the source before the forward: skipped", gone, extra={"event": "skipped"})
+            self.store.skip(self.route.route_id, gone, "deleted", self.session)
+            self.progress.skipped += len(gone)
+        rest = [i for i in ids if i not in gone]
+        if rest:
+            reason = "NOT_FORWARDED"  # Telegram executed the call without copying them: send them again later
+            log.warning("%s were not copied by the forward: retried", rest, extra={"event": "send_failed"})
+            self.store.fail(
+                self.route.route_id,
+                rest,
+                reason,
+                self.session,
+                retryable=True,
+                max_attempts=self.options.max_attempts,
+                backoff_seconds=1.0,
+            )
 
     def _map_reply(self, prepared: Prepared) -> None:
         """Point the copy at the copy of the message it answers, in every mode. Mapped only at send time:
@@ -523,7 +555,13 @@ class Worker:
         items = [item for item, _ in prepared.sendable]
         placement = prepared.placement
         method = _method(prepared)
-        hand_back = self._hand_back_on_flood([item.source_msg_id for item in items]) if may_hand_back else None
+        ids = [item.source_msg_id for item in items]
+        hand_back = self._hand_back_on_flood(ids) if may_hand_back else None
+        spare = min(self.options.lease_seconds / 3, LEASE_SPARE_SECONDS)
+
+        def still_ours() -> bool:  # asked right before the request: no send under a lease about to lapse
+            return self.store.holds_lease(self.route.route_id, ids, self.session, spare)
+
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
                 method,
@@ -535,6 +573,7 @@ class Worker:
                     [i.random_id for i in items],
                 ),
                 hand_back=hand_back,
+                guard=still_ours,
             )
         if len(items) == 1:
             item = items[0]
@@ -542,11 +581,12 @@ class Worker:
                 method,
                 lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
                 hand_back=hand_back,
+                guard=still_ours,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
         by_random = await self.limiter.call(
-            method, lambda: sender.send_album(self.client, placement, members), hand_back=hand_back
+            method, lambda: sender.send_album(self.client, placement, members), hand_back=hand_back, guard=still_ours
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 

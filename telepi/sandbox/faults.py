@@ -65,6 +65,18 @@ class RateRule:
 
 
 @dataclass(eq=False, kw_only=True)
+class CallHook:
+    """Test code run synchronously right before the ``nth`` matching call executes, given the request
+    (e.g. delete a message a forward is about to carry). See :meth:`Faults.before_call`."""
+
+    method: str
+    hook: Callable[[object], object]
+    nth: int
+    user_id: int | None
+    seen: int = 0
+
+
+@dataclass(eq=False, kw_only=True)
 class InjectedError:
     """An error answered instead of executing matching calls. See :meth:`Faults.inject_error`."""
 
@@ -174,6 +186,7 @@ class Faults:
         self._rate_rules: list[RateRule] = []
         self._windows: dict[Hashable, _Window] = {}
         self._errors: list[InjectedError] = []
+        self._hooks: list[CallHook] = []
         self._drops: list[DropRule] = []
         self._link: Link | None = None
         self._account_buckets: dict[tuple[int, Direction], TokenBucket] = {}
@@ -228,6 +241,17 @@ class Faults:
         self._errors.append(rule)
         return rule
 
+    def before_call(
+        self, method: str | type, hook: Callable[[object], object], *, nth: int = 1, user_id: int | None = None
+    ) -> CallHook:
+        """Run ``hook(request)`` right before the ``nth`` matching call executes (once): a test's way to change the
+        world at the worst moment for the client."""
+        if nth < 1:
+            raise ValueError("nth counts from 1")
+        rule = CallHook(method=method_name(method), hook=hook, nth=nth, user_id=user_id)
+        self._hooks.append(rule)
+        return rule
+
     def drop_on(
         self, method: str | type, *, when: When = "before", nth: int = 1, user_id: int | None = None
     ) -> DropRule:
@@ -253,6 +277,7 @@ class Faults:
         self._rate_rules = []
         self._windows = {}
         self._errors = []
+        self._hooks = []
         self._drops = []
         self.link = None
         self._rng = random.Random(self._seed)
@@ -272,6 +297,11 @@ class Faults:
     def check(self, method: str, request: object, *, user_id: int | None, auth_key_id: int) -> RpcError | None:
         """The error to answer instead of executing ``request``, or ``None`` to execute it."""
         self.calls[method] += 1
+        for rule in self._hooks:
+            if _matches(rule.method, rule.user_id, method, user_id):
+                rule.seen += 1
+                if rule.seen == rule.nth:
+                    rule.hook(request)
         error = self._injected(method, user_id)
         if error is not None:
             return error

@@ -400,6 +400,10 @@ class Sandbox:
 
     async def delete(self, chat: str | int, ids: int | Sequence[int], *, as_account: str | int | None = None) -> None:
         """Delete messages (for everyone) and push the deletion live."""
+        self.delete_now(chat, ids, as_account=as_account)
+
+    def delete_now(self, chat: str | int, ids: int | Sequence[int], *, as_account: str | int | None = None) -> None:
+        """:meth:`delete` without awaiting, for hooks that run inside a call (``Faults.before_call``)."""
         found = self.chat(chat)
         wanted = [ids] if isinstance(ids, int) else list(ids)
         deletions = self.world.delete(self._box(found, as_account), wanted)

@@ -38,6 +38,11 @@ class Stopping(Exception):
     """The session is stopping: a flood-waited call is given up instead of waited out."""
 
 
+class LeaseLost(Stopping):
+    """Right before the request, the session no longer held the unit's lease with time to spare: the
+    send is not made (another session may hold the unit by the time it lands); nothing was sent."""
+
+
 class AccountLimiter:
     """Spaces this account's sends (``SEND_INTERVAL``, and per method what flood waits taught it) and
     waits out FLOOD_WAIT / SLOWMODE_WAIT, then retries the same call."""
@@ -100,16 +105,20 @@ class AccountLimiter:
         *,
         paced: bool = True,
         hand_back: Callable[[], Awaitable[bool]] | None = None,
+        guard: Callable[[], bool] | None = None,
     ) -> T:
         """Run ``make()`` (a Telegram call of ``method``), waiting out flood limits as often as needed.
 
         With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
-        ``paced`` calls (the sends) keep ``SEND_INTERVAL`` and the learned windows."""
+        ``paced`` calls (the sends) keep ``SEND_INTERVAL`` and the learned windows. ``guard`` is asked
+        after every wait, right before the request with no await in between: False raises LeaseLost."""
         while True:
             await self._sit_out(method)
             if paced:
                 await self.pace(method)
+            if guard is not None and not guard():
+                raise LeaseLost(method)
             token = GOVERNED.set(True)
             try:
                 return await make()
