@@ -436,10 +436,12 @@ class SqliteStore:
     def mapped_targets(self, route_id: int, target_ids: Sequence[int]) -> set[int]:
         if not target_ids:
             return set()
-        # No index on target_msg_id: a scan of the route, paid only when a session takes over a send.
+        # Every route into the same target chat counts: its copies are not this route's to adopt.
+        # No index on target_msg_id: a scan of those routes, paid only when a session takes over a send.
         with self._tx(write=False) as db:
             rows = db.execute(
-                f"SELECT target_msg_id FROM messages WHERE route_id = ? AND target_msg_id IN ({_marks(target_ids)})",
+                "SELECT target_msg_id FROM messages WHERE route_id IN (SELECT id FROM routes WHERE target_chat = "
+                f"(SELECT target_chat FROM routes WHERE id = ?)) AND target_msg_id IN ({_marks(target_ids)})",
                 (route_id, *target_ids),
             ).fetchall()
         return {int(row[0]) for row in rows}

@@ -98,7 +98,7 @@ class Store(Protocol):
         for what ordered publishing waits on)."""
 
     def mapped_targets(self, route_id: int, target_ids: Sequence[int]) -> set[int]:
-        """Which of these target messages are already recorded as the copy of some source message."""
+        """Which of these target messages are already recorded as a copy, by any route into the same target."""
 
     def route_counts(self, route_id: int) -> tuple[int, int]:
         """(finished = done + skipped, known) messages of the route."""

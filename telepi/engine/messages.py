@@ -59,9 +59,10 @@ def media_kind(message: Any) -> str:
     return type(media).__name__.removeprefix("MessageMedia").lower()
 
 
-def signature(message: Any) -> str:
-    """A digest of what a copy of ``message`` shows: used to find a copy a dead session may have sent."""
-    text = getattr(message, "message", "") or ""
+def signature(message: Any, *, shown_text: str | None = None) -> str:
+    """A digest of what a copy of ``message`` shows (``shown_text``: the copy's text when it differs from
+    the source's): used to find a copy a dead session may have sent."""
+    text = (getattr(message, "message", "") or "") if shown_text is None else shown_text
     size = 0
     media = getattr(message, "media", None)
     if isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document):

@@ -810,32 +810,57 @@ class Worker:
             pause = min(pause * 1.5, TURN_POLL[1])
 
     async def _adopt_earlier_copy(self, prepared: Prepared) -> bool:
-        """After a takeover, complete from the copy a previous holder already made, if it exists."""
+        """After a takeover, complete from the copy a previous holder already made — only when it is
+        certainly that copy. True when the unit is settled (adopted, or left for review).
+
+        The copy of a unit is a run of consecutive target messages (an album, a forward batch: one atomic
+        call each) from the previous holder's account, sent after its send started, recorded for no
+        route into this target, showing what the copy would show (a caption moved to its follow-up shows
+        none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
+        any choice could be wrong: neither adopted nor sent again, the unit is skipped as
+        ``needs_review`` (visible in ``telepi status``; ``telepi retry --skipped needs_review`` sends it)."""
         first = prepared.sendable[0][0]
         if first.send_session == self.session:
             return False  # our own earlier send: the same random_id makes Telegram return that message
         sender_id = self.store.session_user_id(first.send_session or "")
         since = (first.send_started_at or time.time()) - 60
-        recent = await self.client.get_messages(self.route.target_peer, limit=100)
-        # A target message already recorded as another message's copy cannot be this one's (same text or not).
+        recent = [m for m in await self.client.get_messages(self.route.target_peer, limit=100) if m is not None]
+        recent.sort(key=lambda m: int(m.id))
         taken = self.store.mapped_targets(self.route.route_id, [m.id for m in recent if isinstance(m, types.Message)])
-        found: dict[int, int] = {}
-        for item, message in prepared.sendable:
-            wanted = signature(message)
-            for candidate in recent:
-                if not isinstance(candidate, types.Message) or candidate.id in taken:
-                    continue
-                # A channel post carries no sender (from_id None): there only content and time can tell.
-                if sender_id is not None and candidate.from_id is not None and candidate.sender_id != sender_id:
-                    continue
-                if candidate.date is not None and candidate.date.timestamp() < since:
-                    continue
-                if signature(candidate) == wanted:
-                    found[item.source_msg_id] = candidate.id
-                    taken.add(candidate.id)
-                    break
-        if len(found) != len(prepared.sendable):
+
+        def could_be_ours(candidate: Any) -> bool:
+            if not isinstance(candidate, types.Message) or candidate.id in taken:
+                return False
+            # A channel post carries no sender (from_id None): there only content and time can tell.
+            if sender_id is not None and candidate.from_id is not None and candidate.sender_id != sender_id:
+                return False
+            return candidate.date is None or candidate.date.timestamp() >= since
+
+        wanted = [_copy_signature(prepared, position) for position in range(len(prepared.sendable))]
+        runs = [
+            recent[start : start + len(wanted)]
+            for start in range(len(recent) - len(wanted) + 1)
+            if all(
+                could_be_ours(candidate) and signature(candidate) == expected
+                for candidate, expected in zip(recent[start : start + len(wanted)], wanted, strict=True)
+            )
+        ]
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        if not runs:
             return False
+        if len(runs) > 1:
+            log.warning(
+                "%s: %d copies in the target could be the one %s made before it died; not adopting a guess "
+                "and not sending again: check the target, then  telepi retry --skipped needs_review  if none is",
+                ids,
+                len(runs),
+                first.send_session,
+                extra={"event": "needs_review", "msg_id": ids[0]},
+            )
+            self.store.skip(self.route.route_id, ids, "needs_review", self.session)
+            self.progress.skipped += len(ids)
+            return True
+        found = {source: int(copy.id) for source, copy in zip(ids, runs[0], strict=True)}
         log.info("found the copy made by %s before it died: %s", first.send_session, found)
         self.store.complete(self.route.route_id, found, self.session)
         self.progress.copied(len(found))
@@ -843,6 +868,15 @@ class Worker:
 
 
 Sendable = list[tuple[WorkItem, Any]]
+
+
+def _copy_signature(prepared: Prepared, position: int) -> str:
+    """What the copy of the sendable at ``position`` shows: a copy's own text (a caption that moved to its
+    follow-up message is not on it); a forward shows the source's."""
+    message = prepared.sendable[position][1]
+    if prepared.transfer == "forward" or position >= len(prepared.outs):
+        return signature(message)
+    return signature(message, shown_text=prepared.outs[position].text)
 
 
 def _without_uncopyable(sendable: Sendable, skipped: dict[str, list[int]]) -> Sendable:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,43 @@ async def test_a_session_stopped_longer_than_its_lease_sends_nothing_twice(tmp_p
                     process.kill()
         assert codes == [0, 0]
         assert_clone_equal(sb, "source", "target")  # every message once, in order: no duplicate after resuming
+
+
+def as_if_died_after_sending(directory: Path, ids: list[int]) -> None:
+    """Put rows back as a session that died right after its send ran leaves them: leased by it (the lease
+    run out), marked sending, no copy recorded."""
+    db = sqlite3.connect(load_settings(directory, {}).shared_db_path)
+    with db:
+        db.execute(
+            f"UPDATE messages SET status = 'processing', session = 'session1', lease_expires = 0, "
+            f"send_session = 'session1', send_started_at = ?, target_msg_id = NULL "
+            f"WHERE source_msg_id IN ({','.join('?' * len(ids))})",
+            (time.time() - 5, *ids),
+        )
+    db.close()
+
+
+async def test_a_takeover_adopts_only_a_certain_copy(tmp_path: Path) -> None:
+    world = forum_world(0)
+    long_caption = "caption " * 200  # over 1024: the copy's caption moves to a follow-up message
+    world["chats"][0]["messages"] = [
+        {"text": "same"},
+        {"text": "same"},
+        {"text": long_caption, "media": {"kind": "photo", "size": 4000}},
+        {"text": "after"},
+    ]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        first, second = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy")
+        await run_all([first])
+        source = {m["text"]: m["id"] for m in content(sb.messages("source"))}
+        look_alikes = [m["id"] for m in content(sb.messages("source")) if m["text"] == "same"]
+        as_if_died_after_sending(first, [*look_alikes, source[long_caption]])
+        await run_all([second])  # carol takes over bob's units marked sending
+        target = content(sb.messages("target"))
+        assert [m["text"] for m in target].count("same") == 2  # neither sent again
+        assert len([m for m in target if m["media"]]) == 1  # the photo whose caption moved: adopted, not resent
+        store = SqliteStore(load_settings(second, {}).shared_db_path, create=False)
+        report = store.report()
+        store.close()
+        skipped = {entry.reason: entry.count for entry in report.routes[0].skipped}
+        assert skipped.get("needs_review") == 2, skipped  # two look-alikes: no guess, left for review
