@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.set_defaults(handler=_cmd_retry)
 
+    verify = commands.add_parser(
+        "verify", help="compare the source with the target: missing, duplicated, out-of-order, wrongly mapped"
+    )
+    verify.add_argument("path", help="session directory whose account reads both chats (e.g. sessions/session1)")
+    verify.add_argument("--route", type=int, help="route id (see telepi status --json); checked against the session")
+    verify.add_argument(
+        "--adopt", action="store_true", help="record the copies the target holds in a new or restored checkpoint"
+    )
+    verify.add_argument("--requeue", action="store_true", help="queue the missing messages again")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(handler=_cmd_verify)
+
     demo = commands.add_parser("demo", help="watch a full clone against the built-in local Telegram (no account)")
     demo.add_argument("--messages", type=int, default=300, help="history size (default 300)")
     demo.add_argument("--video-mib", type=int, default=64, help="size of the large video (default 64 MiB)")
@@ -134,6 +146,15 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
     print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from telepi.commands.verify import Options, run_verify
+    from telepi.config import load_settings
+
+    settings = load_settings(args.path)
+    options = Options(route=args.route, adopt=args.adopt, requeue=args.requeue)
+    return run_verify(settings, options, as_json_output=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,3 +45,7 @@ class ConfigError(UserFixableError):
 
 class CheckpointError(UserFixableError):
     """The shared checkpoint file cannot be used (not a database, corrupted, newer schema)."""
+
+
+class CheckpointReplaced(SessionStopped):
+    """The checkpoint file was deleted or replaced under a running session (its writes would be lost)."""

@@ -32,6 +32,7 @@ class Route:
     target_chat: str
     label: str
     high_water: int  # highest source id the history planner has enqueued
+    adopted_through: int = 0  # telepi verify --adopt matched the target up to this id; older ones are settled
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE topics ADD COLUMN creator_user_id INTEGER;  -- the account that last claimed the creation
     ALTER TABLE routes ADD COLUMN bound_user_id INTEGER;    -- basic groups / private chats: the one account
     """,
+    # version 4 (telepi verify --adopt): target ids up to this one were matched against the source, and
+    # what was not matched there is not telepi's; start-up only looks for unrecorded copies above it
+    """
+    ALTER TABLE routes ADD COLUMN adopted_through INTEGER;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

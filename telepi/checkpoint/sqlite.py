@@ -32,7 +32,7 @@ from telepi.checkpoint.model import (
     WorkItem,
 )
 from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
-from telepi.errors import CheckpointError
+from telepi.errors import CheckpointError, CheckpointReplaced
 
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
@@ -65,6 +65,7 @@ class SqliteStore:
                 raise CheckpointError(f"{self.path} does not exist: start a session once or check the path.")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
+        self._identity = _file_identity(self.path)  # the file this store writes to, for its whole life
         self._migrate()
 
     # ---- connection and schema -------------------------------------------------------------
@@ -118,6 +119,8 @@ class SqliteStore:
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         """One short transaction; a corrupted file becomes a CheckpointError naming it."""
         with self._lock:
+            if write:
+                self._check_identity()
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -135,6 +138,15 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _check_identity(self) -> None:
+        """Writes into a deleted or replaced file would be lost, and the next start would copy everything
+        again: stop before the write instead (one stat, microseconds)."""
+        if _file_identity(self.path) != self._identity:
+            raise CheckpointReplaced(
+                f"the checkpoint {self.path} was deleted or replaced while this session ran: restore it, or "
+                "rebuild it with `telepi verify SESSION_DIR --adopt`, then start again"
+            )
 
     # ---- routes -----------------------------------------------------------------------------
 
@@ -688,6 +700,73 @@ class SqliteStore:
             skipped=_skipped(db, route.id, skipped_ids),
         )
 
+    # ---- verify and adopt (telepi verify) ---------------------------------------------------
+
+    def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = ?", (route_id,)
+            ).fetchall()
+        return {int(row[0]): (str(row[1]), None if row[2] is None else int(row[2])) for row in rows}
+
+    def sending_count(self, route_id: int) -> int:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM messages WHERE route_id = ? AND send_started_at IS NOT NULL "
+                "AND status NOT IN ('done', 'skipped')",
+                (route_id,),
+            ).fetchone()
+        return int(row[0])
+
+    def adopt(
+        self, route_id: int, copies: Sequence[tuple[NewItem, int]], review: Sequence[NewItem], through: int
+    ) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
+                "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
+                "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
+                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL "
+                "WHERE messages.status NOT IN ('done', 'processing')",
+                [
+                    (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)
+                    for i, target in copies
+                ],
+            )
+            adopted = db.total_changes - before
+            # Doubtful matches are never guessed: held back as skipped until a person looks
+            # (telepi retry --skipped adopt_review sends them).
+            db.executemany(
+                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
+                "status, skip_reason, session, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'skipped', 'adopt_review', "
+                "'verify', ?) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'skipped', "
+                "skip_reason = 'adopt_review', processed_at = excluded.processed_at, lease_expires = NULL "
+                "WHERE messages.status IN ('pending', 'failed')",
+                [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, now) for i in review],
+            )
+            db.execute(
+                "UPDATE routes SET adopted_through = MAX(COALESCE(adopted_through, 0), ?) WHERE id = ?",
+                (through, route_id),
+            )
+        return adopted
+
+    def requeue_missing(self, route_id: int, items: Sequence[NewItem]) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            before = db.total_changes
+            # A new random_id: the lost copy's one may still be remembered by Telegram and the resend dropped.
+            db.executemany(
+                "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'pending', "
+                "random_id = excluded.random_id, target_msg_id = NULL, attempts = 0, not_before = NULL, "
+                "session = NULL, lease_expires = NULL, send_session = NULL, send_started_at = NULL, "
+                "skip_reason = NULL, last_error = NULL, processed_at = NULL WHERE messages.status != 'processing'",
+                [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items],
+            )
+            return db.total_changes - before
+
 
 def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped]:
     """Skipped rows of a route by reason, read from the skipped rows' own index (never the done history)."""
@@ -706,6 +785,14 @@ def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped
         ).fetchall()
         found.append(Skipped(str(reason or ""), int(count), [int(row[0]) for row in ids]))
     return sorted(found, key=lambda s: (-s.count, s.reason))
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _switch_to_wal(db: sqlite3.Connection, attempts: int = 300) -> None:
@@ -756,4 +843,5 @@ def _route(row: sqlite3.Row) -> Route:
         target_chat=row["target_chat"],
         label=row["label"],
         high_water=row["high_water"],
+        adopted_through=row["adopted_through"] or 0,
     )

@@ -156,6 +156,22 @@ class Store(Protocol):
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
     ) -> None: ...
 
+    # verify and adopt
+    def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
+        """Every row of the route: source id -> (status, target id)."""
+
+    def sending_count(self, route_id: int) -> int:
+        """Rows whose send started and is not recorded yet (their copies may already be in the target)."""
+
+    def adopt(
+        self, route_id: int, copies: Sequence[tuple[NewItem, int]], review: Sequence[NewItem], through: int
+    ) -> int:
+        """Record copies found in the target as done, hold ``review`` back as skipped (adopt_review), and
+        mark the target adopted up to id ``through``; returns the copies recorded."""
+
+    def requeue_missing(self, route_id: int, items: Sequence[NewItem]) -> int:
+        """Queue these source messages again (their copies are gone), with a new random_id."""
+
     # reporting
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
         """Everything ``telepi status`` shows: per route counts, leases and skipped ids by reason

@@ -68,3 +68,43 @@ def signature(message: Any, *, shown_text: str | None = None) -> str:
     if isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document):
         size = int(media.document.size)
     return hashlib.sha256(f"{media_kind(message)}\x00{size}\x00{text}".encode()).hexdigest()[:16]
+
+
+def identity(message: Any) -> str:
+    """What a copy of ``message`` shows, whoever sent it: text, entities and the media's own facts (sizes,
+    dimensions, duration, file name, photo sizes). A source message and its copy share it; ``telepi verify``
+    pairs the two histories by it."""
+    text = getattr(message, "message", "") or ""
+    entities = [
+        (type(e).__name__, e.offset, e.length, getattr(e, "url", None), getattr(e, "document_id", None))
+        for e in getattr(message, "entities", None) or []
+    ]
+    parts: list[object] = [media_kind(message), text, entities, *_media_facts(getattr(message, "media", None))]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+def _media_facts(media: Any) -> list[object]:
+    if media is None or isinstance(media, types.MessageMediaWebPage):
+        return []  # Telegram builds a link preview itself from the text
+    if isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo):
+        # Telegram makes the smaller sizes of an uploaded photo itself: only the largest is the photo's own
+        largest = max(((getattr(s, "w", 0), getattr(s, "h", 0)) for s in media.photo.sizes), default=(0, 0))
+        return [largest]
+    if isinstance(media, types.MessageMediaDocument) and isinstance(media.document, types.Document):
+        document = media.document
+        attributes = sorted(
+            repr(
+                sorted(
+                    (k, v)
+                    for k, v in attribute.to_dict().items()
+                    if k != "_" and v not in (False, None) and not isinstance(v, bytes)
+                )
+            )
+            for attribute in document.attributes
+        )
+        return [document.size, document.mime_type, attributes]
+    if isinstance(media, types.MessageMediaDice):
+        return [media.emoticon]  # Telegram rolls a sent dice itself
+    if isinstance(media, types.MessageMediaPoll):
+        return [repr(media.poll.question), [repr(answer.text) for answer in media.poll.answers]]
+    return [repr(sorted((k, v) for k, v in media.to_dict().items() if not isinstance(v, bytes | dict)))]

@@ -24,6 +24,7 @@ from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
+from telepi.engine.provenance import refuse_unrecorded_copies
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import SessionStopped, UserFixableError
@@ -142,6 +143,8 @@ async def run_session(
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
         _bind_per_account_route(store, settings, route.id, me.id, source, target)
+        accounts = {me.id, *(s.user_id for s in store.report(failures=0, skipped_ids=0).sessions if s.user_id)}
+        await refuse_unrecorded_copies(client, store, route.id, target, accounts, str(settings.session_dir))
         route_target = RouteTarget(
             route_id=route.id,
             source_peer=utils.get_input_peer(source),

@@ -1,0 +1,180 @@
+"""``telepi verify``: compare the source with the target through the checkpoint and content identity;
+read-only unless ``--requeue`` (queue what is missing) or ``--adopt`` (rebuild the records from the target)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from telethon import utils
+
+from telepi.checkpoint.model import NewItem, Route
+from telepi.checkpoint.sqlite import SqliteStore
+from telepi.config import Settings
+from telepi.engine.limits.account import AccountLimiter
+from telepi.engine.limits.gateway import AccountProblem, Gateway
+from telepi.engine.messages import identity, skip_reason, topic_of
+from telepi.engine.progress import Progress
+from telepi.engine.reconcile import KINDS, Reconciliation, Seen, reconcile
+from telepi.engine.session import NotLoggedIn, resolve_chat
+from telepi.errors import ConfigError, Problem
+from telepi.telegram.client import make_client
+
+
+@dataclass(frozen=True)
+class Options:
+    route: int | None = None
+    adopt: bool = False
+    requeue: bool = False
+
+
+@dataclass
+class Outcome:
+    route: Route
+    source_count: int
+    target_count: int
+    result: Reconciliation
+    adopted: int = 0
+    requeued: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not self.result.problems() or self.adopted or self.requeued else 1
+
+
+async def verify(settings: Settings, options: Options) -> Outcome:
+    if not settings.session_file.exists():
+        raise NotLoggedIn(f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}")
+    store = SqliteStore(settings.shared_db_path, create=options.adopt)
+    problems: list[AccountProblem] = []
+    client = make_client(settings, receive_updates=False)
+    gateway = Gateway(settings.session_name, f"telepi login {settings.session_dir}", problems.append)
+    gateway.limiter = AccountLimiter(store, settings.session_name, Progress())  # reads wait out flood limits
+    client.middleware = gateway
+    try:
+        await client.connect()
+        if not await client.is_user_authorized():
+            raise NotLoggedIn(
+                f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}"
+            )
+        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
+        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+        route = _route(store, settings, source, target, options)
+        is_forum = bool(getattr(source, "forum", False))
+        source_messages = await _read(client, source)
+        target_messages = await _read(client, target)
+        if problems:
+            raise problems[0]
+        seen_source = [
+            Seen(m.id, identity(m), topic_of(m, is_forum), getattr(m, "grouped_id", None)) for m in source_messages
+        ]
+        seen_target = [Seen(m.id, identity(m)) for m in target_messages]
+        result = reconcile(seen_source, seen_target, store.ledger(route.id))
+        outcome = Outcome(route, len(seen_source), len(seen_target), result)
+        by_id = {m.id: m for m in seen_source}
+        if options.adopt:
+            copies = [(_item(by_id[s]), t) for s, t in result.adoptable.items()]
+            review = [_item(by_id[f.source_id]) for f in result.findings if f.kind == "review" and f.source_id]
+            newest = max((m.id for m in target_messages), default=0)
+            outcome.adopted = store.adopt(route.id, copies, review, newest)
+        if options.requeue:
+            ledger = store.ledger(route.id)
+            missing = [
+                _item(by_id[f.source_id])
+                for f in result.findings
+                if f.kind == "missing"
+                and f.source_id
+                and ledger.get(f.source_id, ("", None))[0] in ("", "done", "failed")
+            ]
+            outcome.requeued = store.requeue_missing(route.id, missing)
+        return outcome
+    finally:
+        await client.disconnect()
+        store.close()
+
+
+def _route(store: SqliteStore, settings: Settings, source: Any, target: Any, options: Options) -> Route:
+    source_id, target_id = str(utils.get_peer_id(source)), str(utils.get_peer_id(target))
+    found = next((r for r in store.routes() if (r.source_chat, r.target_chat) == (source_id, target_id)), None)
+    if found is None and options.adopt:
+        found = store.route(source_id, target_id)
+    if found is None:
+        raise ConfigError(
+            [
+                Problem(
+                    "",
+                    f"the checkpoint {store.path} has no route {source_id} -> {target_id}",
+                    f"rebuild it from the target with  telepi verify {settings.session_dir} --adopt",
+                )
+            ]
+        )
+    if options.route is not None and options.route != found.id:
+        raise ConfigError(
+            [Problem("--route", f"session {settings.session_name} clones route {found.id}", f"pass --route {found.id}")]
+        )
+    return found
+
+
+async def _read(client: Any, peer: Any) -> list[Any]:
+    """The chat's content messages, oldest first (service messages are not copied, so not compared)."""
+    return [m async for m in client.iter_messages(peer, reverse=True) if skip_reason(m) is None]
+
+
+def _item(message: Seen) -> NewItem:
+    return NewItem(message.id, grouped_id=message.grouped_id, topic_id=message.topic)
+
+
+def render(outcome: Outcome, say: Callable[[str], object]) -> None:
+    route, result = outcome.route, outcome.result
+    say(
+        f"route {route.id} ({route.label}): {outcome.source_count} source messages, "
+        f"{outcome.target_count} in the target"
+    )
+    by_topic: dict[int | None, Counter[str]] = {}
+    for finding in result.findings:
+        by_topic.setdefault(finding.topic, Counter())[finding.kind] += 1
+    if not result.findings:
+        say("nothing to fix: every source message has exactly one copy, in order")
+    for topic, counts in sorted(by_topic.items(), key=lambda item: item[0] or 0):
+        where = "chat" if topic is None else f"topic {topic}"
+        say(f"{where}: " + ", ".join(f"{kind.replace('_', ' ')} {counts[kind]}" for kind in KINDS if counts[kind]))
+    for finding in result.findings:
+        target = "" if finding.target_id is None else f" -> target {finding.target_id}"
+        note = f" ({finding.note})" if finding.note else ""
+        say(f"  {finding.kind.replace('_', ' '):<15} source {finding.source_id}{target}{note}")
+    if outcome.adopted or any(f.kind == "review" for f in result.findings):
+        reviews = sum(f.kind == "review" for f in result.findings)
+        say(
+            f"adopted {outcome.adopted} copies from the target; {reviews} doubtful matches held back for review "
+            "as skipped (adopt_review: check them in the target; telepi retry --skipped adopt_review copies them); "
+            "the next run copies what is missing"
+        )
+    if outcome.requeued:
+        say(f"requeued {outcome.requeued} missing messages; running sessions copy them")
+
+
+def as_json(outcome: Outcome) -> str:
+    return json.dumps(
+        {
+            "route": outcome.route.id,
+            "source_messages": outcome.source_count,
+            "target_messages": outcome.target_count,
+            "findings": [asdict(f) for f in outcome.result.findings],
+            "adopted": outcome.adopted,
+            "requeued": outcome.requeued,
+        },
+        indent=2,
+    )
+
+
+def run_verify(settings: Settings, options: Options, *, as_json_output: bool) -> int:
+    outcome = asyncio.run(verify(settings, options))
+    if as_json_output:
+        print(as_json(outcome))
+    else:
+        render(outcome, print)
+    return outcome.exit_code

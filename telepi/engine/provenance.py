@@ -1,0 +1,52 @@
+"""Whether the target holds copies the checkpoint has no record of: a lost, new or restored checkpoint.
+
+Started on such a checkpoint, a session would copy everything after its records again (issue 13: 1,184
+messages in the target for 592 in the source). One look at the newest target messages is enough: copies
+made by the route's accounts that the checkpoint neither records nor is sending right now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telepi.checkpoint.store import Store
+from telepi.engine.messages import skip_reason
+from telepi.errors import SessionStopped
+
+LOOK_BACK = 50  # newest target messages read at start-up
+
+
+class UnrecordedCopies(SessionStopped):
+    """The target holds copies this checkpoint does not know: copying would double them."""
+
+
+async def refuse_unrecorded_copies(
+    client: Any, store: Store, route_id: int, target: Any, accounts: set[int], session_dir: str
+) -> None:
+    """Raise UnrecordedCopies when the newest target messages include copies by ``accounts`` that the
+    checkpoint does not record (nor is sending); a target adopted by ``telepi verify --adopt`` is only
+    looked at above the id it was adopted through."""
+    route = next(r for r in store.routes() if r.id == route_id)
+    # The target first, then the checkpoint: a copy seen in the target is by then recorded or still sending.
+    newest = await client.get_messages(target, limit=LOOK_BACK)
+    ours = [
+        m.id
+        for m in newest
+        if m.id > route.adopted_through and skip_reason(m) is None and (m.out or _sender(m) in accounts)
+    ]
+    if not ours:
+        return
+    unrecorded = set(ours) - store.mapped_targets(route_id, ours)
+    if len(unrecorded) <= store.sending_count(route_id):
+        return  # a session's send is between Telegram's answer and its record: the worker matches it
+    raise UnrecordedCopies(
+        f"the target already holds {len(unrecorded)} copies made by these accounts that the checkpoint "
+        f"{getattr(store, 'path', '')} has no record of (a new, lost or restored checkpoint): copying now would "
+        f"send them twice; rebuild the checkpoint from the target with  telepi verify {session_dir} --adopt  "
+        "then start again"
+    )
+
+
+def _sender(message: Any) -> int | None:
+    sender = getattr(message, "from_id", None)
+    return getattr(sender, "user_id", None)
