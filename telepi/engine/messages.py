@@ -106,5 +106,7 @@ def _media_facts(media: Any) -> list[object]:
     if isinstance(media, types.MessageMediaDice):
         return [media.emoticon]  # Telegram rolls a sent dice itself
     if isinstance(media, types.MessageMediaPoll):
-        return [repr(media.poll.question), [repr(answer.text) for answer in media.poll.answers]]
+        # The words only: a recreated poll's TextWithEntities may carry entities=None where the source has [].
+        question = getattr(media.poll.question, "text", media.poll.question)
+        return [question, [getattr(answer.text, "text", answer.text) for answer in media.poll.answers]]
     return [repr(sorted((k, v) for k, v in media.to_dict().items() if not isinstance(v, bytes | dict)))]

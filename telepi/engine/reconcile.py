@@ -123,6 +123,15 @@ def _by_position(
         candidates[message.id] = [c for c in copies if before < c < after]
     claims = Counter(c for found in candidates.values() for c in found)
     certain = {m: found[0] for m, found in candidates.items() if len(found) == 1 and claims[found[0]] == 1}
+    # Identical messages side by side with as many copies side by side between the same neighbours: the copies
+    # follow the source's order, and whichever way they paired, each shows its message's content exactly.
+    runs: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for message_id, found in candidates.items():
+        if message_id not in certain:
+            runs[tuple(found)].append(message_id)
+    for found, run in runs.items():
+        if found and len(found) == len(run) and sum(claims[c] for c in found) == len(run) * len(found):
+            certain.update(zip(sorted(run), sorted(found), strict=True))
     for message_id, copy in certain.items():
         result.pairs[message_id] = result.adoptable[message_id] = copy
     return [m for m in messages if m.id not in certain], [c for c in copies if c not in certain.values()]

@@ -111,9 +111,10 @@ async def test_checkpoint_deleted_while_running_stops_78_then_adopt_continues(tm
         await run_all([directory])
         assert_clone_equal(sb, "source", "target")
         no_doubles(sb)
+        after = await verify(load_settings(directory, {}), Options())
+        assert after.result.problems() == [], after.result.problems()  # the rebuilt clone verifies clean
 
 
-@pytest.mark.xfail(reason="unfinished: fails after the adopt step, not investigated yet", strict=False)
 async def test_restored_checkpoint_refuses_until_adopted(tmp_path: Path) -> None:
     async with Sandbox(world=forum_world(40), state_dir=tmp_path / "state") as sb:
         [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
