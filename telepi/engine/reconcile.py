@@ -129,9 +129,9 @@ def _by_position(
     for message_id, found in candidates.items():
         if message_id not in certain:
             runs[tuple(found)].append(message_id)
-    for found, run in runs.items():
-        if found and len(found) == len(run) and sum(claims[c] for c in found) == len(run) * len(found):
-            certain.update(zip(sorted(run), sorted(found), strict=True))
+    for shared, run in runs.items():
+        if shared and len(shared) == len(run) and sum(claims[c] for c in shared) == len(run) * len(shared):
+            certain.update(zip(sorted(run), sorted(shared), strict=True))
     for message_id, copy in certain.items():
         result.pairs[message_id] = result.adoptable[message_id] = copy
     return [m for m in messages if m.id not in certain], [c for c in copies if c not in certain.values()]
