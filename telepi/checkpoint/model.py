@@ -159,3 +159,19 @@ class StatusReport:
     routes: list[RouteReport]
     sessions: list[SessionInfo]
     failures: list[Failure]
+
+
+ChangeKind = Literal["edit", "delete"]
+
+
+@dataclass(frozen=True)
+class ChangeItem:
+    """A leased source edit or delete to apply to the copy ``target_msg_id`` (made by this account)."""
+
+    route_id: int
+    source_msg_id: int
+    kind: ChangeKind
+    edit_date: int | None  # edits: the source's edit_date the change was recorded for
+    target_msg_id: int
+    random_id: int  # the copied item's fixed random id (a follow-up sent by the edit derives its own)
+    attempts: int

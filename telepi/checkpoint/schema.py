@@ -90,6 +90,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN adopted_through INTEGER;
     """,
+    # version 5: source edits and deletes as durable work, done by the account that made the copy
+    """
+    CREATE TABLE changes (
+        route_id        INTEGER NOT NULL REFERENCES routes(id),
+        source_msg_id   INTEGER NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('edit', 'delete')),
+        edit_date       INTEGER,          -- edits: the source's edit_date this change brings (the latest seen)
+        author_user_id  INTEGER,          -- the account that made the copy: only it may edit (or delete) it
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+        holder          TEXT,
+        lease_expires   REAL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      REAL,
+        last_error      TEXT,
+        note            TEXT,             -- done without a change: why (copy gone, not copied, forwarded …)
+        updated_at      REAL NOT NULL,
+        PRIMARY KEY (route_id, source_msg_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX changes_open ON changes (route_id, status) WHERE status IN ('pending', 'processing');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

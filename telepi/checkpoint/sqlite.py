@@ -18,6 +18,8 @@ from pathlib import Path
 
 from telepi.checkpoint.model import (
     STATUSES,
+    ChangeItem,
+    ChangeKind,
     Failure,
     Head,
     Lease,
@@ -489,6 +491,205 @@ class SqliteStore:
                 (route_id, *source_ids),
             ).fetchall()
         return {int(row[0]): int(row[1]) for row in rows}
+
+    # ---- source edits and deletes -------------------------------------------------------------
+
+    def copied_ids(self, route_id: int) -> list[int]:
+        with self._tx(write=False) as db:
+            rows = db.execute(
+                "SELECT source_msg_id FROM messages WHERE route_id = ? AND status = 'done' "
+                "AND target_msg_id IS NOT NULL ORDER BY source_msg_id",
+                (route_id,),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def enqueue_edits(self, route_id: int, edits: Mapping[int, int | None]) -> int:
+        with self._tx() as db:
+            return self._enqueue_edits(db, route_id, edits)
+
+    def _enqueue_edits(self, db: sqlite3.Connection, route_id: int, edits: Mapping[int, int | None]) -> int:
+        before = db.total_changes
+        # An open edit takes the later edit_date (and is applied once more if it is being applied now);
+        # a done or failed one reopens for an edit as late or later (edit_date counts whole seconds: two
+        # edits may share one); a recorded delete makes edits moot.
+        db.executemany(
+            "INSERT INTO changes (route_id, source_msg_id, kind, edit_date, updated_at) "
+            "SELECT ?, ?, 'edit', ?, ? WHERE NOT EXISTS (SELECT 1 FROM changes WHERE route_id = ? "
+            "AND source_msg_id = ? AND kind = 'delete') "
+            "ON CONFLICT (route_id, source_msg_id, kind) DO UPDATE SET "
+            "edit_date = MAX(COALESCE(changes.edit_date, 0), COALESCE(excluded.edit_date, 0)), status = 'pending', "
+            "holder = NULL, lease_expires = NULL, not_before = NULL, last_error = NULL, note = NULL, "
+            "attempts = CASE WHEN changes.status IN ('pending', 'processing') THEN changes.attempts ELSE 0 END, "
+            "updated_at = excluded.updated_at "
+            "WHERE changes.status IN ('pending', 'processing') "
+            "OR COALESCE(excluded.edit_date, 0) >= COALESCE(changes.edit_date, 0)",
+            [(route_id, msg_id, date, self._clock(), route_id, msg_id) for msg_id, date in edits.items()],
+        )
+        return db.total_changes - before
+
+    def enqueue_stale_edits(self, route_id: int, edits: Mapping[int, int], slack: float) -> int:
+        if not edits:
+            return 0
+        stale: dict[int, int | None] = {}
+        with self._tx() as db:
+            ids = list(edits)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for row in db.execute(
+                    "SELECT m.source_msg_id, m.claimed_at, c.edit_date AS recorded FROM messages m "
+                    "LEFT JOIN changes c ON c.route_id = m.route_id AND c.source_msg_id = m.source_msg_id "
+                    "AND c.kind = 'edit' WHERE m.route_id = ? AND m.status = 'done' "
+                    f"AND m.target_msg_id IS NOT NULL AND m.source_msg_id IN ({_marks(chunk)})",
+                    (route_id, *chunk),
+                ):
+                    edit_date = edits[int(row["source_msg_id"])]
+                    recorded = row["recorded"]
+                    if recorded is not None:
+                        newer = edit_date > recorded
+                    else:  # edited after the copy's fetch could have read it
+                        newer = edit_date >= (row["claimed_at"] or 0) - slack
+                    if newer:
+                        stale[int(row["source_msg_id"])] = edit_date
+            return self._enqueue_edits(db, route_id, stale)
+
+    def enqueue_deletes(self, route_id: int, source_ids: Sequence[int]) -> int:
+        now = self._clock()
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO changes (route_id, source_msg_id, kind, updated_at) VALUES (?, ?, 'delete', ?) "
+                "ON CONFLICT (route_id, source_msg_id, kind) DO NOTHING",
+                [(route_id, msg_id, now) for msg_id in source_ids],
+            )
+            added = db.total_changes - before
+            db.executemany(
+                "UPDATE changes SET status = 'done', note = 'deleted', holder = NULL, lease_expires = NULL, "
+                "updated_at = ? WHERE route_id = ? AND source_msg_id = ? AND kind = 'edit' "
+                "AND status IN ('pending', 'processing', 'failed')",
+                [(now, route_id, msg_id) for msg_id in source_ids],
+            )
+            return added
+
+    def claim_changes(
+        self, route_id: int, session: str, user_id: int, limit: int, lease_seconds: float
+    ) -> list[ChangeItem]:
+        now = self._clock()
+        chosen: list[ChangeItem] = []
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT c.source_msg_id, c.kind, c.edit_date, c.author_user_id, c.attempts, c.status, "
+                "m.status AS copy_status, m.target_msg_id, m.random_id, "
+                "(SELECT s.user_id FROM sessions s WHERE s.name = COALESCE(m.send_session, m.session)) AS copier "
+                "FROM changes c LEFT JOIN messages m ON m.route_id = c.route_id "
+                "AND m.source_msg_id = c.source_msg_id WHERE c.route_id = :route "
+                "AND ((c.status = 'pending' AND (c.not_before IS NULL OR c.not_before <= :now)) "
+                "OR (c.status = 'processing' AND c.lease_expires < :now)) "
+                "ORDER BY c.source_msg_id, c.kind",
+                {"route": route_id, "now": now},
+            ).fetchall()
+            for row in rows:
+                key = (now, route_id, row["source_msg_id"], row["kind"])
+                if row["copy_status"] in (None, "skipped") or (
+                    row["copy_status"] == "done" and row["target_msg_id"] is None
+                ):
+                    # No copy exists, and a message copied later reads the source as it is then.
+                    db.execute(
+                        "UPDATE changes SET status = 'done', note = 'not_copied', holder = NULL, "
+                        "lease_expires = NULL, updated_at = ? WHERE route_id = ? AND source_msg_id = ? AND kind = ?",
+                        key,
+                    )
+                    continue
+                if row["copy_status"] != "done":
+                    continue  # being copied: the change waits for the copy
+                author = row["author_user_id"] if row["author_user_id"] is not None else row["copier"]
+                if author is not None and row["author_user_id"] is None:
+                    db.execute(
+                        "UPDATE changes SET author_user_id = ? WHERE route_id = ? AND source_msg_id = ? AND kind = ?",
+                        (author, *key[1:]),
+                    )
+                if author != user_id or len(chosen) >= limit:
+                    continue
+                db.execute(
+                    "UPDATE changes SET status = 'processing', holder = ?, lease_expires = ?, "
+                    "attempts = attempts + (CASE WHEN status = 'processing' THEN 1 ELSE 0 END), updated_at = ? "
+                    "WHERE route_id = ? AND source_msg_id = ? AND kind = ?",
+                    (session, now + lease_seconds, *key),
+                )
+                chosen.append(
+                    ChangeItem(
+                        route_id=route_id,
+                        source_msg_id=int(row["source_msg_id"]),
+                        kind=row["kind"],
+                        edit_date=row["edit_date"],
+                        target_msg_id=int(row["target_msg_id"]),
+                        random_id=int(row["random_id"]),
+                        attempts=int(row["attempts"]) + (1 if row["status"] == "processing" else 0),
+                    )
+                )
+        return chosen
+
+    def finish_change(self, route_id: int, source_msg_id: int, kind: ChangeKind, session: str, note: str = "") -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE changes SET status = 'done', note = ?, holder = NULL, lease_expires = NULL, "
+                "last_error = NULL, updated_at = ? WHERE route_id = ? AND source_msg_id = ? AND kind = ? "
+                "AND holder = ? AND status = 'processing'",
+                (note or None, self._clock(), route_id, source_msg_id, kind, session),
+            )
+            return cursor.rowcount > 0
+
+    def fail_change(
+        self,
+        route_id: int,
+        source_msg_id: int,
+        kind: ChangeKind,
+        session: str,
+        error: str,
+        *,
+        retryable: bool,
+        max_attempts: int,
+        backoff_seconds: float = 0.0,
+    ) -> None:
+        now = self._clock()
+        again = retryable
+        with self._tx() as db:
+            db.execute(
+                "UPDATE changes SET attempts = attempts + 1, last_error = ?, holder = NULL, lease_expires = NULL, "
+                "status = CASE WHEN ? AND attempts + 1 < ? THEN 'pending' ELSE 'failed' END, "
+                "not_before = CASE WHEN ? AND attempts + 1 < ? THEN ? ELSE NULL END, updated_at = ? "
+                "WHERE route_id = ? AND source_msg_id = ? AND kind = ? AND holder = ? AND status = 'processing'",
+                (
+                    error[:1000],
+                    again,
+                    max_attempts,
+                    again,
+                    max_attempts,
+                    now + backoff_seconds,
+                    now,
+                    route_id,
+                    source_msg_id,
+                    kind,
+                    session,
+                ),
+            )
+
+    def reassign_change(self, route_id: int, source_msg_id: int, kind: ChangeKind, author_user_id: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE changes SET author_user_id = ?, status = 'pending', holder = NULL, lease_expires = NULL, "
+                "updated_at = ? WHERE route_id = ? AND source_msg_id = ? AND kind = ?",
+                (author_user_id, self._clock(), route_id, source_msg_id, kind),
+            )
+
+    def change_counts(self, route_id: int | None = None) -> dict[str, int]:
+        counts = dict.fromkeys(("pending", "processing", "done", "failed"), 0)
+        with self._tx(write=False) as db:
+            for status, count in db.execute(
+                "SELECT status, COUNT(*) FROM changes WHERE ? IS NULL OR route_id = ? GROUP BY status",
+                (route_id, route_id),
+            ):
+                counts[str(status)] = int(count)
+        return counts
 
     # ---- topics -----------------------------------------------------------------------------
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from telepi.checkpoint.model import Head, NewItem, Route, SessionState, StatusReport, TopicClaim, WorkItem
+from telepi.checkpoint.model import (
+    ChangeItem,
+    ChangeKind,
+    Head,
+    NewItem,
+    Route,
+    SessionState,
+    StatusReport,
+    TopicClaim,
+    WorkItem,
+)
 
 
 class Store(Protocol):
@@ -111,6 +121,52 @@ class Store(Protocol):
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""
+
+    # source edits and deletes (applied by the account that made the copy)
+    def copied_ids(self, route_id: int) -> list[int]:
+        """Source ids of the route with a copy in the target (done with a target id), ascending."""
+
+    def enqueue_edits(self, route_id: int, edits: Mapping[int, int | None]) -> int:
+        """Record source edits (source id → the source's edit_date): one open edit per message, reopened
+        only by an edit_date as late or later; a message whose delete is recorded is left alone. Returns
+        rows changed."""
+
+    def enqueue_stale_edits(self, route_id: int, edits: Mapping[int, int], slack: float) -> int:
+        """Catch-up: record the edits of copied messages whose ``edit_date`` is later than the copy's claim
+        (less ``slack`` seconds of clock difference) or than the edit last recorded. Returns how many."""
+
+    def enqueue_deletes(self, route_id: int, source_ids: Sequence[int]) -> int:
+        """Record source deletes; an open edit of the same message is done (nothing left to edit)."""
+
+    def claim_changes(
+        self, route_id: int, session: str, user_id: int, limit: int, lease_seconds: float
+    ) -> list[ChangeItem]:
+        """Lease open changes of copies made by ``user_id``'s account; changes of messages without a copy
+        (skipped, never planned) are closed as not applicable; those still being copied wait."""
+
+    def finish_change(self, route_id: int, source_msg_id: int, kind: ChangeKind, session: str, note: str = "") -> bool:
+        """Mark a leased change done (``note`` says why when nothing was changed); False if it was
+        reopened by a newer edit or lost its lease meanwhile."""
+
+    def fail_change(
+        self,
+        route_id: int,
+        source_msg_id: int,
+        kind: ChangeKind,
+        session: str,
+        error: str,
+        *,
+        retryable: bool,
+        max_attempts: int,
+        backoff_seconds: float = 0.0,
+    ) -> None:
+        """Count a failed attempt: pending again after ``backoff_seconds``, or ``failed`` when spent."""
+
+    def reassign_change(self, route_id: int, source_msg_id: int, kind: ChangeKind, author_user_id: int) -> None:
+        """The copy turned out to be another account's: only that account will claim the change."""
+
+    def change_counts(self, route_id: int | None = None) -> dict[str, int]:
+        """Changes by status (``pending``, ``processing``, ``done``, ``failed``), of one route or all."""
 
     # topics
     def claim_topic(

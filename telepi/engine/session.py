@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from telethon import events, utils
-from telethon.tl import functions, types
+from telethon.tl import types
 
 from telepi.chatref import ChatRef
 from telepi.checkpoint.store import Store
 from telepi.config import Settings
+from telepi.engine.changes import ChangeApplier, ChangeRoute
 from telepi.engine.health import Beacon, HealthReport
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
@@ -274,8 +275,18 @@ async def _run_route(
         reuploader=reuploader,
     )
     wake = asyncio.Event()
+    changes = ChangeApplier(
+        client,
+        store,
+        session,
+        ChangeRoute(route.route_id, route.source_peer, route.target_peer, route.user_id),
+        sync_edits=settings.sync_edits,
+        sync_deletes=settings.sync_deletes,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
     if settings.live:
-        _follow_live(client, settings, store, route, wake)
+        _follow_live(client, settings, route, wake, changes)
 
     hooks.ready()  # connected, logged in, chats resolved: planning and copying run side by side from here
 
@@ -292,6 +303,8 @@ async def _run_route(
         asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, stop), name="heartbeat"),
         asyncio.create_task(_report(store, route.route_id, progress, hooks, stop, beacon), name="status"),
     ]
+    if settings.live and (settings.sync_edits or settings.sync_deletes):
+        tasks.append(asyncio.create_task(changes.run(stop), name="changes"))
     tasks.append(
         asyncio.create_task(planner.run(wake, live=settings.live, poll_seconds=POLL_SECONDS, stop=stop), name="planner")
     )
@@ -345,8 +358,10 @@ async def _is_forum(client: Any, peer: Any) -> bool:
     return bool(getattr(entity, "forum", False))
 
 
-def _follow_live(client: Any, settings: Settings, store: Store, route: RouteTarget, wake: asyncio.Event) -> None:
-    """New messages wake the planner; edits and deletes are applied to the copies already made."""
+def _follow_live(
+    client: Any, settings: Settings, route: RouteTarget, wake: asyncio.Event, changes: ChangeApplier
+) -> None:
+    """New messages wake the planner; edits and deletes become change rows (see engine/changes.py)."""
 
     async def on_new(_event: Any) -> None:
         wake.set()
@@ -355,24 +370,7 @@ def _follow_live(client: Any, settings: Settings, store: Store, route: RouteTarg
     if settings.sync_edits:
 
         async def on_edit(event: Any) -> None:
-            message = event.message
-            target = store.target_ids(route.route_id, [message.id]).get(message.id)
-            if target is None:
-                return  # not copied yet: the copy will read the edited text
-            try:
-                await client(
-                    functions.messages.EditMessageRequest(
-                        peer=route.target_peer,
-                        id=target,
-                        message=message.message or "",
-                        entities=message.entities,
-                        no_webpage=True,
-                    )
-                )
-                log.info("edit of %d applied to %d", message.id, target, extra={"event": "edit", "msg_id": message.id})
-            except Exception as exc:
-                if error_name(exc) != "MESSAGE_NOT_MODIFIED":  # another session applied it first
-                    log.warning("edit of %d not applied: %s", message.id, error_name(exc))
+            changes.record_edit(event.message)
 
         client.add_event_handler(on_edit, events.MessageEdited(chats=[route.source_peer]))
     if settings.sync_deletes:
@@ -380,10 +378,7 @@ def _follow_live(client: Any, settings: Settings, store: Store, route: RouteTarg
         async def on_delete(event: Any) -> None:
             if event.chat_id is not None and event.chat_id != utils.get_peer_id(route.source_peer):
                 return
-            targets = list(store.target_ids(route.route_id, list(event.deleted_ids)).values())
-            if targets:
-                await client.delete_messages(route.target_peer, targets)
-                log.info("deleted %d copies", len(targets), extra={"event": "delete"})
+            changes.record_deletes(event.deleted_ids)
 
         client.add_event_handler(on_delete, events.MessageDeleted(chats=[route.source_peer]))
 

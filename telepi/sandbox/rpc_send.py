@@ -268,6 +268,11 @@ def register(registry: Registry, env: Env) -> None:
         msg = world.message(box, int(request.id))
         if msg is None or msg.is_service:
             raise bad("MESSAGE_ID_INVALID")
+        if msg.fwd is not None:
+            # "Forwarded messages can't be changed" (tdlib maintainer, tdlib/td#2820; aahnik/tgcf#146); only a
+            # forward without the author (no header) is the forwarder's own. The error name is not documented:
+            # MESSAGE_ID_INVALID is Telegram's "you can't do that operation on such message".
+            raise bad("MESSAGE_ID_INVALID")
         if msg.from_id != viewer:
             member = world.member(peer, viewer) if peer < 0 else None
             chat = world.find_chat(peer) if peer < 0 else None

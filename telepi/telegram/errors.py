@@ -126,6 +126,11 @@ _MESSAGE = {
     "DOCUMENT_INVALID",
     "MESSAGE_ID_INVALID",
     "GROUPED_MEDIA_INVALID",
+    # edits and deletes of a copy (engine/changes.py decides: not modified is done, the others not retried)
+    "MESSAGE_NOT_MODIFIED",
+    "MESSAGE_AUTHOR_REQUIRED",
+    "MESSAGE_DELETE_FORBIDDEN",
+    "MESSAGE_EDIT_TIME_EXPIRED",
 }
 
 
