@@ -29,11 +29,14 @@ async def refuse_unrecorded_copies(
     route = next(r for r in store.routes() if r.id == route_id)
     # The target first, then the checkpoint: a copy seen in the target is by then recorded or still sending.
     newest = await client.get_messages(target, limit=LOOK_BACK)
-    ours = [
-        m.id
+    mine = {
+        m.id: m
         for m in newest
         if m.id > route.adopted_through and skip_reason(m) is None and (m.out or _sender(m) in accounts)
-    ]
+    }
+    # A caption too long for its media follows it as a text reply that the checkpoint does not record on its
+    # own: it belongs to the media copy it answers, recorded or sending like that one.
+    ours = [i for i, m in mine.items() if not _caption_follow_up(m, mine)]
     if not ours:
         return
     unrecorded = set(ours) - store.mapped_targets(route_id, ours)
@@ -45,6 +48,12 @@ async def refuse_unrecorded_copies(
         f"send them twice; rebuild the checkpoint from the target with  telepi verify {session_dir} --adopt  "
         "then start again"
     )
+
+
+def _caption_follow_up(message: Any, mine: dict[int, Any]) -> bool:
+    replied = getattr(getattr(message, "reply_to", None), "reply_to_msg_id", None)
+    answered = mine.get(replied) if replied is not None else None
+    return getattr(message, "media", None) is None and answered is not None and answered.media is not None
 
 
 def _sender(message: Any) -> int | None:
