@@ -26,7 +26,7 @@ from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
-from telepi.errors import SessionStopped, UserFixableError
+from telepi.errors import PassingError, SessionStopped, UserFixableError
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
 
@@ -82,6 +82,29 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
         raise
 
 
+def unreachable(client: Any, exc: BaseException) -> PassingError:
+    """Telegram cannot be reached at start: a sentence naming the address; systemd restarts the unit."""
+    address = f"{client.session.server_address}:{client.session.port}"
+    reason = str(exc) or type(exc).__name__
+    return PassingError(
+        f"Telegram at {address} cannot be reached ({reason}): telepi starts again by itself "
+        "(under systemd after RestartSec); if it lasts, check this machine's network and TG_DC."
+    )
+
+
+def chat_lost(settings: Settings, exc: BaseException) -> SessionStopped | None:
+    """A source the account can no longer read (left, banned, made private) found while planning:
+    the same sentence as mid-run, naming SOURCE_CHAT."""
+    name = error_name(exc)
+    if classify(exc).kind is not ErrorKind.CHAT:
+        return None
+    hint = fatal_hint(name) or "the account can no longer read the chat"
+    return SessionStopped(
+        f"SOURCE_CHAT={settings.source_chat.raw!r}: Telegram answered {name}: {hint}; "
+        "add the account to the chat again or change SOURCE_CHAT."
+    )
+
+
 def claim_size(settings: Settings, source_protected: bool) -> int:
     if settings.mode == "forward" or (settings.mode == "auto" and not source_protected):
         return 100  # one forwardMessages call per 100 messages
@@ -128,6 +151,8 @@ async def run_session(
     try:
         try:
             await client.connect()  # Telethon's first request (getConfig) goes around the gateway
+        except (OSError, EOFError, TimeoutError) as exc:  # EOFError: IncompleteReadError, the link cut mid-reply
+            raise unreachable(client, exc) from None
         except Exception as exc:
             found = classify(exc)
             if found.kind is ErrorKind.ACCOUNT:
@@ -281,6 +306,9 @@ async def _run_route(
         if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
             if isinstance(planning.exception(), SessionStopped):
                 raise planning.exception()  # type: ignore[misc]  # a person must act: say what
+            lost = chat_lost(settings, planning.exception())  # type: ignore[arg-type]
+            if lost is not None:
+                raise lost from None
             raise RuntimeError("planning the source's history failed") from planning.exception()
         return not settings.live and planner.reached_end and store.head(route.route_id) is None
 
@@ -295,13 +323,23 @@ async def _run_route(
     if hooks.monitor is not None:
         for task in tasks:
             hooks.monitor.watch(task)
+    heartbeat = tasks[0]  # essential: without it this session's leases expire and others take them over
+
+    def heartbeat_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            stop.set()  # end the run instead of working on without heartbeats
+
+    heartbeat.add_done_callback(heartbeat_ended)
     try:
         await worker.run(stop, work_done, planning=lambda: not planner.reached_end)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        hooks.status(progress.line(*store.route_counts(route.route_id)))
+        with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
+            hooks.status(progress.line(*store.route_counts(route.route_id)))
+    if not heartbeat.cancelled() and heartbeat.exception() is not None:
+        raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
 
 class _RouteCounts:
