@@ -655,6 +655,12 @@ class SqliteStore:
             row = db.execute("SELECT user_id FROM sessions WHERE name = ?", (name,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
+    def session_process(self, name: str) -> tuple[str, int, str] | None:
+        """The host, pid and state the session's last start registered, or None if it never ran."""
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT host, pid, state FROM sessions WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), str(row[2]))
+
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
     ) -> None:

@@ -32,6 +32,7 @@ from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
+CONNECT_SECONDS = 30.0  # at start, Telegram unreachable this long: exit 75, systemd starts again after RestartSec
 
 
 class NotLoggedIn(UserFixableError):
@@ -85,7 +86,7 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
 def unreachable(client: Any, exc: BaseException) -> PassingError:
     """Telegram cannot be reached at start: a sentence naming the address; systemd restarts the unit."""
     address = f"{client.session.server_address}:{client.session.port}"
-    reason = str(exc) or type(exc).__name__
+    reason = str(exc) or ("no answer" if isinstance(exc, TimeoutError) else type(exc).__name__)
     return PassingError(
         f"Telegram at {address} cannot be reached ({reason}): telepi starts again by itself "
         "(under systemd after RestartSec); if it lasts, check this machine's network and TG_DC."
@@ -149,8 +150,12 @@ async def run_session(
     if hooks.monitor is not None:
         hooks.monitor.watch_connection(client.is_connected)
     try:
+        telethon_log = logging.getLogger("telethon")
+        level = telethon_log.level
+        telethon_log.setLevel(logging.ERROR)  # its retries log a line each: the sentence below says it once
         try:
-            await client.connect()  # Telethon's first request (getConfig) goes around the gateway
+            async with asyncio.timeout(CONNECT_SECONDS):  # Telethon retries forever: a start gives up
+                await client.connect()  # Telethon's first request (getConfig) goes around the gateway
         except (OSError, EOFError, TimeoutError) as exc:  # EOFError: IncompleteReadError, the link cut mid-reply
             raise unreachable(client, exc) from None
         except Exception as exc:
@@ -158,6 +163,8 @@ async def run_session(
             if found.kind is ErrorKind.ACCOUNT:
                 raise gateway.account_problem(found) from exc
             raise
+        finally:
+            telethon_log.setLevel(level)
         if not await client.is_user_authorized():
             raise NotLoggedIn(f"session {session} is not logged in: run  telepi login {settings.session_dir}")
         me = await client.get_me()
