@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -130,7 +131,14 @@ async def run_session(
         reuploader = StreamingReuploader()
     if not settings.session_file.exists():  # before the client creates an empty one
         raise NotLoggedIn(f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}")
-    client = make_client(settings)
+    try:
+        client = make_client(settings)
+    except sqlite3.OperationalError as exc:  # Telethon's session file: another process holds its lock
+        raise NotLoggedIn(
+            f"the session file {settings.session_file} is locked ({exc}): another telepi of session "
+            f"{settings.session_name} is starting or running; stop it first (systemctl stop "
+            f"telepi@{settings.session_name})."
+        ) from None
     progress = Progress()
     session = settings.session_name
     limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, stop=stop)

@@ -16,6 +16,7 @@ from pathlib import Path
 from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.test_clone import forum_world, make_sessions
+from tests.unit.test_operator_safety import small_disk
 
 
 def telepi(*args: str) -> subprocess.CompletedProcess[str]:
@@ -107,3 +108,32 @@ async def test_a_restart_after_the_account_lost_the_source_exits_78_naming_sourc
         assert again.returncode == EX_CONFIG, again.stderr
         assert "Traceback" not in again.stderr
         assert "SOURCE_CHAT" in again.stderr and "Telegram answered CHANNEL_PRIVATE" in again.stderr
+
+
+async def test_a_full_disk_mid_run_ends_the_process_with_the_sentence(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        async with Sandbox(world=forum_world(20), state_dir=tmp_path / "state") as sb:
+            [directory] = await make_sessions(
+                sb, tmp_path / "sessions", ["bob"], MODE="copy", LEASE_SECONDS="10", SHARED_DB_PATH=str(disk / "c.db")
+            )
+            process = subprocess.Popen(
+                [sys.executable, "-m", "telepi", "run", str(directory)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                for _ in range(300):  # live: once everything is copied it only heartbeats and waits
+                    if sum(not m["service"] for m in sb.messages("target")) >= 20:
+                        break
+                    await asyncio.sleep(0.1)
+                with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+                    filler.write(b"\0" * 4 * 1024 * 1024)
+                code = await asyncio.to_thread(process.wait, 60)  # the heartbeat (every 2.5 s) meets it first
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            stderr = process.stderr.read() if process.stderr else ""
+        assert code == EX_CONFIG, stderr
+        assert "Traceback" not in stderr
+        assert f"the disk holding the checkpoint {disk / 'c.db'} is full" in stderr
