@@ -102,4 +102,4 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
         progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
-    log.info("session %s stopped: %s", settings.session_name, progress.line(), extra={"event": "stopped"})
+    log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})

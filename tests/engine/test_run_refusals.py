@@ -103,6 +103,7 @@ async def test_a_restart_after_the_account_lost_the_source_exits_78_naming_sourc
         )
         first = await in_thread("run", str(directory))
         assert first.returncode == 0, first.stderr
+        assert "session session1 stopped: copied 20 in this run (" in (directory / "clone.log").read_text()
         sb.world.remove_member(sb.chat("source").id, sb.account("bob").id)
         again = await in_thread("run", str(directory))
         assert again.returncode == EX_CONFIG, again.stderr
