@@ -80,7 +80,10 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
         ) from None
     except Exception as exc:
         if classify(exc).kind is ErrorKind.CHAT or "INVALID" in error_name(exc):
-            raise ChatNotFound(f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}).") from None
+            raise ChatNotFound(
+                f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}): add the account to the "
+                f"chat, or change {key}."
+            ) from None
         raise
 
 
