@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 from telepi.checkpoint.sqlite import SqliteStore
 from telepi.config import Settings, load_settings
@@ -78,6 +79,14 @@ def run(session_dir: str, *, strict: bool) -> int:
     return 0
 
 
+def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A background task's error nobody awaited (Telethon's reconnects after the run gave up, say): a debug
+    line in the log, not asyncio's traceback on the terminal; what ended the run was said already."""
+    error = context.get("exception")
+    detail = f"{type(error).__name__}: {error}" if error is not None else ""
+    log.debug("background: %s %s", context.get("message", ""), detail)
+
+
 async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
     systemd = notifier()
     monitor = HealthMonitor(systemd)
@@ -93,6 +102,7 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
         systemd.ready(settings.route_label)
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_one_line)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
