@@ -100,6 +100,16 @@ class Settings:
         return f"{source} -> {target}"
 
 
+SHOWN_CHARACTERS = 80  # a pasted file or a runaway value must not flood the terminal or the journal
+
+
+def shown_value(value: str) -> str:
+    """A value quoted for a message, cut to its first characters when long."""
+    if len(value) <= SHOWN_CHARACTERS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARACTERS]!r}… ({len(value):,} characters)"
+
+
 class _Reader:
     """Reads typed values from the merged key/value map, collecting problems instead of raising."""
 
@@ -111,7 +121,7 @@ class _Reader:
         return (self.values.get(key) or "").strip()
 
     def problem(self, key: str, what: str, fix: str) -> None:
-        shown = "(value hidden)" if key in SECRET_KEYS else repr(self.raw(key))
+        shown = "(value hidden)" if key in SECRET_KEYS else shown_value(self.raw(key))
         self.problems.append(Problem(key, f"{key}={shown} {what}", fix))
 
     def required(self, key: str, fix: str) -> str | None:
@@ -232,7 +242,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         read.problems.append(
             Problem(
                 "SESSION_NAME",
-                f"SESSION_NAME={session_name!r} cannot name a session file",
+                f"SESSION_NAME={shown_value(session_name)} cannot name a session file",
                 "use letters, digits, '.', '_' or '-' (at most 64 characters)",
             )
         )

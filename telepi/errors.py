@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd is told not to restart on it
+EX_TEMPFAIL = 75  # sysexits.h: temporary failure; systemd restarts the unit after RestartSec
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,13 @@ class UserFixableError(Exception):
     """An error that restarting will not cure; the message tells the user what to do."""
 
     exit_code = EX_CONFIG
+
+
+class PassingError(UserFixableError):
+    """A condition that passes by itself (Telegram unreachable, a checkpoint busy for long): one sentence
+    saying what and that telepi retries, exit 75 so systemd restarts the unit after a delay."""
+
+    exit_code = EX_TEMPFAIL
 
 
 class SessionStopped(UserFixableError):

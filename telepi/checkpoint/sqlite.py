@@ -8,6 +8,7 @@ pass, an expired lease is claimable by anyone on the next claim.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -34,10 +35,11 @@ from telepi.checkpoint.model import (
     WorkItem,
 )
 from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
-from telepi.errors import CheckpointError, CheckpointReplaced
+from telepi.errors import CheckpointError, CheckpointReplaced, PassingError, UserFixableError
 
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
 _CLAIMABLE = """
     route_id = :route AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
@@ -57,37 +59,106 @@ class SqliteStore:
     """The shared checkpoint on one SQLite file (see :class:`telepi.checkpoint.store.Store`)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, create: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        self._read_only = read_only
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise CheckpointError(f"{self.path} does not exist: start a session once or check the path.")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._db = self._connect()
-        self._identity = _file_identity(self.path)  # the file this store writes to, for its whole life
-        self._migrate()
+        self._file = _file_identity(self.path)  # the file this store writes to, for its whole life
+        if read_only:
+            self._check_version()
+        else:
+            self._migrate()
 
     # ---- connection and schema -------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            # A reader (telepi status, doctor) never writes: a read-only file or disk still shows its state.
+            db = _open_read_only(self.path) if self._read_only else _open(str(self.path), uri=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
-            _switch_to_wal(db)
-            # FULL: a committed "done" survives power loss too, not only a killed process.
-            db.execute("PRAGMA synchronous = FULL")
+            self._check_identity(db)  # before any write: a foreign file is left exactly as it was
+            if not self._read_only:
+                _switch_to_wal(db)
+                # FULL: a committed "done" survives power loss too, not only a killed process.
+                db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
                 raise self._unusable(exc) from None
-            raise  # busy or locked for longer than the timeout: a passing condition, not a bad file
+            raise self._unavailable(exc) from None
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
         return db
+
+    def _check_identity(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        has_tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
+            raise CheckpointError(
+                f"{self.path} is an SQLite database but not a telepi checkpoint; it was left untouched: "
+                "point SHARED_DB_PATH at another file."
+            )
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > LATEST_VERSION:
+            raise CheckpointError(
+                f"{self.path} was written by a newer telepi (schema {version}, this one knows {LATEST_VERSION}): "
+                "upgrade telepi on this machine."
+            )
+        if version < LATEST_VERSION:
+            raise CheckpointError(
+                f"{self.path} has schema {version}, this telepi reads {LATEST_VERSION}: "
+                "start a session once (telepi run) so it upgrades the checkpoint."
+            )
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> UserFixableError:
+        """What the file system or another process refuses, said as one sentence with its fix."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+        where = f"the checkpoint {self.path}"
+        if code in _BUSY_CODES:
+            return PassingError(
+                f"{where} stayed locked by another process for 30 s ({exc}): telepi retries; "
+                "if it persists, find the process holding it (fuser on the file)."
+            )
+        if code == _READONLY:
+            return CheckpointError(
+                f"{where} cannot be written ({exc}): make the file and its directory writable by the user "
+                "running telepi, or point SHARED_DB_PATH at a writable place."
+            )
+        if code == _FULL:
+            return CheckpointError(f"the disk holding {where} is full ({exc}): free space there, then start again.")
+        if self.path.is_dir():
+            return CheckpointError(
+                f"{where} is a directory, not a file: remove it, or point SHARED_DB_PATH at a file "
+                "(the default is ../shared/checkpoint.db)."
+            )
+        if code in (_CANTOPEN, _READONLY) and not os.access(self.path.parent, os.W_OK):
+            return CheckpointError(
+                f"{where} cannot be written: its directory {self.path.parent} is read-only for this user; make it "
+                "writable by the user running telepi, or point SHARED_DB_PATH at a writable place."
+            )
+        if code == _CANTOPEN:
+            return CheckpointError(
+                f"{where} cannot be opened ({exc}): it must be a file in a directory the user running telepi "
+                "can write; point SHARED_DB_PATH at one."
+            )
+        return CheckpointError(
+            f"{where} cannot be used ({exc}): check the file and its disk, or point SHARED_DB_PATH elsewhere."
+        )
 
     def _unusable(self, exc: sqlite3.DatabaseError) -> CheckpointError:
         return CheckpointError(
@@ -97,14 +168,8 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         with self._tx() as db:
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            self._check_identity(db)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            has_tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
-            if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
-                raise CheckpointError(
-                    f"{self.path} is an SQLite database but not a telepi checkpoint; it was left untouched: "
-                    "point SHARED_DB_PATH at another file."
-                )
             if version > LATEST_VERSION:
                 raise CheckpointError(
                     f"{self.path} was written by a newer telepi (schema {version}, this one knows {LATEST_VERSION}): "
@@ -122,7 +187,7 @@ class SqliteStore:
         """One short transaction; a corrupted file becomes a CheckpointError naming it."""
         with self._lock:
             if write:
-                self._check_identity()
+                self._check_same_file()
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -132,6 +197,10 @@ class SqliteStore:
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
+                    raise self._unusable(exc) from None
+                raise self._unavailable(exc) from None
             except sqlite3.DatabaseError as exc:
                 if getattr(exc, "sqlite_errorcode", None) in _CORRUPTION_CODES:
                     raise self._unusable(exc) from None
@@ -141,10 +210,10 @@ class SqliteStore:
         with self._lock:
             self._db.close()
 
-    def _check_identity(self) -> None:
+    def _check_same_file(self) -> None:
         """Writes into a deleted or replaced file would be lost, and the next start would copy everything
         again: stop before the write instead (one stat, microseconds)."""
-        if _file_identity(self.path) != self._identity:
+        if _file_identity(self.path) != self._file:
             raise CheckpointReplaced(
                 f"the checkpoint {self.path} was deleted or replaced while this session ran: restore it, or "
                 "rebuild it with `telepi verify SESSION_DIR --adopt`, then start again"
@@ -810,6 +879,12 @@ class SqliteStore:
             row = db.execute("SELECT user_id FROM sessions WHERE name = ?", (name,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
+    def session_process(self, name: str) -> tuple[str, int, str] | None:
+        """The host, pid and state the session's last start registered, or None if it never ran."""
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT host, pid, state FROM sessions WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), str(row[2]))
+
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
     ) -> None:
@@ -994,6 +1069,36 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return found.st_dev, found.st_ino
+
+
+def _open(target: str, *, uri: bool) -> sqlite3.Connection:
+    return sqlite3.connect(target, timeout=30.0, isolation_level=None, check_same_thread=False, uri=uri)
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    db = _open(f"file:{path}?mode=ro", uri=True)
+    try:
+        db.execute("PRAGMA application_id").fetchone()  # opening is lazy: this is where it fails
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if (exc.sqlite_errorcode & 0xFF) != _CANTOPEN or path.is_dir():
+            raise
+        # A WAL file on a read-only disk without its -shm: no process can be writing it, so it is read
+        # as it stands (https://www.sqlite.org/wal.html#readonly).
+        db = _open(f"file:{path}?mode=ro&immutable=1", uri=True)
+    return db
+
+
+def _create_private(path: Path) -> None:
+    """An empty file for the checkpoint, 0600 in directories 0700 whatever the umask (SQLite gives its -wal
+    and -shm files the database file's mode): the checkpoint names chats and accounts."""
+    missing = [parent for parent in (path.parent, *path.parent.parents) if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    with contextlib.suppress(FileExistsError):  # another session created it a moment ago
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.chmod(path, 0o600)
 
 
 def _switch_to_wal(db: sqlite3.Connection, attempts: int = 300) -> None:

@@ -14,8 +14,11 @@ from typing import Any, Literal
 from telethon import utils
 from telethon.tl import types
 
+from telepi.checkpoint.sqlite import SqliteStore
+from telepi.commands.run import running_pid
 from telepi.config import Settings
 from telepi.engine.session import ChatNotFound, per_account_key, resolve_chat
+from telepi.errors import UserFixableError
 from telepi.secret_files import exposed_secret_files
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import error_name
@@ -54,7 +57,10 @@ async def diagnose(settings: Settings, report: Callable[[Check], None]) -> bool:
     if not settings.session_file.exists():
         add(Check("problem", f"no session file {settings.session_file}", f"run: telepi login {settings.session_dir}"))
         return False
-    for check in await _telegram(settings):
+    running = _running(settings)
+    if running is not None:
+        add(running)
+    for check in await _telegram(settings, read_only=running is not None):
         add(check)
     return all(check.verdict != "problem" for check in checks)
 
@@ -99,8 +105,25 @@ def _unit(session: str) -> Check:
     )
 
 
-async def _telegram(settings: Settings) -> list[Check]:
-    client = make_client(settings, receive_updates=False)
+def _running(settings: Settings) -> Check | None:
+    """A note when the session runs now: then the checks read its login without touching its files."""
+    if not settings.shared_db_path.is_file():
+        return None
+    try:
+        store = SqliteStore(settings.shared_db_path, create=False, read_only=True)
+    except UserFixableError:
+        return None  # the checkpoint check above said what is wrong with it
+    try:
+        pid = running_pid(store, settings.session_name)
+    finally:
+        store.close()
+    if pid is None:
+        return None
+    return Check("note", f"session {settings.session_name} is running (pid {pid}): checked beside it, read-only")
+
+
+async def _telegram(settings: Settings, *, read_only: bool = False) -> list[Check]:
+    client = make_client(settings, receive_updates=False, read_only=read_only)
     checks: list[Check] = []
     try:
         await client.connect()

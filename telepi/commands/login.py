@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from telethon import errors
 
 from telepi.config import Settings
-from telepi.errors import ConfigError, Problem
+from telepi.errors import ConfigError, PassingError, Problem
 from telepi.telegram.client import make_client
 
 
@@ -49,7 +49,7 @@ class Answers:
         return self.phone_arg or self._ask("Phone number (international format): ")
 
     def code(self) -> str:
-        return self._ask("Login code (sent to your Telegram app): ")
+        return self._ask("Login code: ")
 
     def password(self) -> str:
         return self._ask("Two-step verification password: ")
@@ -65,7 +65,29 @@ class Answers:
         return self.lines.pop(0)
 
 
+class CodeFloodWait(PassingError):
+    """Telegram asks to wait before it sends another login code: the wait passes by itself."""
+
+
 async def login(settings: Settings, answers: Answers, say: Callable[[str], None]) -> int:
+    new_file = not settings.session_file.exists()
+    if new_file:  # Telethon creates it with the umask's mode: it holds the login key, so 0600 from the start
+        os.close(os.open(settings.session_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    logged_in = False
+    try:
+        result = await _login(settings, answers, say)
+        logged_in = True
+        return result
+    finally:
+        if new_file and not logged_in:  # no login, no session file: "telepi run" then says to log in
+            for leftover in (
+                settings.session_file,
+                settings.session_file.with_name(settings.session_file.name + "-journal"),
+            ):
+                leftover.unlink(missing_ok=True)
+
+
+async def _login(settings: Settings, answers: Answers, say: Callable[[str], None]) -> int:
     client = make_client(settings, receive_updates=False)
     await client.connect()
     try:
@@ -76,7 +98,15 @@ async def login(settings: Settings, answers: Answers, say: Callable[[str], None]
         answers.require_input()
         phone = answers.phone()
         try:
-            sent = await client.send_code_request(phone)
+            try:
+                sent = await client.send_code_request(phone)
+            except errors.FloodWaitError as exc:
+                raise CodeFloodWait(
+                    f"Telegram asks to wait {_duration(exc.seconds)} before it sends another login code "
+                    f"(FLOOD_WAIT_{exc.seconds}): run telepi login again after that, and use the last code "
+                    "you received if one arrived"
+                ) from None
+            say(f"Telegram sent the login code {_delivery(sent.type)}.")
             try:
                 me = await client.sign_in(phone=phone, code=answers.code(), phone_code_hash=sent.phone_code_hash)
             except errors.SessionPasswordNeededError:
@@ -96,6 +126,34 @@ async def login(settings: Settings, answers: Answers, say: Callable[[str], None]
     os.chmod(settings.session_file, 0o600)
     say(f"{settings.session_name} logged in as {_name(me)}; the session file is {settings.session_file} (mode 600).")
     return 0
+
+
+# How auth.sendCode delivered the code (https://core.telegram.org/type/auth.SentCodeType): the person
+# must know where to look, the Telegram app on another device being the usual and least obvious one.
+_DELIVERY = {
+    "SentCodeTypeApp": "as a message from 'Telegram' in the app on your other devices",
+    "SentCodeTypeSms": "by SMS",
+    "SentCodeTypeSmsWord": "by SMS (a word)",
+    "SentCodeTypeSmsPhrase": "by SMS (a phrase)",
+    "SentCodeTypeCall": "by a phone call that reads it out",
+    "SentCodeTypeFlashCall": "by a flash call (the code is the caller's number)",
+    "SentCodeTypeMissedCall": "by a missed call (the code is the end of the caller's number)",
+    "SentCodeTypeEmailCode": "by email",
+    "SentCodeTypeFragmentSms": "through fragment.com (the number is an anonymous one)",
+    "SentCodeTypeFirebaseSms": "by SMS",
+}
+
+
+def _delivery(kind: Any) -> str:
+    return _DELIVERY.get(type(kind).__name__, f"({type(kind).__name__})")
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def _name(user: Any) -> str:

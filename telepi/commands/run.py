@@ -5,17 +5,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+from pathlib import Path
+from typing import Any
 
 from telepi.checkpoint.sqlite import SqliteStore
 from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
+from telepi.errors import UserFixableError
 from telepi.secret_files import check_permissions
 from telepi.service.logs import setup_logging
 from telepi.service.notify import notifier
 from telepi.service.watchdog import HealthMonitor
 
 log = logging.getLogger("telepi")
+
+
+class AlreadyRunning(UserFixableError):
+    """A second process for one session. Exit 78, not 75: systemd never starts a unit again while its old
+    process still runs (a restart waits for the stop), so a second live process is always a second start
+    by hand, and restarting it would only repeat this."""
+
+
+def running_pid(store: SqliteStore, session: str) -> int | None:
+    """The pid of a live telepi process of this session on this host, if another one is running."""
+    found = store.session_process(session)
+    if found is None:
+        return None
+    host, pid, state = found
+    if host != socket.gethostname() or pid == os.getpid() or state not in ("running", "flood_wait"):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return None  # it died without a clean stop
+    except OSError:
+        return pid  # hidden from us (another user, ProtectProc): alive all the same
+    return pid if b"telepi" in command else None  # a reused pid is not ours
+
+
+def refuse_second_process(store: SqliteStore, settings: Settings) -> None:
+    pid = running_pid(store, settings.session_name)
+    if pid is not None:
+        raise AlreadyRunning(
+            f"session {settings.session_name} is already running here (pid {pid}): stop it first "
+            f"(systemctl stop telepi@{settings.session_name}, or kill {pid}) — two processes cannot share "
+            "one .session file."
+        )
 
 
 def run(session_dir: str, *, strict: bool) -> int:
@@ -33,11 +71,20 @@ def run(session_dir: str, *, strict: bool) -> int:
         log.warning(warning)
     store = SqliteStore(settings.shared_db_path)
     try:
+        refuse_second_process(store, settings)
         log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
         asyncio.run(_run_until_signalled(settings, store))
     finally:
         store.close()
     return 0
+
+
+def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A background task's error nobody awaited (Telethon's reconnects after the run gave up, say): a debug
+    line in the log, not asyncio's traceback on the terminal; what ended the run was said already."""
+    error = context.get("exception")
+    detail = f"{type(error).__name__}: {error}" if error is not None else ""
+    log.debug("background: %s %s", context.get("message", ""), detail)
 
 
 async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
@@ -55,6 +102,7 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
         systemd.ready(settings.route_label)
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_one_line)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
@@ -64,4 +112,4 @@ async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
         progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
-    log.info("session %s stopped: %s", settings.session_name, progress.line(), extra={"event": "stopped"})
+    log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})

@@ -36,7 +36,7 @@ def read_report(db_path: Path) -> StatusReport | None:
     """The checkpoint's report, or None when no session has created the file yet."""
     if not db_path.exists():
         return None
-    store = SqliteStore(db_path, create=False)
+    store = SqliteStore(db_path, create=False, read_only=True)  # status never writes: a read-only file works
     try:
         return store.report()
     finally:
@@ -86,11 +86,11 @@ def report_json(db_path: Path, report: StatusReport | None) -> str:
 
 def render(console: Console, db_path: Path, report: StatusReport | None) -> None:
     if report is None:
-        console.print(f"No checkpoint yet at {db_path}: no session has run.")
+        console.print(_plain(f"No checkpoint yet at {db_path}: no session has run."))
         console.print("Start one with: telepi run sessions/session1   (or: systemctl start telepi@session1)")
         return
     now = report.generated_at
-    console.print(f"Checkpoint {report.path}")
+    console.print(_plain(f"Checkpoint {report.path}"))
     if not report.routes:
         console.print("No routes yet: sessions have started but nothing has been planned.")
     routes = Table(title="Routes", title_justify="left")
@@ -99,7 +99,8 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
     for route in report.routes:
         percent = f"{100 * route.finished / route.known:.1f}%" if route.known else "-"
         counts = route.counts
-        routes.add_row(
+        _row(
+            routes,
             route.route.label,
             f"{route.finished}/{route.known} {percent}",
             *(str(counts.get(status, 0)) for status in ("pending", "processing", "done", "failed", "skipped")),
@@ -116,7 +117,8 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
             table.add_column(column)
         for label, lease, expired in leases:
             expires = f"expired {_ago(-lease.expires_in)} ago, awaiting takeover" if expired else _ago(lease.expires_in)
-            table.add_row(
+            _row(
+                table,
                 label,
                 str(lease.source_msg_id),
                 lease.session,
@@ -132,7 +134,7 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
         for column in ("route", "reason", "messages", "latest ids"):
             table.add_column(column, justify="right" if column == "messages" else "left")
         for label, entry in skipped:
-            table.add_row(label, entry.reason or "-", str(entry.count), ", ".join(map(str, entry.latest)))
+            _row(table, label, entry.reason or "-", str(entry.count), ", ".join(map(str, entry.latest)))
         console.print(table)
 
     if report.sessions:
@@ -140,7 +142,8 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
         for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min"):
             table.add_column(column)
         for session in report.sessions:
-            table.add_row(
+            _row(
+                table,
                 session.name,
                 f"{session.host}:{session.pid}",
                 session_health(session, now),
@@ -153,7 +156,9 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
         for session in report.sessions:
             if session.needs_action:  # a table cell may cut the fix: say it in full once more
                 fix = session.detail or session.state
-                console.print(Text.assemble((f"{session.name} needs you", "bold red"), f": {fix}"), soft_wrap=True)
+                console.print(
+                    Text.assemble((_clean(f"{session.name} needs you"), "bold red"), _clean(f": {fix}")), soft_wrap=True
+                )
     else:
         console.print("No session has registered yet.")
 
@@ -164,7 +169,8 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
         labels = {route.route.id: route.route.label for route in report.routes}
         for failure in report.failures:
             when = f"{_ago(now - failure.at)} ago" if failure.at else "-"
-            table.add_row(
+            _row(
+                table,
                 labels.get(failure.route_id, str(failure.route_id)),
                 str(failure.source_msg_id),
                 failure.status,
@@ -173,6 +179,25 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
                 failure.error,
             )
         console.print(table)
+
+
+# Chat and topic titles, texts and errors come from Telegram, chosen by whoever owns the chats: shown as
+# plain text, never read as rich markup, and control characters (escapes, carriage returns) made visible.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    code: f"\\u{code:04x}" for code in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def _clean(value: str) -> str:
+    return value.translate(_CONTROL)
+
+
+def _plain(value: str) -> Text:
+    return Text(_clean(value))
+
+
+def _row(table: Table, *cells: str, style: str | None = None) -> None:
+    table.add_row(*(_plain(cell) for cell in cells), style=style)
 
 
 def _ago(seconds: float) -> str:

@@ -41,11 +41,23 @@ class Progress:
         span = max(now - min(window), 1.0)
         return len(window) * 60.0 / span if span < 60 else float(len(window))
 
+    def summary(self) -> str:
+        """What this run did, for the stop line: ``copied 306, skipped 2 in 4m12s`` (the route's totals are
+        the checkpoint's, in telepi status)."""
+        parts = [f"copied {self.done}"]
+        if self.skipped:
+            parts.append(f"skipped {self.skipped}")
+        if self.failed:
+            parts.append(f"failed {self.failed}")
+        seconds = round(time.monotonic() - self.started)
+        return ", ".join(parts) + f" in this run ({seconds // 60}m{seconds % 60:02d}s)"
+
     def line(self, finished: int | None = None, known: int | None = None) -> str:
         """One line: ``copied 1234/5000 · 38 msg/min · flood-wait 42s on SendMedia``."""
         finished = self.done + self.skipped if finished is None else finished
         known = self.known if known is None else known
-        parts = [f"copied {finished}/{known}", f"{self.per_minute():.0f} msg/min"]
+        count = f"copied {finished}/{known}" if known >= finished else f"copied {finished}"  # never "306/0"
+        parts = [count, f"{self.per_minute():.0f} msg/min"]
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.wait_method and self.wait_until:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -28,12 +29,13 @@ from telepi.engine.progress import Progress
 from telepi.engine.provenance import refuse_unrecorded_copies
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
-from telepi.errors import SessionStopped, UserFixableError
+from telepi.errors import PassingError, SessionStopped, UserFixableError
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
+CONNECT_SECONDS = 30.0  # at start, Telegram unreachable this long: exit 75, systemd starts again after RestartSec
 
 
 class NotLoggedIn(UserFixableError):
@@ -80,8 +82,34 @@ async def resolve_chat(client: Any, key: str, ref: ChatRef) -> Any:
         ) from None
     except Exception as exc:
         if classify(exc).kind is ErrorKind.CHAT or "INVALID" in error_name(exc):
-            raise ChatNotFound(f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}).") from None
+            raise ChatNotFound(
+                f"{key}={ref.raw!r} cannot be opened by this account ({error_name(exc)}): add the account to the "
+                f"chat, or change {key}."
+            ) from None
         raise
+
+
+def unreachable(client: Any, exc: BaseException) -> PassingError:
+    """Telegram cannot be reached at start: a sentence naming the address; systemd restarts the unit."""
+    address = f"{client.session.server_address}:{client.session.port}"
+    reason = str(exc) or ("no answer" if isinstance(exc, TimeoutError) else type(exc).__name__)
+    return PassingError(
+        f"Telegram at {address} cannot be reached ({reason}): telepi starts again by itself "
+        "(under systemd after RestartSec); if it lasts, check this machine's network and TG_DC."
+    )
+
+
+def chat_lost(settings: Settings, exc: BaseException) -> SessionStopped | None:
+    """A source the account can no longer read (left, banned, made private) found while planning:
+    the same sentence as mid-run, naming SOURCE_CHAT."""
+    name = error_name(exc)
+    if classify(exc).kind is not ErrorKind.CHAT:
+        return None
+    hint = fatal_hint(name) or "the account can no longer read the chat"
+    return SessionStopped(
+        f"SOURCE_CHAT={settings.source_chat.raw!r}: Telegram answered {name}: {hint}; "
+        "add the account to the chat again or change SOURCE_CHAT."
+    )
 
 
 def claim_size(settings: Settings, source_protected: bool) -> int:
@@ -108,7 +136,14 @@ async def run_session(
         reuploader = StreamingReuploader()
     if not settings.session_file.exists():  # before the client creates an empty one
         raise NotLoggedIn(f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}")
-    client = make_client(settings)
+    try:
+        client = make_client(settings)
+    except sqlite3.OperationalError as exc:  # Telethon's session file: another process holds its lock
+        raise NotLoggedIn(
+            f"the session file {settings.session_file} is locked ({exc}): another telepi of session "
+            f"{settings.session_name} is starting or running; stop it first (systemctl stop "
+            f"telepi@{settings.session_name})."
+        ) from None
     progress = Progress()
     session = settings.session_name
     limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, stop=stop)
@@ -128,13 +163,21 @@ async def run_session(
     if hooks.monitor is not None:
         hooks.monitor.watch_connection(client.is_connected)
     try:
+        telethon_log = logging.getLogger("telethon")
+        level = telethon_log.level
+        telethon_log.setLevel(logging.ERROR)  # its retries log a line each: the sentence below says it once
         try:
-            await client.connect()  # Telethon's first request (getConfig) goes around the gateway
+            async with asyncio.timeout(CONNECT_SECONDS):  # Telethon retries forever: a start gives up
+                await client.connect()  # Telethon's first request (getConfig) goes around the gateway
+        except (OSError, EOFError, TimeoutError) as exc:  # EOFError: IncompleteReadError, the link cut mid-reply
+            raise unreachable(client, exc) from None
         except Exception as exc:
             found = classify(exc)
             if found.kind is ErrorKind.ACCOUNT:
                 raise gateway.account_problem(found) from exc
             raise
+        finally:
+            telethon_log.setLevel(level)
         if not await client.is_user_authorized():
             raise NotLoggedIn(f"session {session} is not logged in: run  telepi login {settings.session_dir}")
         me = await client.get_me()
@@ -295,6 +338,9 @@ async def _run_route(
         if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
             if isinstance(planning.exception(), SessionStopped):
                 raise planning.exception()  # type: ignore[misc]  # a person must act: say what
+            lost = chat_lost(settings, planning.exception())  # type: ignore[arg-type]
+            if lost is not None:
+                raise lost from None
             raise RuntimeError("planning the source's history failed") from planning.exception()
         return not settings.live and planner.reached_end and store.head(route.route_id) is None
 
@@ -311,13 +357,23 @@ async def _run_route(
     if hooks.monitor is not None:
         for task in tasks:
             hooks.monitor.watch(task)
+    heartbeat = tasks[0]  # essential: without it this session's leases expire and others take them over
+
+    def heartbeat_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            stop.set()  # end the run instead of working on without heartbeats
+
+    heartbeat.add_done_callback(heartbeat_ended)
     try:
         await worker.run(stop, work_done, planning=lambda: not planner.reached_end)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        hooks.status(progress.line(*store.route_counts(route.route_id)))
+        with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
+            hooks.status(progress.line(*store.route_counts(route.route_id)))
+    if not heartbeat.cancelled() and heartbeat.exception() is not None:
+        raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
 
 class _RouteCounts:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from telethon.tl import types
 
 from telepi.sandbox.dispatch import RpcError
+from telepi.sandbox.private import private_dir, private_file
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -200,10 +201,12 @@ class FileStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._blobs = Path(state_dir) / "blobs"
-        self._blobs.mkdir(parents=True, exist_ok=True)
+        private_dir(self._blobs)
         self._ttl = upload_ttl
         self._clock = clock
-        self._db = sqlite3.connect(Path(state_dir) / "files.sqlite", isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            private_file(Path(state_dir) / "files.sqlite"), isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -241,7 +244,7 @@ class FileStore:
         if fd is not None:
             self._fds.move_to_end(path)
             return fd
-        fd = os.open(self._blobs / path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._blobs / path, os.O_RDWR | os.O_CREAT, 0o600)
         self._fds[path] = fd
         if len(self._fds) > _MAX_OPEN_FDS:
             os.close(self._fds.popitem(last=False)[1])
@@ -263,7 +266,7 @@ class FileStore:
     def add_bytes(self, data: bytes) -> int:
         """A file with the given content (for small seeded media such as photos)."""
         path = f"b-{secrets.token_hex(8)}.bin"
-        with open(self._blobs / path, "wb") as f:
+        with open(private_file(self._blobs / path), "wb") as f:
             f.write(data)
         return self._insert_file(seed=None, size=len(data), path=path, chunk=0)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .handshake import ServerKey
+from .private import private_dir, private_file
 from .protocol import auth_key_id
 
 FILENAME = "mtproto.sqlite3"
@@ -42,8 +43,8 @@ class KeyStore:
     """The server's persistent state. Reads are served from memory; writes go straight to disk."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(state_dir / FILENAME, isolation_level=None)
+        private_dir(state_dir)
+        self._db = sqlite3.connect(private_file(state_dir / FILENAME), isolation_level=None)
         self.closed = False
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)

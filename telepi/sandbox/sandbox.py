@@ -26,6 +26,7 @@ from telethon.sessions import MemorySession, SQLiteSession
 from telepi.sandbox.faults import Faults
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.handshake import ServerKey
+from telepi.sandbox.private import private_dir
 from telepi.sandbox.rpc import build_env, build_registry
 from telepi.sandbox.rpc_common import Env
 from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
@@ -98,7 +99,7 @@ class Sandbox:
     # ---- lifecycle
 
     async def start(self) -> Sandbox:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         self._world = self._given_world or World(self.state_dir / "world.sqlite")
         self._files = FileStore(self.state_dir)
         if self._spec is not None and self._world.is_empty():

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from telepi.sandbox.private import private_dir, private_file
+
 CHANNEL_OFFSET = 10**12
 USER_ID_BASE = 100_000_000
 CHAT_ID_BASE = 200_000_000
@@ -493,7 +495,8 @@ class World:
         self.file_reference_max_age = 24 * 3600.0
         # getChannelDifference answers "too long" (latest messages only) past this many pending events.
         self.channel_difference_max = 5000
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        private_dir(self.path.parent)
+        self._db = sqlite3.connect(private_file(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")

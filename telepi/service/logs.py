@@ -23,6 +23,7 @@ priority prefix, which journald turns into the entry's priority.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -83,6 +84,15 @@ class _PriorityPrefixFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = journal_priority(record.levelno)
         return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """``clone.log`` and its rotations 0600 whatever the umask: they name chats, accounts and messages."""
+
+    def _open(self) -> io.TextIOWrapper:
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(descriptor, 0o600)
+        return io.TextIOWrapper(io.FileIO(descriptor, "a"), encoding=self.encoding, errors=self.errors)
 
 
 def journal_priority(levelno: int) -> int:
@@ -194,7 +204,7 @@ def setup_logging(
         console.setFormatter(_RedactingFormatter(LOG_FORMAT, redact))
         handlers.append(console)
     if log_file is not None:
-        clone_log = logging.handlers.RotatingFileHandler(
+        clone_log = _PrivateRotatingFileHandler(
             log_file, maxBytes=CLONE_LOG_BYTES, backupCount=CLONE_LOG_BACKUPS, encoding="utf-8"
         )
         clone_log.setFormatter(_RedactingFormatter(LOG_FORMAT, redact))

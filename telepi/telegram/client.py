@@ -11,11 +11,14 @@ travel on the transfer's own connections and are paced there.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from telethon import TelegramClient
-from telethon.crypto import rsa
+from telethon.crypto import AuthKey, rsa
+from telethon.sessions import MemorySession
 
 from telepi.config import Settings
 
@@ -42,15 +45,33 @@ FLOOD_SLEEP_THRESHOLD = 0
 _loaded_keys: set[str] = set()
 
 
-def make_client(settings: Settings, *, receive_updates: bool = True) -> GatedClient:
-    """A client on the session's ``.session`` file; pointed at the sandbox when ``TG_DC`` is set."""
+def session_copy(path: Path) -> MemorySession:
+    """The login (and known chats) of a ``.session`` file read without writing or locking it: for a check
+    beside the running session, whose process holds the file (Telethon keeps a write transaction open)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT dc_id, server_address, port, auth_key FROM sessions").fetchone()
+        entities = db.execute("SELECT id, hash, username, phone, name FROM entities").fetchall()
+    finally:
+        db.close()
+    copy = MemorySession()
+    if row is not None:
+        copy.set_dc(row[0], row[1], row[2])
+        copy.auth_key = AuthKey(data=row[3]) if row[3] else None
+    copy._entities = set(entities)  # Telethon's in-memory entity cache: (id, hash, username, phone, name)
+    return copy
+
+
+def make_client(settings: Settings, *, receive_updates: bool = True, read_only: bool = False) -> GatedClient:
+    """A client on the session's ``.session`` file; pointed at the sandbox when ``TG_DC`` is set.
+    ``read_only``: on a copy of its login in memory, the file left alone (see :func:`session_copy`)."""
     if settings.server_key_path is not None:
         pem = settings.server_key_path.read_text()
         if pem not in _loaded_keys:  # rsa.add_key is process-global
             rsa.add_key(pem, old=False)
             _loaded_keys.add(pem)
     client = GatedClient(
-        str(settings.session_file.with_suffix("")),
+        session_copy(settings.session_file) if read_only else str(settings.session_file.with_suffix("")),
         settings.api_id,
         settings.api_hash,
         flood_sleep_threshold=FLOOD_SLEEP_THRESHOLD,
@@ -62,7 +83,7 @@ def make_client(settings: Settings, *, receive_updates: bool = True) -> GatedCli
         device_model="telepi",
         app_version="telepi",
     )
-    if settings.dc_address is not None:
+    if settings.dc_address is not None and not read_only:
         host, port = settings.dc_address
         client.session.set_dc(2, host, port)
     return client
