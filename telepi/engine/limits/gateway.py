@@ -27,6 +27,11 @@ class AccountProblem(SessionStopped):
         super().__init__(sentence)
         self.problem = problem
 
+    def again(self) -> AccountProblem:
+        """A fresh copy for each later call: one exception object raised by every task would gather a
+        traceback without end."""
+        return AccountProblem(self.problem, str(self))
+
 
 class Gateway:
     """Installed as the client's middleware for the whole run; the limiter joins once the route is known."""
@@ -40,7 +45,7 @@ class Gateway:
 
     async def __call__(self, request: Any, call: Callable[[], Awaitable[Any]]) -> Any:
         if self.problem is not None:
-            raise self.problem
+            raise self.problem.again()
         method = request_name(request)
         try:
             if self.limiter is None or GOVERNED.get():
@@ -51,7 +56,9 @@ class Gateway:
         except Exception as exc:
             found = classify(exc)
             if found.kind is ErrorKind.ACCOUNT:
-                raise self.account_problem(found) from exc
+                first = self.problem is None
+                problem = self.account_problem(found)
+                raise (problem if first else problem.again()) from exc
             raise
 
     def account_problem(self, found: Classified) -> AccountProblem:
