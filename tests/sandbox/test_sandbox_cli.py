@@ -106,3 +106,24 @@ async def test_serve_post_and_dump_while_a_client_listens(tmp_path: Path) -> Non
 def test_cli_errors_are_one_clear_sentence(tmp_path: Path, args: list[str], message: str) -> None:
     result = run(*[a.format(tmp=tmp_path) for a in args])
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["dump", "--chat", "source"],
+        ["post", "--chat", "source", "--text", "x"],
+        ["account", "--as", "alice", "--standing", "banned"],
+    ],
+)
+def test_the_sandbox_verbs_work_through_the_telepi_command(tmp_path: Path, verb: list[str]) -> None:
+    # They once crashed there with AttributeError ('handler'): the tests only called telepi.sandbox.cli.
+    result = subprocess.run(
+        [sys.executable, "-m", "telepi", "sandbox", verb[0], "--state", str(tmp_path), *verb[1:]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert "Traceback" not in result.stderr and result.returncode != 0
+    assert str(tmp_path) in result.stderr  # one sentence naming the state directory with no sandbox in it
