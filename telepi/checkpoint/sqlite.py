@@ -104,8 +104,12 @@ class SqliteStore:
         return db
 
     def _check_identity(self, db: sqlite3.Connection) -> None:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        has_tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+        # One statement, one snapshot: read apart, another session's first migration could commit in between
+        # (tables seen, its application id not yet) and a fresh checkpoint would look foreign.
+        app_id, tables = db.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), (SELECT COUNT(*) FROM sqlite_master)"
+        ).fetchone()
+        has_tables = tables > 0
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
             raise CheckpointError(
                 f"{self.path} is an SQLite database but not a telepi checkpoint; it was left untouched: "
