@@ -878,6 +878,11 @@ class SqliteStore:
             ).fetchone()
         return int(row[0])
 
+    def session_user_ids(self) -> set[int]:
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT DISTINCT user_id FROM sessions WHERE user_id IS NOT NULL").fetchall()
+        return {int(row[0]) for row in rows}
+
     def session_user_id(self, name: str) -> int | None:
         with self._tx(write=False) as db:
             row = db.execute("SELECT user_id FROM sessions WHERE name = ?", (name,)).fetchone()

@@ -205,6 +205,10 @@ class Store(Protocol):
     def others_alive(self, session: str, within: float) -> int:
         """How many other sessions were seen working in the last ``within`` seconds."""
 
+    def session_user_ids(self) -> set[int]:
+        """The accounts of every session that ever ran on this checkpoint."""
+        ...
+
     def session_user_id(self, name: str) -> int | None:
         """The Telegram user id a session registered with (to recognise its messages in the target)."""
 

@@ -99,19 +99,6 @@ def unreachable(client: Any, exc: BaseException) -> PassingError:
     )
 
 
-def chat_lost(settings: Settings, exc: BaseException) -> SessionStopped | None:
-    """A source the account can no longer read (left, banned, made private) found while planning:
-    the same sentence as mid-run, naming SOURCE_CHAT."""
-    name = error_name(exc)
-    if classify(exc).kind is not ErrorKind.CHAT:
-        return None
-    hint = fatal_hint(name) or "the account can no longer read the chat"
-    return SessionStopped(
-        f"SOURCE_CHAT={settings.source_chat.raw!r}: Telegram answered {name}: {hint}; "
-        "add the account to the chat again or change SOURCE_CHAT."
-    )
-
-
 def claim_size(settings: Settings, source_protected: bool) -> int:
     if settings.mode == "forward" or (settings.mode == "auto" and not source_protected):
         return 100  # one forwardMessages call per 100 messages
@@ -187,7 +174,7 @@ async def run_session(
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
         _bind_per_account_route(store, settings, route.id, me.id, source, target)
-        accounts = {me.id, *(s.user_id for s in store.report(failures=0, skipped_ids=0).sessions if s.user_id)}
+        accounts = {me.id, *store.session_user_ids()}
         await refuse_unrecorded_copies(client, store, route.id, target, accounts, str(settings.session_dir))
         route_target = RouteTarget(
             route_id=route.id,
@@ -338,9 +325,6 @@ async def _run_route(
         if planning is not None and planning.done() and not planning.cancelled() and planning.exception():
             if isinstance(planning.exception(), SessionStopped):
                 raise planning.exception()  # type: ignore[misc]  # a person must act: say what
-            lost = chat_lost(settings, planning.exception())  # type: ignore[arg-type]
-            if lost is not None:
-                raise lost from None
             raise RuntimeError("planning the source's history failed") from planning.exception()
         return not settings.live and planner.reached_end and store.head(route.route_id) is None
 
