@@ -628,18 +628,7 @@ class Worker:
             unit.ids,
         )
         prepared.placement = dataclasses.replace(prepared.placement, reply_to_msg_id=None)
-        try:
-            targets = await self._send(prepared, may_hand_back=False)  # marked sending: finish it here
-        except Stopping:
-            self._hand_back(refused=unit.ids)
-            return
-        except SessionStopped:
-            raise
-        except Exception as exc:
-            await self._failed(unit, [item.source_msg_id for item, _ in prepared.sendable], exc)
-            return
-        self.store.complete(self.route.route_id, targets, self.session)
-        self.progress.copied(len(targets))
+        await self._send_again(unit, prepared)
 
     async def _send_captions_apart(self, unit: Unit, prepared: Prepared, refusal: Exception) -> None:
         """Telegram found a caption too long (its count or limit differs from ours): send the media
@@ -650,10 +639,13 @@ class Worker:
             unit.ids,
             extra={"event": "caption_follow_up", "msg_id": unit.first_id},
         )
-        moved = dataclasses.replace(prepared, outs=_captions_apart(prepared.outs))
+        await self._send_again(unit, dataclasses.replace(prepared, outs=_captions_apart(prepared.outs)))
+
+    async def _send_again(self, unit: Unit, prepared: Prepared) -> None:
+        """Send a unit already marked sending once more, as the caller changed it, and record what lands."""
         ids = [item.source_msg_id for item, _ in prepared.sendable]
         try:
-            targets = await self._send(moved, may_hand_back=False)  # the unit is marked sending: finish it here
+            targets = await self._send(prepared, may_hand_back=False)  # the unit is marked sending: finish it here
         except Stopping:
             self._hand_back(refused=ids)
             return
