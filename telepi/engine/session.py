@@ -152,11 +152,14 @@ async def run_session(
     try:
         telethon_log = logging.getLogger("telethon")
         level = telethon_log.level
-        telethon_log.setLevel(logging.ERROR)  # its retries log a line each: the sentence below says it once
+        telethon_log.setLevel(logging.CRITICAL)  # its retries log a line each: the sentence below says it once
         try:
             async with asyncio.timeout(CONNECT_SECONDS):  # Telethon retries forever: a start gives up
                 await client.connect()  # Telethon's first request (getConfig) goes around the gateway
         except (OSError, EOFError, TimeoutError) as exc:  # EOFError: IncompleteReadError, the link cut mid-reply
+            with contextlib.suppress(Exception):  # while its log is quiet: each pending request logs a line
+                async with asyncio.timeout(5):
+                    await client.disconnect()
             raise unreachable(client, exc) from None
         except Exception as exc:
             found = classify(exc)
