@@ -4,4 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh runtime
-exec .venv/bin/telepi demo "$@"
+status=0
+.venv/bin/telepi demo "$@" || status=$?
+# The README's next commands say `telepi ...`: say where it is and how to put it on the PATH.
+echo "telepi is installed at $PWD/.venv/bin/telepi; to type the README's commands as written: source $PWD/.venv/bin/activate" >&2
+exit "$status"

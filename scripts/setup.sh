@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv and install telepi into it. Works on a fresh Debian/Ubuntu machine with only python3:
-# as root it installs the missing system packages itself (python3-venv; libsystemd-dev and pkg-config so
-# the optional journald extra can build). Usage: scripts/setup.sh [runtime|dev]
+# as root it installs the missing system packages itself (python3-venv; for dev also gcc, python3-dev,
+# libsystemd-dev and pkg-config so the journald extra and the deploy's wheels can build). Usage: scripts/setup.sh [runtime|dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-runtime}
@@ -25,30 +25,39 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 
+# systemd-python (the journald extra; also in the wheels the deploy builds) compiles from source.
+build_tools_present() {
+    command -v gcc >/dev/null && pkg-config --exists libsystemd 2>/dev/null &&
+        .venv/bin/python -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))'
+}
+
 extras=""
 if [ "$profile" = dev ]; then
     extras="dev"
-    # systemd-python (journald logging) builds from source; it is optional, telepi falls back to stderr.
-    if pkg-config --exists libsystemd 2>/dev/null || apt_install libsystemd-dev pkg-config; then
+    if build_tools_present || apt_install gcc python3-dev libsystemd-dev pkg-config; then
         extras="dev,journald"
+    else
+        echo "setup: the journald extra needs a C compiler and headers: run 'sudo apt-get install gcc python3-dev libsystemd-dev pkg-config' and retry (continuing without it)" >&2
     fi
 fi
 
-# Reinstall only when the project's metadata changed since the last install.
+# Reinstall only when the project's metadata or the wanted extras changed since the last install; the stamp
+# records what was installed, so an extra that failed to build is tried again on the next run.
 stamp=".venv/.telepi-installed"
-want="$profile $extras $(sha256sum pyproject.toml | cut -c1-16)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$profile $extras $hash" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     spec="."
     [ -n "$extras" ] && spec=".[$extras]"
     if ! .venv/bin/python -m pip install -q -e "$spec" 2>/tmp/telepi-pip.log; then
         if [ "$extras" = "dev,journald" ]; then
-            echo "setup: the journald extra did not build (see /tmp/telepi-pip.log); continuing without it" >&2
+            echo "setup: the journald extra did not build (see /tmp/telepi-pip.log); continuing without it, the next run tries again" >&2
             .venv/bin/python -m pip install -q -e ".[dev]"
+            extras="dev"
         else
             cat /tmp/telepi-pip.log >&2
             exit 1
         fi
     fi
-    echo "$want" >"$stamp"
+    echo "$profile $extras $hash" >"$stamp"
 fi

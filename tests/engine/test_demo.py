@@ -10,7 +10,16 @@ from pathlib import Path
 
 def test_demo_clones_everything_once_and_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "telepi", "demo", "--messages", "60", "--video-mib", "3", "--keep", str(tmp_path)],
+        [
+            str(Path(sys.executable).with_name("telepi")),
+            "demo",
+            "--messages",
+            "60",
+            "--video-mib",
+            "3",
+            "--keep",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

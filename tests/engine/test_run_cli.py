@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,12 @@ async def test_unknown_source_chat_exits_78_naming_the_key(tmp_path: Path) -> No
         assert "SOURCE_CHAT='@nosuchchat' cannot be found by this account" in result.stderr
 
 
+def leases_held(checkpoint: Path) -> int:
+    """Messages still leased, read from the checkpoint file as another process would."""
+    with sqlite3.connect(f"file:{checkpoint}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT COUNT(*) FROM messages WHERE status = 'processing'").fetchone()[0])
+
+
 async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
     return await asyncio.to_thread(function, *args)
 
@@ -65,18 +72,7 @@ async def test_target_the_account_cannot_post_to_stops_with_78(tmp_path: Path) -
         assert (
             "TARGET_CHAT: Telegram answered CHAT_WRITE_FORBIDDEN: the account cannot post in the chat" in result.stderr
         )
-        assert (
-            "processing"
-            not in subprocess.run(
-                [
-                    "sqlite3",
-                    str(tmp_path / "sessions" / "shared" / "checkpoint.db"),
-                    "SELECT status FROM messages WHERE status='processing';",
-                ],
-                capture_output=True,
-                text=True,
-            ).stdout
-        )  # its leases were released on the way out
+        assert leases_held(tmp_path / "sessions" / "shared" / "checkpoint.db") == 0  # released on the way out
 
 
 async def test_under_systemd_ready_status_watchdog_and_a_clean_stop(tmp_path: Path) -> None:
@@ -126,13 +122,4 @@ async def test_under_systemd_ready_status_watchdog_and_a_clean_stop(tmp_path: Pa
                 process.kill()
             listener.close()
         assert code == 0, process.stderr.read() if process.stderr else ""
-        leases = subprocess.run(
-            [
-                "sqlite3",
-                str(tmp_path / "sessions" / "shared" / "checkpoint.db"),
-                "SELECT COUNT(*) FROM messages WHERE status='processing';",
-            ],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        assert leases == "0"
+        assert leases_held(tmp_path / "sessions" / "shared" / "checkpoint.db") == 0
