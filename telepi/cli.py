@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--phone", help="phone number; with stdin not a terminal, the code (then the 2FA password) is read from stdin"
     )
+    login.add_argument(
+        "--qr",
+        action="store_true",
+        help="log in by scanning a QR code with the Telegram app of a logged-in device (no code sent)",
+    )
     login.set_defaults(handler=_cmd_login)
 
     doctor = commands.add_parser("doctor", help="check everything a session needs, one line per check")
@@ -108,7 +113,7 @@ def _cmd_login(args: argparse.Namespace) -> int:
     from telepi.config import load_settings
 
     settings = load_settings(args.session_dir)
-    answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty())
+    answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty(), qr=args.qr)
     return asyncio.run(login(settings, answers, print))
 
 

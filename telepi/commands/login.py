@@ -1,16 +1,22 @@
 """``telepi login``: create a session's ``.session`` file, interactively or from a script.
 
 Phone, code and 2FA password are read without echo and never logged or printed. Non-interactive use:
-``--phone`` and the code on the first line of stdin (the 2FA password, if any, on the second).
+``--phone`` and the code on the first line of stdin (the 2FA password, if any, on the second). With ``--qr``
+no code is sent: a logged-in Telegram app scans the QR code printed here (https://core.telegram.org/api/qr-login);
+the 2FA password, if any, is asked for (or read from stdin's first line) afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import getpass
+import io
 import os
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import segno
 from telethon import errors
 
 from telepi.config import Settings
@@ -26,16 +32,17 @@ class LoginError(ConfigError):
 class Answers:
     """Where the phone, the code and the password come from: the terminal or stdin lines."""
 
-    def __init__(self, phone: str | None, stdin: TextIO, interactive: bool) -> None:
+    def __init__(self, phone: str | None, stdin: TextIO, interactive: bool, *, qr: bool = False) -> None:
         self.phone_arg = phone
         self.interactive = interactive
+        self.qr = qr
         self.lines: list[str] = []
         if not interactive:
             self.lines = [line.strip() for line in stdin.read().splitlines() if line.strip()]
 
     def require_input(self) -> None:
         """With no terminal and no input, refuse before Telegram sends a code."""
-        if self.interactive:
+        if self.interactive or self.qr:  # a QR login sends no code; a 2FA password is asked for when needed
             return
         if not self.phone_arg:
             raise LoginError("no phone number given", "pass --phone +<country><number> when stdin is not a terminal")
@@ -88,7 +95,7 @@ async def login(settings: Settings, answers: Answers, say: Callable[[str], None]
 
 
 async def _login(settings: Settings, answers: Answers, say: Callable[[str], None]) -> int:
-    client = make_client(settings, receive_updates=False)
+    client = make_client(settings, receive_updates=answers.qr)  # the QR's updateLoginToken is an update
     await client.connect()
     try:
         if await client.is_user_authorized():
@@ -96,36 +103,85 @@ async def _login(settings: Settings, answers: Answers, say: Callable[[str], None
             say(f"{settings.session_name} is already logged in as {_name(me)}; nothing to do.")
             return 0
         answers.require_input()
-        phone = answers.phone()
-        try:
-            try:
-                sent = await client.send_code_request(phone)
-            except errors.FloodWaitError as exc:
-                raise CodeFloodWait(
-                    f"Telegram asks to wait {_duration(exc.seconds)} before it sends another login code "
-                    f"(FLOOD_WAIT_{exc.seconds}): run telepi login again after that, and use the last code "
-                    "you received if one arrived"
-                ) from None
-            say(f"Telegram sent the login code {_delivery(sent.type)}.")
-            try:
-                me = await client.sign_in(phone=phone, code=answers.code(), phone_code_hash=sent.phone_code_hash)
-            except errors.SessionPasswordNeededError:
-                me = await client.sign_in(password=answers.password())
-        except (errors.PhoneNumberInvalidError, errors.PhoneNumberBannedError) as exc:
-            raise LoginError(
-                f"Telegram refused the phone number ({exc.message})", "check it and run telepi login again"
-            ) from None
-        except (errors.PhoneCodeInvalidError, errors.PhoneCodeExpiredError) as exc:
-            raise LoginError(
-                f"the login code was not accepted ({exc.message})", "run telepi login again for a new code"
-            ) from None
-        except errors.PasswordHashInvalidError:
-            raise LoginError("the two-step verification password is wrong", "run telepi login again") from None
+        if answers.qr:
+            me = await _qr_login(client, answers, say)
+        else:
+            me = await _code_login(client, answers, say)
     finally:
         await client.disconnect()
     os.chmod(settings.session_file, 0o600)
     say(f"{settings.session_name} logged in as {_name(me)}; the session file is {settings.session_file} (mode 600).")
     return 0
+
+
+async def _code_login(client: Any, answers: Answers, say: Callable[[str], None]) -> Any:
+    phone = answers.phone()
+    try:
+        try:
+            sent = await client.send_code_request(phone)
+        except errors.FloodWaitError as exc:
+            raise CodeFloodWait(
+                f"Telegram asks to wait {_duration(exc.seconds)} before it sends another login code "
+                f"(FLOOD_WAIT_{exc.seconds}): run telepi login again after that, and use the last code "
+                "you received if one arrived"
+            ) from None
+        say(f"Telegram sent the login code {_delivery(sent.type)}.")
+        try:
+            return await client.sign_in(phone=phone, code=answers.code(), phone_code_hash=sent.phone_code_hash)
+        except errors.SessionPasswordNeededError:
+            return await _two_step(client, answers)
+    except (errors.PhoneNumberInvalidError, errors.PhoneNumberBannedError) as exc:
+        raise LoginError(
+            f"Telegram refused the phone number ({exc.message})", "check it and run telepi login again"
+        ) from None
+    except (errors.PhoneCodeInvalidError, errors.PhoneCodeExpiredError) as exc:
+        raise LoginError(
+            f"the login code was not accepted ({exc.message})", "run telepi login again for a new code"
+        ) from None
+
+
+async def _two_step(client: Any, answers: Answers) -> Any:
+    try:
+        return await client.sign_in(password=answers.password())
+    except errors.PasswordHashInvalidError:
+        raise LoginError("the two-step verification password is wrong", "run telepi login again") from None
+
+
+QR_MINUTES = 3  # how long a QR login keeps showing fresh codes before it gives up
+
+
+async def _qr_login(client: Any, answers: Answers, say: Callable[[str], None]) -> Any:
+    """Show a QR code until a logged-in app scans it; each code lasts about 30 s, a new one replaces it."""
+    qr = await client.qr_login()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + QR_MINUTES * 60
+    while True:
+        say(
+            "Scan this QR code with the Telegram app of a device where the account is logged in "
+            "(Settings > Devices > Link Desktop Device):"
+        )
+        say(_qr_text(qr.url))
+        say(f"or open {qr.url} there; waiting until {qr.expires.astimezone():%H:%M:%S}.")
+        remaining = deadline - loop.time()
+        try:
+            left = (qr.expires - datetime.datetime.now(tz=datetime.UTC)).total_seconds()
+            return await qr.wait(timeout=max(1.0, min(left, remaining)))
+        except errors.SessionPasswordNeededError:
+            return await _two_step(client, answers)
+        except TimeoutError:
+            if loop.time() >= deadline:
+                raise LoginError(
+                    f"no device scanned the QR code within {QR_MINUTES} minutes",
+                    "run telepi login --qr again, or log in with the code (without --qr)",
+                ) from None
+            await qr.recreate()
+
+
+def _qr_text(url: str) -> str:
+    """The QR code in text: two rows per line in block characters, readable by a phone's camera."""
+    out = io.StringIO()
+    segno.make(url, error="l").terminal(out=out, compact=True, border=2)
+    return out.getvalue().rstrip("\n")
 
 
 # How auth.sendCode delivered the code (https://core.telegram.org/type/auth.SentCodeType): the person

@@ -36,9 +36,15 @@ class UpdateSink(Protocol):
     def push(self, user_id: int, updates: TLObject, *, except_session: tuple[int, int] | None = None) -> None:
         """Push ``updates`` to all sessions of ``user_id`` but ``except_session`` (auth_key_id, session_id)."""
 
+    def push_to_key(self, auth_key_id: int, updates: TLObject) -> None:
+        """Push ``updates`` to one auth key, logged in or not (a QR login's ``updateLoginToken``)."""
+
 
 class _NoSink:
     def push(self, user_id: int, updates: TLObject, *, except_session: tuple[int, int] | None = None) -> None:
+        return None
+
+    def push_to_key(self, auth_key_id: int, updates: TLObject) -> None:
         return None
 
 

@@ -1,5 +1,8 @@
 """Login as Telegram does it: ``auth.sendCode`` → ``auth.signIn`` → (2FA) ``account.getPassword`` →
-``auth.checkPassword`` with SRP (core.telegram.org/api/srp), then ``auth.logOut``.
+``auth.checkPassword`` with SRP (core.telegram.org/api/srp), then ``auth.logOut``; or by QR code
+(core.telegram.org/api/qr-login): ``auth.exportLoginToken`` → a logged-in device calls
+``auth.acceptLoginToken`` → ``updateLoginToken`` to the waiting key → ``auth.exportLoginToken`` again →
+``auth.loginTokenSuccess`` (or SESSION_PASSWORD_NEEDED, then the same 2FA check).
 
 The server side of SRP: with ``x = PH2(password, salt1, salt2)`` and ``v = g^x``, the server sends
 ``B = k·v + g^b``; the client answers ``A`` and ``M1 = H(H(p) xor H(g) | H(salt1) | H(salt2) | A | B | K)``
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +197,56 @@ def register(registry: Registry, env: Env) -> None:
         if not srp.check(user, int(check.srp_id), bytes(check.A), bytes(check.M1)):
             raise bad("PASSWORD_HASH_INVALID")
         return authorized(ctx, user)
+
+    # QR login tokens: token -> (the exporting auth key, expiry, the account that accepted it or None).
+    qr_tokens: dict[bytes, list[Any]] = env.login.setdefault("qr_tokens", {})
+
+    @registry.register(functions.auth.ExportLoginTokenRequest)
+    async def export_login_token(ctx: RpcContext, request: Any) -> TLObject:
+        now = time.time()
+        for token, (key_id, expires, accepted) in list(qr_tokens.items()):
+            if expires < now and accepted is None:
+                del qr_tokens[token]
+            elif key_id == ctx.auth_key_id and accepted is not None:
+                del qr_tokens[token]
+                user = world.user(accepted)
+                if user.password:  # "auth.exportLoginToken … may return SESSION_PASSWORD_NEEDED" (qr-login)
+                    pending_2fa[ctx.auth_key_id] = user.id
+                    raise RpcError(401, "SESSION_PASSWORD_NEEDED")
+                return types.auth.LoginTokenSuccess(authorization=authorized(ctx, user))
+        token = secrets.token_bytes(32)
+        # The token lasts 30 seconds; the client exports a new one to refresh the QR code (qr-login).
+        qr_tokens[token] = [ctx.auth_key_id, now + 30, None]
+        return types.auth.LoginToken(expires=int(now + 30), token=token)
+
+    @registry.register(functions.auth.AcceptLoginTokenRequest)
+    async def accept_login_token(ctx: RpcContext, request: Any) -> TLObject:
+        user_id = ctx.require_user()  # only a logged-in device can scan the code
+        entry = qr_tokens.get(bytes(request.token))
+        if entry is None:
+            raise bad("AUTH_TOKEN_INVALID")
+        key_id, expires, accepted = entry
+        if accepted is not None:
+            raise bad("AUTH_TOKEN_ALREADY_ACCEPTED")
+        if expires < time.time():
+            raise bad("AUTH_TOKEN_EXPIRED")
+        entry[2] = user_id
+        ctx.sink.push_to_key(key_id, types.UpdateShort(update=types.UpdateLoginToken(), date=int(time.time())))
+        now = int(time.time())
+        return types.Authorization(
+            hash=secrets.randbits(63),
+            device_model="telepi",
+            platform="Linux",
+            system_version="",
+            api_id=0,
+            app_name="telepi",
+            app_version="",
+            date_created=now,
+            date_active=now,
+            ip="127.0.0.1",
+            country="",
+            region="",
+        )
 
     @registry.register(functions.auth.LogOutRequest)
     async def log_out(ctx: RpcContext, request: Any) -> TLObject:

@@ -163,6 +163,13 @@ class SandboxServer:
             data = data if data is not None else bytes(updates)
             conn.push(session, data)
 
+    def push_to_key(self, auth_key_id: int, updates: TLObject) -> None:
+        subscribers = self._subscribers.get(auth_key_id)
+        if subscribers:
+            conn, session = next(reversed(subscribers.items()))
+            if not conn.closed:
+                conn.push(session, bytes(updates))
+
     # --- ConnectionHost ------------------------------------------------------------------------
 
     def session(self, record: AuthKeyRecord, session_id: int) -> tuple[Session, bool]:

@@ -55,6 +55,7 @@ _WITHOUT_LOGIN = frozenset(
         "SignInRequest",
         "CheckPasswordRequest",
         "GetPasswordRequest",
+        "ExportLoginTokenRequest",  # QR login (https://core.telegram.org/api/qr-login)
     }
 )
 

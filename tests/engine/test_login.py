@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import pty
 import select
@@ -12,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from telethon.tl import functions
 
 from telepi.errors import EX_CONFIG
 from telepi.sandbox.sandbox import Sandbox
@@ -131,3 +134,60 @@ async def test_interactive_login_never_echoes(tmp_path: Path) -> None:
         assert "Phone number" in screen and "Login code" in screen and "Two-step verification password" in screen
         assert "carol logged in as" in screen
         assert_no_secrets(screen)
+
+
+async def _scan_when_shown(sb: Sandbox, process: subprocess.Popen[str], account: str) -> list[str]:
+    """Read the QR login's output until its tg://login URL, then accept the token from a logged-in client of
+    ``account``, as the phone app does when it scans the code. Returns the lines read."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not any("tg://login?token=" in line for line in lines):
+        line = await asyncio.to_thread(process.stdout.readline)
+        assert line, "".join(lines) + (process.stderr.read() if process.stderr else "")
+        lines.append(line)
+    url = next(line for line in lines if "tg://login?token=" in line)
+    token = url.split("tg://login?token=")[1].split()[0].rstrip(";.")
+    phone = await sb.client(account)
+    await phone(functions.auth.AcceptLoginTokenRequest(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))))
+    return lines
+
+
+def qr_login(directory: Path, stdin: str = "") -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telepi", "login", str(directory), "--qr"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(stdin)
+    process.stdin.close()
+    return process
+
+
+async def test_qr_login_with_a_scan_from_a_logged_in_device(tmp_path: Path) -> None:
+    async with Sandbox(world=WORLD, state_dir=tmp_path / "state") as sb:
+        directory = await unlogged_session(sb, tmp_path, "bob")
+        process = qr_login(directory)
+        shown = await _scan_when_shown(sb, process, "bob")
+        code = await asyncio.to_thread(process.wait, 60)
+        rest = process.stdout.read() if process.stdout else ""
+        assert code == 0, rest + (process.stderr.read() if process.stderr else "")
+        assert any("▀" in line or "█" in line for line in shown)  # the code itself, drawn in the terminal
+        assert "bob logged in as" in rest
+        assert stat.S_IMODE((directory / "bob.session").stat().st_mode) == 0o600
+        again = await asyncio.to_thread(login, directory)
+        assert again.returncode == 0 and "already logged in" in again.stdout
+
+
+async def test_qr_login_then_the_two_step_password(tmp_path: Path) -> None:
+    async with Sandbox(world=WORLD, state_dir=tmp_path / "state") as sb:
+        directory = await unlogged_session(sb, tmp_path, "carol")
+        process = qr_login(directory, stdin="correct horse battery\n")
+        shown = await _scan_when_shown(sb, process, "carol")
+        code = await asyncio.to_thread(process.wait, 60)
+        rest = (process.stdout.read() if process.stdout else "") + (process.stderr.read() if process.stderr else "")
+        assert code == 0, rest
+        assert "carol logged in as" in rest
+        assert_no_secrets("".join(shown), rest)

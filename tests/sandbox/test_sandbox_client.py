@@ -72,6 +72,28 @@ async def test_login_with_code_and_with_2fa(sb: Sandbox) -> None:
         await client.disconnect()
 
 
+async def test_qr_login_tokens_are_accepted_once_by_a_logged_in_device(sb: Sandbox) -> None:
+    # https://core.telegram.org/api/qr-login: only an authorised device accepts, a token once.
+    alice = await wait(sb.client("alice"))
+    session = MemorySession()
+    session.set_dc(2, sb.host, sb.port)
+    client = TelegramClient(session, 1, "x")
+    await wait(client.connect())
+    try:
+        qr = await client.qr_login()
+        waiting = asyncio.ensure_future(qr.wait(timeout=10))
+        await asyncio.sleep(0.2)  # the waiting client subscribes to updates before the scan
+        with pytest.raises(errors.AuthTokenInvalidError):
+            await alice(functions.auth.AcceptLoginTokenRequest(b"\0" * 32))
+        await alice(functions.auth.AcceptLoginTokenRequest(qr.token))
+        with pytest.raises(errors.AuthTokenAlreadyAcceptedError):
+            await alice(functions.auth.AcceptLoginTokenRequest(qr.token))
+        assert (await wait(waiting)).id == sb.account("alice").id
+        assert await client.is_user_authorized()
+    finally:
+        await client.disconnect()
+
+
 # ---- reading -----------------------------------------------------------------------------------
 
 
