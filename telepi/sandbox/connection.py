@@ -49,13 +49,14 @@ AUTH_KEY_NOT_FOUND = struct.pack("<i", -404)
 class Session:
     """An MTProto session: one (auth key, session id) pair and its outgoing seq_no counter."""
 
-    __slots__ = ("auth_key", "auth_key_id", "seq", "session_id")
+    __slots__ = ("announced", "auth_key", "auth_key_id", "seq", "session_id")
 
     def __init__(self, record: AuthKeyRecord, session_id: int) -> None:
         self.auth_key_id = record.key_id
         self.auth_key = record.key  # kept: destroy_auth_key's answer is encrypted with the gone key
         self.session_id = session_id
         self.seq = proto.SeqNo()
+        self.announced = False  # new_session_created sent: with the first message that was processed
 
     @property
     def key(self) -> tuple[int, int]:
@@ -253,14 +254,19 @@ class Connection:
         # client shares this process and its GIL) and 128 KiB parts 20% slower.
         plaintext = proto.decrypt_message(record.key, packet)
         envelope = proto.parse_plaintext(plaintext)
-        session, created = self._host.session(record, envelope.session_id)
+        session, _ = self._host.session(record, envelope.session_id)
         message = envelope.message
-        if created:
-            salt = self._host.salt(key_id, time.time())
-            self._enqueue(session, proto.new_session_created(message.msg_id, _random_long(), salt))
         now = time.time()
+        # A message with a bad msg_id is ignored, not processed, so it creates no session: its
+        # bad_msg_notification goes out alone (core.telegram.org/mtproto/service_messages_about_messages).
+        # Clients rely on that: Telethon corrects a wrong clock only from a first message that is such a
+        # notification, and drops every other message timed by the server's clock as "very old".
         if not self._check_msg_id(session, message, now):
             return
+        if not session.announced:
+            session.announced = True
+            salt = self._host.salt(key_id, now)
+            self._enqueue(session, proto.new_session_created(message.msg_id, _random_long(), salt))
         if not self._host.salt_ok(key_id, envelope.salt, now):
             # The client starts with salt 0; it takes the salt from here and resends the message.
             salt = self._host.salt(key_id, now)

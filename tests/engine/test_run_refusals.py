@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -138,3 +139,27 @@ async def test_a_full_disk_mid_run_ends_the_process_with_the_sentence(tmp_path: 
         assert code == EX_CONFIG, stderr
         assert "Traceback" not in stderr
         assert f"the disk holding the checkpoint {disk / 'c.db'} is full" in stderr
+
+
+async def test_a_machine_whose_clock_runs_ten_minutes_fast_still_clones(tmp_path: Path) -> None:
+    """Telegram corrects a client's clock through bad_msg_notification (its msg_ids carry the time); a VPS
+    without NTP once hung before ready here with no message at all."""
+    fast = tmp_path / "fast-clock"
+    fast.mkdir()
+    (fast / "sitecustomize.py").write_text(  # the whole telepi process sees a clock 10 minutes ahead
+        "import time\n_real = time.time\ntime.time = lambda: _real() + 600\n"
+    )
+    async with Sandbox(world=forum_world(10), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        env = {**os.environ, "PYTHONPATH": str(fast)}
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "telepi", "run", str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        copies = [m for m in sb.messages("target") if not m["service"]]
+        assert len(copies) == len([m for m in sb.messages("source") if not m["service"]]) > 0
