@@ -103,11 +103,7 @@ async def session_dirs(
             ACCOUNTS[i],
             SOURCE_CHAT=str(sb.chat(source).id),
             TARGET_CHAT=str(sb.chat(target).id),
-            SHARED_DB_PATH=str(checkpoint),
-            LIVE="false",
-            SEND_INTERVAL="0",
-            LOG_LEVEL="WARNING",
-            **env,
+            **{"SHARED_DB_PATH": str(checkpoint), "LIVE": "false", "SEND_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
         )
         for i in range(count)
     ]

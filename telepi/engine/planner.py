@@ -26,6 +26,7 @@ from telepi.telegram.errors import ErrorKind, classify, error_name
 log = logging.getLogger(__name__)
 BATCH = 200
 ALBUM_SETTLE_SECONDS = 3.0  # members of a new album arrive within moments of each other
+ANNOUNCED_ALBUMS_KEPT = 256
 MAX_PLAN_FAILURES = 8  # consecutive; then the error ends the run (systemd restarts it)
 
 
@@ -51,6 +52,17 @@ class Planner:
         self.session = session
         self.scope = scope
         self.reached_end = False
+        # Albums whose members came in one live update: Telegram creates an album in one call
+        # (messages.sendMultiMedia) and delivers it in one updates container, so a read after that update
+        # holds all of it. Other trailing albums wait ALBUM_SETTLE_SECONDS from their date.
+        self.announced_albums: dict[int, None] = {}
+        self.work_planned: asyncio.Event | None = None  # set after each plan: the worker claims at once
+        self._replan_at: float | None = None  # when a held-back album settles (time.time())
+
+    def album_announced(self, grouped_id: int) -> None:
+        self.announced_albums[grouped_id] = None
+        while len(self.announced_albums) > ANNOUNCED_ALBUMS_KEPT:
+            del self.announced_albums[next(iter(self.announced_albums))]
 
     def _high_water(self) -> int:
         route = next(r for r in self.store.routes() if r.id == self.route_id)
@@ -95,8 +107,9 @@ class Planner:
             return batch
         if at_end:
             newest = batch[-1].date.timestamp() if batch[-1].date else 0.0
-            if time.time() - newest >= ALBUM_SETTLE_SECONDS:
+            if grouped in self.announced_albums or time.time() - newest >= ALBUM_SETTLE_SECONDS:
                 return batch
+            self._replan_at = newest + ALBUM_SETTLE_SECONDS
         cut = len(batch)
         while cut > 0 and getattr(batch[cut - 1], "grouped_id", None) == grouped:
             cut -= 1
@@ -139,6 +152,8 @@ class Planner:
         """Plan the history, then (when live) again on every wake-up and at least every ``poll_seconds``."""
         failures = 0
         while not stop.is_set():
+            wake.clear()  # before the read: an update that lands during it wakes the next one
+            self._replan_at = None
             try:
                 await self.plan_once()
                 failures = 0
@@ -157,11 +172,14 @@ class Planner:
                 log.warning("reading the source failed (%s); retrying in %ds", error_name(exc), 2**failures)
                 await asyncio.sleep(2**failures)
                 continue
+            if self.work_planned is not None:
+                self.work_planned.set()  # another session may have enqueued it: claim either way
             if not live:
                 return
-            wake.clear()
+            timeout = poll_seconds
+            if self._replan_at is not None:  # a held-back album: read again the moment it settles
+                timeout = min(timeout, max(0.0, self._replan_at - time.time()) + 0.05)
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
-            await asyncio.sleep(0.2)  # let a burst (an album) land before reading

@@ -318,8 +318,9 @@ async def _run_route(
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
     )
+    planner.work_planned = worker.work_planned
     if settings.live:
-        _follow_live(client, settings, route, wake, changes)
+        _follow_live(client, settings, route, wake, changes, planner)
 
     hooks.ready()  # connected, logged in, chats resolved: planning and copying run side by side from here
 
@@ -402,11 +403,14 @@ async def _is_forum(client: Any, peer: Any) -> bool:
 
 
 def _follow_live(
-    client: Any, settings: Settings, route: RouteTarget, wake: asyncio.Event, changes: ChangeApplier
+    client: Any, settings: Settings, route: RouteTarget, wake: asyncio.Event, changes: ChangeApplier, planner: Planner
 ) -> None:
     """New messages wake the planner; edits and deletes become change rows (see engine/changes.py)."""
 
-    async def on_new(_event: Any) -> None:
+    async def on_new(event: Any) -> None:
+        grouped = getattr(event.message, "grouped_id", None)
+        if grouped is not None:
+            planner.album_announced(grouped)
         wake.set()
 
     client.add_event_handler(on_new, events.NewMessage(chats=[route.source_peer]))

@@ -192,6 +192,7 @@ class Worker:
         self.options = options
         self.reuploader = reuploader
         self.forwards_restricted = route.source_protected
+        self.work_planned = asyncio.Event()  # set by the planner: claim now instead of at the next look
         self._preparing = asyncio.Semaphore(options.window)
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
@@ -261,6 +262,7 @@ class Worker:
                 and planning()
                 and (short_since is None or time.monotonic() - short_since < WHOLE_BATCH_WAIT)
             )
+            self.work_planned.clear()  # before the claim: a plan during it wakes the next look
             items = self.store.claim(
                 self.route.route_id,
                 self.session,
@@ -277,7 +279,9 @@ class Worker:
                 if work_done():
                     break
                 self.progress.touch()  # idle while live is healthy: nothing to copy is not a stall
-                await _sleep_or_stop(stop, idle)
+                # Woken by this session's planner at once; work another session planned (or a lease
+                # that ran out) is found by the next look, which backs off to once a second.
+                await _sleep_or_event(stop, self.work_planned, idle)
                 idle = min(idle * 2, 1.0)
                 continue
             idle, short_since = 0.05, None
@@ -906,6 +910,15 @@ def _method(prepared: Prepared) -> str:
     if len(prepared.sendable) > 1:
         return "SendMultiMedia"
     return "SendMedia" if prepared.outs[0].media is not None else "SendMessage"
+
+
+async def _sleep_or_event(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(event.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

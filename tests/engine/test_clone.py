@@ -209,3 +209,26 @@ async def test_caption_over_the_limit_follows_as_a_reply(tmp_path: Path) -> None
         photo, follow_up = content(sb.messages("target"))
         assert photo["media"]["kind"] == "photo" and photo["text"] == ""
         assert follow_up["text"] == long_text and follow_up["reply_to"] == photo["id"]
+
+
+async def test_live_posts_and_albums_are_woken_not_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the periodic poll out of reach (an hour), every live post and album still arrives: the update
+    wakes the planner, the plan wakes the worker, an album delivered in one update is read whole."""
+    monkeypatch.setattr("telepi.engine.session.POLL_SECONDS", 3600.0)
+    async with Sandbox(world=forum_world(5), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy")
+        settings = load_settings(directory, {})
+        store = SqliteStore(settings.shared_db_path)
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_session(settings, store, stop))
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) == len(content(sb.messages("source"))))
+            for n in range(3):
+                await sb.post("source", f"live {n}", as_account="alice")
+                await sb.post_album("source", [{"kind": "photo", "size": 1500}] * 3, caption=f"album {n}")
+            await wait_for(lambda: len(content(sb.messages("target"))) == len(content(sb.messages("source"))), 20)
+            assert_clone_equal(sb, "source", "target")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            store.close()
