@@ -6,9 +6,11 @@ channel and an empty target; session1 (bob) and session2 (carol) are logged in t
 (.env and .session) are what the playbook deploys, with a third, `broken` (enabled=false, .env invalid). The
 playbook runs twice; the second run must change nothing. Then the units must fill the target exactly once, in
 order, follow a live post, log to the journal with telepi's fields, be killed by the watchdog when hung and
-restarted, and stop cleanly with their leases released.
+restarted, and stop cleanly with their leases released. Midway the playbook runs twice more with
+telepi_wheels=host: the container's pip installs from the package index and compiles systemd-python.
 
-Skipped (with the reason) unless root on Linux; installs systemd-container and debootstrap if missing.
+Skipped with one sentence when this machine cannot host the container (container.missing_requirement probes it);
+installs systemd-container and debootstrap if missing. A failed playbook fails the module with its own error.
 Cold (debootstrap) about 2 minutes, then about 55 seconds from the cached root filesystem.
 """
 
