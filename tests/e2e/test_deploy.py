@@ -82,11 +82,13 @@ class PlaybookRun:
     def cause(self) -> str:
         """What failed, as Ansible said it: each failed task's name with its error."""
         lines = self.output.splitlines()
-        failed = [n for n, line in enumerate(lines) if re.match(r"(fatal|failed): \[|\[ERROR\]", line)]
+        failed = [n for n, line in enumerate(lines) if re.match(r"(fatal|failed): \[", line)]
         if not failed:
             return self.output[-3000:]
         tasks = [max((k for k in range(n) if lines[k].startswith("TASK [")), default=n) for n in failed]
-        return "\n".join(lines[task][:120] + "\n" + lines[n][:3000] for task, n in zip(tasks, failed, strict=True))
+        # A command's error is at the end of its stderr, the task's module arguments at the start.
+        shown = [line if len(line) <= 3000 else f"{line[:300]} … {line[-2700:]}" for line in lines]
+        return "\n".join(f"{lines[task][:120]}\n{shown[n]}" for task, n in zip(tasks, failed, strict=True))
 
 
 @dataclass
