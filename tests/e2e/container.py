@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,6 +58,55 @@ def missing_requirement() -> str | None:
     for tool in (*HOST_TOOLS, "nsenter", "tar"):
         if shutil.which(tool) is None:
             return f"needs {tool}"
+    return cannot_overlay() or cannot_nspawn() or mirror_unreachable()
+
+
+def cannot_overlay() -> str | None:
+    """Each container is an overlay on the cached root filesystem: mount one for real."""
+    with tempfile.TemporaryDirectory(prefix="telepi-e2e-probe-") as scratch:
+        layers = [Path(scratch, name) for name in ("lower", "upper", "work", "merged")]
+        for layer in layers:
+            layer.mkdir()
+        options = f"lowerdir={layers[0]},upperdir={layers[1]},workdir={layers[2]}"
+        result = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(layers[3])], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            return f"this machine cannot mount an overlay file system: {result.stderr.strip()[-200:]}"
+        subprocess.run(["umount", str(layers[3])], check=False)
+    return None
+
+
+def cannot_nspawn() -> str | None:
+    """Start a real systemd-nspawn container (namespaces, cgroup, mounts) on this machine's own /usr, running
+    `true` then `false`: a machine that cannot host one fails here in a tenth of a second, before a debootstrap."""
+    with tempfile.TemporaryDirectory(prefix="telepi-e2e-probe-") as scratch:
+        root = Path(scratch)
+        root.chmod(0o755)
+        (root / "usr").mkdir()
+        (root / "etc").mkdir()
+        for link in ("bin", "sbin", "lib", "lib64"):
+            (root / link).symlink_to(f"usr/{link}")
+        command = ["systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", str(root), "--bind-ro=/usr"]
+        codes = []
+        for program in ("/usr/bin/true", "/usr/bin/false"):
+            result = subprocess.run([*command, program], capture_output=True, text=True, timeout=60, check=False)
+            codes.append(result.returncode)
+        if codes != [0, 1]:
+            return f"systemd-nspawn cannot start a container on this machine: {result.stderr.strip()[-300:]}"
+    return None
+
+
+def mirror_unreachable() -> str | None:
+    """Without a cached root filesystem, debootstrap needs the Debian mirror."""
+    if any(CACHE.glob("bookworm-*.tar.zst")):
+        return None
+    url = f"{MIRROR}/dists/bookworm/InRelease"
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            response.read(1)
+    except (OSError, ValueError) as exc:
+        return f"no root filesystem is cached in {CACHE} and the Debian mirror is unreachable ({url}: {exc})"
     return None
 
 
@@ -94,11 +144,16 @@ def rootfs_tarball(log: Callable[[str], None]) -> Path:
         build.chmod(0o755)  # becomes the container's /: mkdtemp's 0700 would lock its daemons out
         try:
             log(f"debootstrapping Debian bookworm into {build} (cached afterwards as {tarball})")
-            subprocess.run(
+            bootstrap = subprocess.run(
                 ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(build), MIRROR],
-                check=True,
                 capture_output=True,
+                text=True,
             )
+            if bootstrap.returncode != 0:
+                log_file = build / "debootstrap/debootstrap.log"
+                details = log_file.read_text(errors="replace") if log_file.exists() else ""
+                cause = (bootstrap.stderr + bootstrap.stdout + details).strip()[-1500:]
+                raise RuntimeError(f"debootstrap of bookworm from {MIRROR} failed: {cause}")
             unmount_all_under(build)
             for deb in (build / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
@@ -174,6 +229,10 @@ class Container:
         log = (self.workdir / "nspawn.log").open("wb")
         # --register=no --keep-unit: no machined/bus on this host; --console=passive: no tty needed.
         command = ["systemd-nspawn", "-D", str(self.root), f"--machine={self.name}", "--register=no"]
+        # The packages apt downloads inside (the host-build test's compiler) are kept for the next run.
+        archives = CACHE / "apt-archives"
+        (archives / "partial").mkdir(parents=True, exist_ok=True)
+        command.append(f"--bind={archives}:/var/cache/apt/archives")
         self._nspawn = subprocess.Popen(
             [*command, "--keep-unit", "--console=passive", "-b"],
             stdout=log,

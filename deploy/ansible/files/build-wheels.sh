@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build telepi's wheel and the wheels of everything it needs (the journald extra included) into WHEEL_DIR,
 # on the control machine, so the host installs with `pip install --no-index` and needs no compiler.
-# Usage: build-wheels.sh PROJECT_DIR WHEEL_DIR [PYTHON]
+# Usage: build-wheels.sh PROJECT_DIR WHEEL_DIR [PYTHON [MODE]]
+# MODE bundle (default): all the wheels; host: telepi's own wheel only (pure Python, for any CPU and Python
+# 3.11+), the host installing the rest from the package index (deploy.yml's telepi_wheels: host).
 # Leaves the wheels in WHEEL_DIR and all of them in one file, WHEEL_DIR/bundle.tar, which deploy.yml copies
 # (one checksum to compare instead of one per wheel).
 #
@@ -13,6 +15,8 @@ set -euo pipefail
 project=$(cd "$1" && pwd)
 out=$2
 python=${3:-python3}
+mode=${4:-bundle}
+[[ $mode == bundle || $mode == host ]] || { echo "build-wheels.sh: MODE is bundle or host, not $mode" >&2; exit 2; }
 mkdir -p "$out"
 
 # Nothing to build when the sources and the Python are those of the last build: a run that changes nothing
@@ -22,6 +26,7 @@ stamp=$(
     cd "$project"
     find "${sources[@]}" -name __pycache__ -prune -o -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
     "$python" -c 'import sys; print(sys.version)'
+    echo "$mode"
 )
 stamp=$(sha256sum <<<"$stamp" | cut -d' ' -f1)
 if [[ -f "$out/bundle.tar" && -f "$out/.sources.sha256" && "$(cat "$out/.sources.sha256")" == "$stamp" ]]; then
@@ -44,13 +49,18 @@ quietly "$python" -m pip wheel --no-deps --wheel-dir "$out" "$work/src"
 wheel=$(ls "$out"/telepi-*.whl)
 
 # Dependencies: reuse what WHEEL_DIR already holds (offline, same bytes as last time); fetch only what is missing.
-if ! "$python" -m pip wheel --quiet --no-index --find-links "$out" --wheel-dir "$out" "$wheel[journald]" \
+# In host mode the bundle holds telepi's wheel alone: the dependencies' wheels would bind the host to this
+# machine's CPU and Python.
+members=(.)
+if [[ $mode == host ]]; then
+    members=("$(basename "$wheel")")
+elif ! "$python" -m pip wheel --quiet --no-index --find-links "$out" --wheel-dir "$out" "$wheel[journald]" \
     >/dev/null 2>&1; then
     quietly "$python" -m pip wheel --find-links "$out" --wheel-dir "$out" "$wheel[journald]"
 fi
 
 # Byte-identical when the wheels are: sorted, fixed times and owners.
 tar -C "$out" --sort=name --mtime=@$SOURCE_DATE_EPOCH --owner=0 --group=0 --numeric-owner --mode=a+r,go-w \
-    --format=gnu --exclude=bundle.tar --exclude=.sources.sha256 -cf "$work/bundle.tar" .
+    --format=gnu --exclude=bundle.tar --exclude=.sources.sha256 -cf "$work/bundle.tar" "${members[@]}"
 mv "$work/bundle.tar" "$out/bundle.tar"
 echo "$stamp" >"$out/.sources.sha256"
