@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sessions",
         help="sessions root, session directory or checkpoint.db (default ./sessions)",
     )
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--prometheus", action="store_true", help="Prometheus metrics (text format) on stdout")
+    output.add_argument(
+        "--textfile", metavar="FILE", help="write the Prometheus metrics to FILE atomically (node_exporter textfile)"
+    )
     status.set_defaults(handler=_cmd_status)
 
     login = commands.add_parser("login", help="log a session's account in (creates its .session file, mode 600)")
@@ -139,7 +144,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     db_path = locate_checkpoint(args.path)
     report = read_report(db_path)
-    if args.json:
+    if args.prometheus or args.textfile:
+        from telepi.commands.metrics import exposition, write_textfile
+
+        if args.textfile:
+            write_textfile(report, Path(args.textfile))
+        else:
+            print(exposition(report), end="")
+    elif args.json:
         print(report_json(db_path, report))
     else:
         render(Console(), db_path, report)

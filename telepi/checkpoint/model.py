@@ -111,6 +111,25 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Pulse:
+    """What a running session records with each heartbeat: facts ``telepi status`` judges it by."""
+
+    every: float  # seconds until the next heartbeat at the latest
+    link_down_since: float | None = None  # Telegram unreachable since (wall clock); None while connected
+    bytes_down: int = 0  # streamed from the source by this process
+    bytes_up: int = 0  # uploaded to the target by this process
+
+
+@dataclass(frozen=True)
+class FloodTotal:
+    """Every FLOOD_WAIT Telegram asked of one method of one session: how many, and their seconds summed."""
+
+    method: str
+    waits: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     name: str
     host: str
@@ -123,6 +142,11 @@ class SessionInfo:
     wait_until: float | None
     done_total: int
     done_last_5min: int
+    heartbeat_every: float | None = None  # None: written by a telepi from before schema 6
+    link_down_since: float | None = None
+    bytes_down: int = 0
+    bytes_up: int = 0
+    flood_waits: list[FloodTotal] = field(default_factory=list)
 
     @property
     def per_minute(self) -> float:
@@ -142,6 +166,8 @@ class RouteReport:
     leases: list[Lease] = field(default_factory=list)
     expired: list[Lease] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)  # by reason, most frequent first
+    oldest_open_at: float | None = None  # when the oldest message still pending or leased was planned
+    done_last_5min: int = 0
 
     @property
     def known(self) -> int:

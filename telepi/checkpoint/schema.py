@@ -111,6 +111,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX changes_open ON changes (route_id, status) WHERE status IN ('pending', 'processing');
     """,
+    # version 6: facts a running session records with its heartbeat, so `telepi status` judges its health
+    # from them (not from the last state a process wrote before it died), and its metrics
+    """
+    ALTER TABLE sessions ADD COLUMN heartbeat_every REAL;   -- seconds between two heartbeats at most
+    ALTER TABLE sessions ADD COLUMN link_down_since REAL;   -- Telegram unreachable since (reconnecting)
+    ALTER TABLE sessions ADD COLUMN bytes_down INTEGER NOT NULL DEFAULT 0;  -- streamed from the source
+    ALTER TABLE sessions ADD COLUMN bytes_up INTEGER NOT NULL DEFAULT 0;    -- uploaded to the target
+    CREATE TABLE flood_waits (
+        session   TEXT NOT NULL,
+        method    TEXT NOT NULL,
+        waits     INTEGER NOT NULL DEFAULT 0,
+        seconds   REAL NOT NULL DEFAULT 0,  -- every FLOOD_WAIT Telegram asked of this method, summed
+        last_at   REAL NOT NULL,
+        PRIMARY KEY (session, method)
+    ) WITHOUT ROWID;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -22,9 +22,11 @@ from telepi.checkpoint.model import (
     ChangeItem,
     ChangeKind,
     Failure,
+    FloodTotal,
     Head,
     Lease,
     NewItem,
+    Pulse,
     Route,
     RouteReport,
     SessionInfo,
@@ -337,10 +339,16 @@ class SqliteStore:
             for row in sorted(chosen.values(), key=lambda r: int(r["source_msg_id"]))
         ]
 
-    def heartbeat(self, session: str, lease_seconds: float) -> int:
+    def heartbeat(self, session: str, lease_seconds: float, pulse: Pulse | None = None) -> int:
         now = self._clock()
         with self._tx() as db:
             db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
+            if pulse is not None:
+                db.execute(
+                    "UPDATE sessions SET heartbeat_every = ?, link_down_since = ?, bytes_down = ?, bytes_up = ? "
+                    "WHERE name = ?",
+                    (pulse.every, pulse.link_down_since, pulse.bytes_down, pulse.bytes_up, session),
+                )
             cursor = db.execute(
                 "UPDATE messages SET lease_expires = ? WHERE session = ? AND status = 'processing'",
                 (now + lease_seconds, session),
@@ -865,7 +873,7 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?, ?, ?, 'running', '', NULL) ON CONFLICT (name) DO UPDATE SET "
                 "host = excluded.host, pid = excluded.pid, user_id = COALESCE(excluded.user_id, sessions.user_id), "
                 "started_at = excluded.started_at, last_seen = excluded.last_seen, state = 'running', "
-                "detail = '', wait_until = NULL",
+                "detail = '', wait_until = NULL, link_down_since = NULL, bytes_down = 0, bytes_up = 0",
                 (name, host, pid, user_id, now, now),
             )
 
@@ -903,6 +911,15 @@ class SqliteStore:
                 (state, detail, wait_until, self._clock(), name),
             )
 
+    def record_flood_wait(self, session: str, method: str, seconds: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO flood_waits (session, method, waits, seconds, last_at) VALUES (?, ?, 1, ?, ?) "
+                "ON CONFLICT (session, method) DO UPDATE SET waits = waits + 1, "
+                "seconds = seconds + excluded.seconds, last_at = excluded.last_at",
+                (session, method, seconds, self._clock()),
+            )
+
     # ---- reporting --------------------------------------------------------------------------
 
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
@@ -910,6 +927,9 @@ class SqliteStore:
         with self._tx(write=False) as db:
             routes = [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
             reports = [self._route_report(db, route, now, skipped_ids) for route in routes]
+            floods: dict[str, list[FloodTotal]] = {}
+            for row in db.execute("SELECT * FROM flood_waits ORDER BY session, method"):
+                floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
             sessions = [
                 SessionInfo(
                     name=row["name"],
@@ -923,6 +943,11 @@ class SqliteStore:
                     wait_until=row["wait_until"],
                     done_total=row["done_total"],
                     done_last_5min=row["done_recent"],
+                    heartbeat_every=row["heartbeat_every"],
+                    link_down_since=row["link_down_since"],
+                    bytes_down=row["bytes_down"],
+                    bytes_up=row["bytes_up"],
+                    flood_waits=floods.get(row["name"], []),
                 )
                 for row in db.execute(
                     """SELECT s.*,
@@ -976,10 +1001,22 @@ class SqliteStore:
             "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed')",
             (route.id,),
         ).fetchone()[0]
+        oldest = db.execute(
+            "SELECT MIN(enqueued_at) FROM messages INDEXED BY messages_open "
+            "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed') AND status != 'failed'",
+            (route.id,),
+        ).fetchone()[0]
+        recent = db.execute(
+            "SELECT COUNT(*) FROM messages INDEXED BY messages_processed "
+            "WHERE processed_at >= ? AND route_id = ? AND status = 'done'",
+            (now - 300, route.id),
+        ).fetchone()[0]
         return RouteReport(
             route=route,
             counts=counts,
             low_water=low,
+            oldest_open_at=oldest,
+            done_last_5min=recent,
             leases=[lease for lease in leases if lease.expires_in >= 0],
             expired=[lease for lease in leases if lease.expires_in < 0],
             skipped=_skipped(db, route.id, skipped_ids),

@@ -13,6 +13,7 @@ from telepi.checkpoint.model import (
     ChangeKind,
     Head,
     NewItem,
+    Pulse,
     Route,
     SessionState,
     StatusReport,
@@ -50,8 +51,9 @@ class Store(Protocol):
         and ``before`` when given (a session waiting for its turn takes over what stands before it);
         nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning)."""
 
-    def heartbeat(self, session: str, lease_seconds: float) -> int:
-        """Extend every lease ``session`` holds and mark the session alive; returns leases extended."""
+    def heartbeat(self, session: str, lease_seconds: float, pulse: Pulse | None = None) -> int:
+        """Extend every lease ``session`` holds and mark the session alive, recording the ``pulse`` facts
+        (its heartbeat interval, since when Telegram is unreachable, bytes moved); returns leases extended."""
 
     def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
         """Whether ``session`` still holds every one of these leases for at least ``spare_seconds`` more:
@@ -211,6 +213,9 @@ class Store(Protocol):
 
     def session_user_id(self, name: str) -> int | None:
         """The Telegram user id a session registered with (to recognise its messages in the target)."""
+
+    def record_flood_wait(self, session: str, method: str, seconds: float) -> None:
+        """Count a FLOOD_WAIT of ``seconds`` Telegram asked of ``method`` (for the metrics)."""
 
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,10 @@ from rich.text import Text
 
 from telepi.checkpoint.model import SessionInfo, StatusReport
 from telepi.checkpoint.sqlite import SqliteStore
+from telepi.commands.sessionhealth import ago as _ago
+from telepi.commands.sessionhealth import judge
 
 DEFAULT_DB = Path("shared") / "checkpoint.db"
-STALE_AFTER_SECONDS = 180.0  # a running session heartbeats far more often than this
 
 
 def locate_checkpoint(target: str | os.PathLike[str]) -> Path:
@@ -43,28 +43,11 @@ def read_report(db_path: Path) -> StatusReport | None:
         store.close()
 
 
+_WARN = {"stalled": "yellow", "dead": "yellow", "reconnecting": "yellow"}  # passes by itself, or systemd acts
+
+
 def session_health(session: SessionInfo, now: float) -> str:
-    if session.needs_action:  # the session stopped on it: this, not "dead", is what to act on
-        return f"{session.state.upper()}: {session.detail or 'see the session log'}"
-    if session.state == "stopped":
-        return "stopped"
-    if session.host == socket.gethostname() and not _pid_alive(session.pid):
-        return "dead (process gone; its leases expire and are taken over)"
-    if now - session.last_seen > STALE_AFTER_SECONDS:
-        return f"stale (no heartbeat for {_ago(now - session.last_seen)})"
-    if session.state == "flood_wait" and session.wait_until:
-        return f"flood-wait {max(0, round(session.wait_until - now))}s {session.detail}".strip()
-    return f"{session.state} {session.detail}".strip()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return judge(session, now).text
 
 
 def report_json(db_path: Path, report: StatusReport | None) -> str:
@@ -77,7 +60,10 @@ def report_json(db_path: Path, report: StatusReport | None) -> str:
         route_data["known"] = route.known
         route_data["finished"] = route.finished
     for session_data, session in zip(data["sessions"], report.sessions, strict=True):
-        session_data["health"] = session_health(session, now)
+        verdict = judge(session, now)
+        session_data["health"] = verdict.text
+        session_data["health_state"] = verdict.state
+        session_data["reconnecting_since"] = verdict.since
         session_data["per_minute"] = session.per_minute
         session_data["needs_action"] = session.needs_action
         session_data["fix"] = session.detail if session.needs_action else None
@@ -142,15 +128,16 @@ def render(console: Console, db_path: Path, report: StatusReport | None) -> None
         for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min"):
             table.add_column(column)
         for session in report.sessions:
+            verdict = judge(session, now)
             _row(
                 table,
                 session.name,
                 f"{session.host}:{session.pid}",
-                session_health(session, now),
+                verdict.text,
                 f"{_ago(now - session.last_seen)} ago",
                 str(session.done_total),
                 f"{session.per_minute:.1f}",
-                style="bold red" if session.needs_action else None,
+                style="bold red" if session.needs_action else _WARN.get(verdict.state),
             )
         console.print(table)
         for session in report.sessions:
@@ -198,12 +185,3 @@ def _plain(value: str) -> Text:
 
 def _row(table: Table, *cells: str, style: str | None = None) -> None:
     table.add_row(*(_plain(cell) for cell in cells), style=style)
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"

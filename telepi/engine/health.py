@@ -8,6 +8,7 @@ whether Telegram is connected. Whoever implements :class:`HealthReport` decides 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -54,6 +55,24 @@ class Beacon:
         if idle > self.stall_after:
             return f"{self.name}: no progress for {idle:.0f} s (limit {self.stall_after:g} s)"
         return None
+
+
+class Link:
+    """Whether Telegram is reachable, and since when it is not (wall clock, for the checkpoint): every call
+    samples ``up`` and keeps the moment an outage began until the link is back."""
+
+    def __init__(self, up: Callable[[], bool], clock: Callable[[], float] = time.time) -> None:
+        self._up = up
+        self._clock = clock
+        self.down_since: float | None = None
+
+    def __call__(self) -> bool:
+        up = self._up()
+        if up:
+            self.down_since = None
+        elif self.down_since is None:
+            self.down_since = self._clock()
+        return up
 
 
 class HealthReport(Protocol):

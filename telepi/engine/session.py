@@ -12,16 +12,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telethon import events, utils
 from telethon.tl import types
 
 from telepi.chatref import ChatRef
+from telepi.checkpoint.model import Pulse
 from telepi.checkpoint.store import Store
 from telepi.config import Settings
 from telepi.engine.changes import ChangeApplier, ChangeRoute
-from telepi.engine.health import Beacon, HealthReport
+from telepi.engine.health import Beacon, HealthReport, Link
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.planner import Planner, PlanScope
@@ -30,8 +31,11 @@ from telepi.engine.provenance import refuse_unrecorded_copies
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import PassingError, SessionStopped, UserFixableError
-from telepi.telegram.client import make_client
+from telepi.telegram.client import make_client, transport_up
 from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
+
+if TYPE_CHECKING:
+    from telepi.engine.transfer.progress import ByteTotals  # the transfer is imported only when used
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
@@ -147,8 +151,9 @@ async def run_session(
     stopped_by_problem = False
     gateway.limiter = limiter
     client.middleware = gateway
+    link = Link(lambda: transport_up(client))  # not client.is_connected(): true while Telethon reconnects
     if hooks.monitor is not None:
-        hooks.monitor.watch_connection(client.is_connected)
+        hooks.monitor.watch_connection(link)
     try:
         telethon_log = logging.getLogger("telethon")
         level = telethon_log.level
@@ -188,7 +193,8 @@ async def run_session(
             user_id=me.id,
         )
         try:
-            await _run_route(client, settings, store, route_target, progress, limiter, stop, hooks, reuploader)
+            vitals = _Vitals(link, settings.lease_seconds / 4, getattr(reuploader, "totals", None))
+            await _run_route(client, settings, store, route_target, progress, limiter, stop, hooks, reuploader, vitals)
         except Exception:
             if gateway.problem is None:
                 raise
@@ -256,6 +262,7 @@ async def _run_route(
     stop: asyncio.Event,
     hooks: Hooks,
     reuploader: Reuploader | None,
+    vitals: _Vitals,
 ) -> None:
     session = settings.session_name
     topics = TopicMapper(
@@ -334,7 +341,7 @@ async def _run_route(
 
     beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
     tasks = [
-        asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, stop), name="heartbeat"),
+        asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, vitals, stop), name="heartbeat"),
         asyncio.create_task(_report(store, route.route_id, progress, hooks, stop, beacon), name="status"),
     ]
     if settings.live and (settings.sync_edits or settings.sync_deletes):
@@ -430,11 +437,35 @@ def _follow_live(
         client.add_event_handler(on_delete, events.MessageDeleted(chats=[route.source_peer]))
 
 
-async def _heartbeat(store: Store, session: str, lease_seconds: float, stop: asyncio.Event) -> None:
+LINK_SAMPLE_SECONDS = 1.0  # an outage is in the checkpoint (telepi status: reconnecting since T) this soon
+
+
+@dataclass
+class _Vitals:
+    """The facts each heartbeat records: its interval, the link to Telegram, the bytes transfers moved."""
+
+    link: Link
+    every: float
+    totals: ByteTotals | None
+
+    def pulse(self) -> Pulse:
+        down, up = (self.totals.down, self.totals.up) if self.totals is not None else (0, 0)
+        return Pulse(self.every, self.link.down_since, down, up)
+
+
+async def _heartbeat(store: Store, session: str, lease_seconds: float, vitals: _Vitals, stop: asyncio.Event) -> None:
+    """Every ``lease_seconds / 4``: extend the leases and record the pulse; at once when the link to
+    Telegram goes down or comes back, so an outage shows while it lasts."""
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    written: float | None = None
     while not stop.is_set():
-        store.heartbeat(session, lease_seconds)
+        vitals.link()
+        if loop.time() >= due or vitals.link.down_since != written:
+            store.heartbeat(session, lease_seconds, vitals.pulse())
+            written, due = vitals.link.down_since, loop.time() + vitals.every
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(lease_seconds / 4):
+            async with asyncio.timeout(min(LINK_SAMPLE_SECONDS, max(0.0, due - loop.time()))):
                 await stop.wait()
 
 

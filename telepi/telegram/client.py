@@ -87,3 +87,14 @@ def make_client(settings: Settings, *, receive_updates: bool = True, read_only: 
         host, port = settings.dc_address
         client.session.set_dc(2, host, port)
     return client
+
+
+def transport_up(client: TelegramClient) -> bool:
+    """Whether the client can reach Telegram right now. ``client.is_connected()`` only says the user has not
+    disconnected: it stays true while Telethon's sender reconnects, for ever with ``connection_retries=-1``.
+    The sender's transport is what is actually up (Telethon 1.45 ``MTProtoSender._transport_connected``:
+    not reconnecting, and its connection open; ``_reconnect`` closes the connection before retrying)."""
+    sender = getattr(client, "_sender", None)
+    if sender is None or not sender.is_connected():
+        return False
+    return bool(sender._transport_connected())

@@ -98,6 +98,9 @@ def test_a_newcomer_follows_the_readme_from_sandbox_to_clone(tmp_path: Path) -> 
         assert route["counts"]["done"] > 0
         assert all(count == 0 for status, count in route["counts"].items() if status not in ("done", "skipped"))
         assert "done" in run("status", str(directory))
+        assert "telepi_" in run("status", str(root), "--prometheus")
+        run("status", str(root), "--textfile", str(tmp_path / "telepi.prom"))
+        assert (tmp_path / "telepi.prom").read_text() == run("status", str(root), "--prometheus")
         verified = json.loads(run("verify", str(directory), "--json"))
         assert verified["findings"] == [] and verified["source_messages"] == route["counts"]["done"]
         assert "nothing to fix" in run("verify", str(directory)).lower()

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from telepi.checkpoint import NewItem, SqliteStore
+from telepi.checkpoint.model import Pulse
 
 
 def status(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -234,3 +238,125 @@ def test_retry_skipped_requeues_by_reason_and_leaves_never_copyable_ones(tmp_pat
     named = retry_cli(str(db), "--skipped", "service_message,deleted", "--route", str(route.route.id))
     assert "requeued 4 skipped messages (deleted 1, service_message 3)" in named.stdout
     store.close()
+
+
+def health_checkpoint(db: Path) -> None:
+    """Six sessions whose written state and facts disagree in every way `telepi status` must see through."""
+    now = time.time()
+
+    def store_at(when: float) -> SqliteStore:
+        return SqliteStore(db, clock=lambda: when)
+
+    old = store_at(now - 600)  # ten minutes ago
+    route = old.route("-1001111", "-1002222", "@source -> @target")
+    for name in ("frozen-vm", "legacy", "waited-out"):
+        old.register_session(name, "other-host", 4242)
+    old.heartbeat("frozen-vm", 120, Pulse(every=30))
+    old.set_session_state("frozen-vm", "flood_wait", "3600s on SendMessage", wait_until=now + 3000)  # wrote, then froze
+    old.close()
+    fresh = store_at(now - 5)
+    for name in ("outage", "waiting", "revoked"):
+        fresh.register_session(name, "other-host", 4300)
+    fresh.heartbeat("outage", 120, Pulse(every=30, link_down_since=now - 200))
+    fresh.set_session_state("waiting", "flood_wait", "42s on SendMessage", wait_until=now + 40)
+    fresh.heartbeat("waiting", 120, Pulse(every=30, bytes_down=1000, bytes_up=900))
+    fresh.record_flood_wait("waiting", "SendMessage", 42)
+    fresh.record_flood_wait("waiting", "SendMessage", 8)
+    fresh.record_flood_wait("waiting", "GetHistory", 3)
+    fresh.set_session_state("revoked", "revoked", "the login was revoked (SESSION_REVOKED): run telepi login x again.")
+    fresh.enqueue(route.id, [NewItem(i) for i in range(1, 11)])
+    fresh.claim(route.id, "waiting", 3, 600)
+    fresh.complete(route.id, {1: 101}, "waiting")
+    fresh.close()
+    late = store_at(now - 60)
+    late.set_session_state("waited-out", "flood_wait", "30s on SendMessage", wait_until=now - 30)  # then ran on
+    late.heartbeat("waited-out", 120, Pulse(every=30))
+    late.heartbeat("legacy", 120)  # a telepi from before the pulse: no interval known
+    late.close()
+
+
+def test_status_judges_sessions_by_their_facts_not_their_last_written_state(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    health_checkpoint(db)
+    data = json.loads(status(str(db), "--json", cwd=tmp_path).stdout)
+    sessions = {s["name"]: s for s in data["sessions"]}
+    judged = {name: s["health_state"] for name, s in sessions.items()}
+    assert judged == {
+        "frozen-vm": "stalled",  # wrote flood_wait, then no heartbeat for 3 intervals
+        "legacy": "running",  # 60 s without a heartbeat: within the old 180 s limit
+        "outage": "reconnecting",
+        "revoked": "revoked",
+        "waited-out": "running",  # its flood wait ended; the state it wrote is history
+        "waiting": "flood-wait",
+    }
+    assert sessions["frozen-vm"]["health"] == "stalled (no heartbeat for 10m, expected every 30s)"
+    assert sessions["outage"]["health"].startswith("reconnecting since ")
+    assert sessions["outage"]["health"].endswith("(3m): Telegram unreachable")  # 200 s
+    assert sessions["waiting"]["health"] in ("flood-wait 40s on SendMessage", "flood-wait 39s on SendMessage")
+    assert sessions["revoked"]["fix"] and sessions["revoked"]["needs_action"]
+    text = status(str(db), cwd=tmp_path).stdout
+    assert "stalled (no heartbeat for 10m" in text and "reconnecting since" in text and "REVOKED: the login" in text
+
+
+def test_a_dead_process_on_this_host_is_dead_whatever_it_wrote(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    store = SqliteStore(db)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.register_session("session1", socket.gethostname(), int(gone.stdout))
+    store.heartbeat("session1", 120, Pulse(every=30))
+    store.close()
+    [session] = json.loads(status(str(db), "--json", cwd=tmp_path).stdout)["sessions"]
+    assert session["state"] == "running" and session["health_state"] == "dead"
+
+
+def metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_prometheus_output_parses_and_says_what_the_checkpoint_says(tmp_path: Path) -> None:
+    db = tmp_path / "checkpoint.db"
+    health_checkpoint(db)
+    result = status(str(db), "--prometheus", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = metrics(result.stdout)
+    route = (("route", "1"), ("title", "@source -> @target"))
+
+    def at(name: str, *labels: tuple[str, str]) -> float:
+        return found[(name, tuple(sorted(labels)))]
+
+    assert at("telepi_checkpoint_exists") == 1
+    assert {s: at("telepi_route_messages", *route, ("status", s)) for s in ("pending", "processing", "done")} == {
+        "pending": 7,
+        "processing": 2,
+        "done": 1,
+    }
+    assert 4 <= at("telepi_route_lag_seconds", *route) <= 60  # planned 5 s ago, still open
+    assert at("telepi_route_copied_per_minute", *route) == 0.2
+    assert at("telepi_route_leases_held", *route, ("session", "waiting")) == 2
+    for name, state in [("frozen-vm", "stalled"), ("outage", "reconnecting"), ("revoked", "revoked")]:
+        assert at("telepi_session_state", ("session", name), ("telepi_session_state", state)) == 1
+    assert 199 <= at("telepi_session_reconnecting_seconds", ("session", "outage")) <= 260
+    assert at("telepi_session_reconnecting_seconds", ("session", "waiting")) == 0
+    assert at("telepi_flood_wait_seconds_total", ("session", "waiting"), ("method", "SendMessage")) == 50
+    assert at("telepi_flood_waits_total", ("session", "waiting"), ("method", "SendMessage")) == 2
+    assert at("telepi_flood_waits_total", ("session", "waiting"), ("method", "GetHistory")) == 1
+    assert 30 <= at("telepi_session_flood_wait_remaining_seconds", ("session", "waiting")) <= 40
+    assert at("telepi_session_flood_wait_remaining_seconds", ("session", "frozen-vm")) == 0  # stalled, not waiting
+    assert at("telepi_transfer_bytes_total", ("session", "waiting"), ("direction", "down")) == 1000
+    assert at("telepi_transfer_bytes_total", ("session", "waiting"), ("direction", "up")) == 900
+    assert at("telepi_session_heartbeat_age_seconds", ("session", "frozen-vm")) >= 599
+
+    # the same for node_exporter's textfile collector, and nothing at all before any run
+    textfile = tmp_path / "textfile" / "telepi.prom"
+    textfile.parent.mkdir()
+    assert status(str(db), "--textfile", str(textfile), cwd=tmp_path).returncode == 0
+    assert metrics(textfile.read_text()).keys() == found.keys()
+    empty = status(str(tmp_path / "nothing.db"), "--prometheus", cwd=tmp_path)
+    assert metrics(empty.stdout) == {("telepi_checkpoint_exists", ()): 0}
+    refused = status(str(db), "--textfile", str(tmp_path / "absent" / "telepi.prom"), cwd=tmp_path)
+    assert refused.returncode == 78 and "cannot write the metrics to" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -163,6 +163,7 @@ class AccountLimiter:
             extra={"event": "flood_wait", "seconds": seconds, "method": method},
         )
         self.progress.waiting(method, until)
+        self.store.record_flood_wait(self.session, method, seconds)
         self.store.set_session_state(self.session, "flood_wait", detail, wait_until=until)
         if seconds > LONG_WAIT_SECONDS and self.on_long_wait is not None:
             await self.on_long_wait(seconds)

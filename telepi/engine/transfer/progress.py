@@ -28,6 +28,14 @@ class TransferProgress:
 ProgressCallback = Callable[[TransferProgress], None]
 
 
+@dataclass
+class ByteTotals:
+    """Bytes one account's transfers moved since the process started (its metrics count them)."""
+
+    down: int = 0  # received from the source
+    up: int = 0  # sent to Telegram for the target
+
+
 class ProgressMeter:
     """Counts bytes and calls ``callback`` at most every ``interval`` seconds, and once at the end."""
 
@@ -40,8 +48,10 @@ class ProgressMeter:
         interval: float,
         waiting: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
+        totals: ByteTotals | None = None,
     ) -> None:
         self.name = name
+        self.totals = totals
         self.total = total
         self.done = 0
         self.downloaded = 0
@@ -54,9 +64,13 @@ class ProgressMeter:
 
     def received(self, count: int) -> None:
         self.downloaded += count
+        if self.totals is not None:
+            self.totals.down += count
 
     def sent(self, count: int) -> None:
         self.done += count
+        if self.totals is not None:
+            self.totals.up += count
         now = self._clock()
         self._samples.append((now, self.done))
         while len(self._samples) > 2 and self._samples[1][0] < now - RATE_WINDOW:

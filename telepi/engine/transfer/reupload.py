@@ -46,7 +46,7 @@ from telepi.engine.transfer.media import (
 from telepi.engine.transfer.options import DEFAULT_OPTIONS, TransferOptions
 from telepi.engine.transfer.pacing import Pacer
 from telepi.engine.transfer.parts import part_cap, part_count
-from telepi.engine.transfer.progress import ProgressCallback, ProgressMeter
+from telepi.engine.transfer.progress import ByteTotals, ProgressCallback, ProgressMeter
 from telepi.engine.transfer.senders import SenderPool
 from telepi.engine.transfer.stream import FileStream, download_bytes, upload_bytes
 
@@ -57,9 +57,17 @@ class Transfers:
     """One account's transfer machinery, shared by all its items: connections per DC, the flood
     pacing of each direction, and the account's upload part cap. Close it (``async with``) when done."""
 
-    def __init__(self, client: Any, options: TransferOptions = DEFAULT_OPTIONS, *, premium: bool | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        options: TransferOptions = DEFAULT_OPTIONS,
+        *,
+        premium: bool | None = None,
+        totals: ByteTotals | None = None,
+    ) -> None:
         self.client = client
         self.options = options
+        self.totals = ByteTotals() if totals is None else totals
         self.download_pacer = Pacer(options.downloads_in_flight)
         self.upload_pacer = Pacer(options.uploads_in_flight)
         self._premium = premium
@@ -133,7 +141,12 @@ class Transfers:
         if file.size <= 0:
             raise TransferFailed(f"{file.name} is empty: Telegram has no empty files to copy")
         meter = ProgressMeter(
-            file.name, file.size, progress, interval=self.options.progress_interval, waiting=self._waiting
+            file.name,
+            file.size,
+            progress,
+            interval=self.options.progress_interval,
+            waiting=self._waiting,
+            totals=self.totals,
         )
         stream = FileStream(
             source,
@@ -215,12 +228,13 @@ class StreamingReuploader:
     def __init__(self, options: TransferOptions = DEFAULT_OPTIONS, *, progress: ProgressCallback | None = None) -> None:
         self.options = options
         self.progress = progress
+        self.totals = ByteTotals()  # every client's file parts: what the session's heartbeat records
         self._transfers: dict[int, Transfers] = {}
 
     def transfers(self, client: Any) -> Transfers:
         found = self._transfers.get(id(client))
         if found is None or found.client is not client:
-            found = self._transfers[id(client)] = Transfers(client, self.options)
+            found = self._transfers[id(client)] = Transfers(client, self.options, totals=self.totals)
         return found
 
     async def media(self, client: Any, message: Any, *, for_album: bool, target_peer: Any) -> Any:
