@@ -55,3 +55,12 @@ def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
     assert cost["summary"]["telepi_cpu_seconds_per_1000"] > 0
     assert cost["summary"]["telethon_cpu_seconds_per_1000"] > 0
     assert {r["kind"] for r in cost["runs"]} == {"telepi", "telethon", "idle"}
+
+
+def test_quick_live_bench_copies_once_in_order(tmp_path: Path) -> None:
+    from bench import live
+
+    out = tmp_path / "live.json"
+    assert live.main(["--quick", "--sessions", "1", "--json", str(out)]) == 0  # 0: copies once and in order
+    [one] = json.loads(out.read_text())["runs"]
+    assert {"text", "album", "edit", "delete"} <= set(one["telepi"]) and one["echo"]
