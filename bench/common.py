@@ -119,14 +119,9 @@ class SessionsRun:
     stopped: bool = False  # stopped with SIGTERM after ``stop_after`` seconds, before the work was done
 
 
-async def run_sessions(directories: Sequence[Path], timeout: float, *, stop_after: float | None = None) -> SessionsRun:
-    """Start ``python -m telepi run DIR`` for every directory at once; wait for all to exit.
-
-    With ``stop_after``, sessions still running after that many seconds get SIGTERM (a clean stop:
-    leases released) and the run counts as ``stopped``."""
-    before = _children_cpu()
-    started_at, started = time.time(), time.perf_counter()
-    processes = [
+async def start_sessions(directories: Sequence[Path]) -> list[asyncio.subprocess.Process]:
+    """``python -m telepi run DIR`` for every directory, its stderr in ``DIR/bench-stderr.log``."""
+    return [
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -140,6 +135,16 @@ async def run_sessions(directories: Sequence[Path], timeout: float, *, stop_afte
         )
         for directory in directories
     ]
+
+
+async def run_sessions(directories: Sequence[Path], timeout: float, *, stop_after: float | None = None) -> SessionsRun:
+    """Start ``python -m telepi run DIR`` for every directory at once; wait for all to exit.
+
+    With ``stop_after``, sessions still running after that many seconds get SIGTERM (a clean stop:
+    leases released) and the run counts as ``stopped``."""
+    before = _children_cpu()
+    started_at, started = time.time(), time.perf_counter()
+    processes = await start_sessions(directories)
     stopped = False
     try:
         waiting = asyncio.gather(*(p.wait() for p in processes))

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, SOURCE, bench_tmp, contents, print_table, session_dirs, world
+from bench.common import SOURCE, bench_tmp, contents, print_table, session_dirs, start_sessions, world
 
 TARGETS = {"text_median": 0.05, "text_p99": 0.2, "album_last": 0.6, "idle_cpu_percent": 1.0}
 
@@ -143,20 +143,7 @@ async def _session_run(sessions: int, posts: int, albums: int, gap: float, idle:
                 MODE="copy",
                 SYNC_DELETES="true",
             )
-            processes = [
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "telepi",
-                    "run",
-                    str(directory),
-                    cwd=ROOT,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=(directory / "bench-stderr.log").open("wb"),
-                )
-                for directory in directories
-            ]
+            processes = await start_sessions(directories)
             try:
                 await sb.post(SOURCE, "warm-up")  # the sessions are up once this is copied
                 await _copied(sb, "target", 1, timeout=60)
