@@ -23,7 +23,7 @@ from telepi.engine.session import Hooks, run_session
 
 ACCOUNTS = ("alice", "bob", "carol")
 # The sandbox's realistic flood limits (Telegram's quotas from field reports) with their clock this many times
-# faster: an hour of quotas and waits plays in a minute, so the demo still ends in seconds.
+# faster (`telepi demo --limits-scale`): an hour of quotas and waits plays in a minute, so the demo ends in seconds.
 LIMITS_SCALE = 60.0
 TOPICS = ("Announcements", "Photos", "Files", "Chat")
 
@@ -161,8 +161,11 @@ def report(console: Console, sb: Any, seconds: float) -> int:
     flood = sb.faults.flood
     if flood is not None and flood.refusals:
         refusals = ", ".join(f"{count} {kind}" for kind, count in sorted(flood.refusals.items()))
-        waited = sum(penalty for _group, penalty in flood.penalties) / flood.scale
-        console.print(f"flood limits: Telegram refused {refusals}; {waited:.0f}s of penalties")
+        penalties = sum(penalty for _group, penalty in flood.penalties)
+        console.print(
+            f"flood limits: Telegram refused {refusals}; penalties {penalties:.0f}s of Telegram's time, "
+            f"{penalties / flood.scale:.1f}s here"
+        )
     return 0 if all_matched and duplicates <= 0 and identical == len(source_files) else 1
 
 
