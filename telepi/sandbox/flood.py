@@ -19,7 +19,8 @@ thousand seconds after two thousand forwards at one a second (telegraf#1563). Th
 Every number is in Telegram's seconds. ``scale`` runs the model's clock that many times faster than the real
 one (scale 60 plays an hour in a minute): periods and penalties pass ``scale`` times sooner, and the X a client
 is told is real seconds, ``ceil(model seconds / scale)``, so a client that waits X seconds meets a model that
-agrees its wait is over.
+agrees its wait is over. X is a whole number of seconds and at least 1, as Telegram's is: at a large scale a short
+penalty (30 s at scale 60) costs a client that waits what it is told more than its scaled length (1 s, not 0.5 s).
 """
 
 from __future__ import annotations
