@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--messages", type=int, default=300, help="history size (default 300)")
     demo.add_argument("--video-mib", type=int, default=64, help="size of the large video (default 64 MiB)")
     demo.add_argument("--keep", type=Path, help="keep the sandbox state and sessions in this directory")
+    demo.add_argument(
+        "--limits-scale",
+        type=_positive,
+        default=60.0,
+        metavar="K",
+        help="play Telegram's flood limits K times faster (default 60: an hour in a minute; 1: real time)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     _add_optional_commands(commands)
@@ -136,7 +143,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from telepi.service.logs import setup_logging
 
     setup_logging("WARNING")
-    return asyncio.run(run_demo(Console(), messages=args.messages, video_mib=args.video_mib, keep=args.keep))
+    return asyncio.run(
+        run_demo(
+            Console(), messages=args.messages, video_mib=args.video_mib, keep=args.keep, limits_scale=args.limits_scale
+        )
+    )
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

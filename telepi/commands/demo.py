@@ -22,6 +22,9 @@ from telepi.config import load_settings
 from telepi.engine.session import Hooks, run_session
 
 ACCOUNTS = ("alice", "bob", "carol")
+# The sandbox's realistic flood limits (Telegram's quotas from field reports) with their clock this many times
+# faster (`telepi demo --limits-scale`): an hour of quotas and waits plays in a minute, so the demo ends in seconds.
+LIMITS_SCALE = 60.0
 TOPICS = ("Announcements", "Photos", "Files", "Chat")
 
 
@@ -73,7 +76,10 @@ def demo_world(messages: int, *, protected: bool, video_mib: int) -> dict[str, A
     }
 
 
-async def run_demo(console: Console, *, messages: int, video_mib: int, keep: Path | None) -> int:
+async def run_demo(
+    console: Console, *, messages: int, video_mib: int, keep: Path | None, limits_scale: float = LIMITS_SCALE
+) -> int:
+    from telepi.sandbox.faults import Faults
     from telepi.sandbox.sandbox import Sandbox
 
     protected = True  # the hard case: nothing can be forwarded, every file is streamed again
@@ -81,10 +87,13 @@ async def run_demo(console: Console, *, messages: int, video_mib: int, keep: Pat
     world = demo_world(messages, protected=protected, video_mib=video_mib)
     console.print(
         f"Local Telegram with a {'protected ' if protected else ''}forum: {messages + 2} messages in "
-        f"{len(TOPICS)} topics, albums, replies, a {video_mib} MiB video; two accounts copy it in order."
+        f"{len(TOPICS)} topics, albums, replies, a {video_mib} MiB video; two accounts copy it in order, under "
+        f"Telegram's flood limits played {limits_scale:g}x faster."
     )
+    faults = Faults()
+    faults.use_limits("realistic", scale=limits_scale)
     started = time.monotonic()
-    async with Sandbox(world=world, state_dir=root / "state") as sb:
+    async with Sandbox(world=world, state_dir=root / "state", faults=faults) as sb:
         source, target = sb.chat("source"), sb.chat("target")
         directories = [
             await sb.session_dir(
@@ -149,6 +158,14 @@ def report(console: Console, sb: Any, seconds: float) -> int:
         f"duplicates: {max(duplicates, 0)}   topics matched: {'all' if all_matched else 'NOT all'}   "
         f"files byte-identical (sha256): {identical}/{len(source_files)}, largest {biggest / 2**20:.0f} MiB"
     )
+    flood = sb.faults.flood
+    if flood is not None and flood.refusals:
+        refusals = ", ".join(f"{count} {kind}" for kind, count in sorted(flood.refusals.items()))
+        penalties = sum(penalty for _group, penalty in flood.penalties)
+        console.print(
+            f"flood limits: Telegram refused {refusals}; penalties {penalties:.0f}s of Telegram's time, "
+            f"{penalties / flood.scale:.1f}s here"
+        )
     return 0 if all_matched and duplicates <= 0 and identical == len(source_files) else 1
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from telepi.sandbox.flood import PRESETS
 from telepi.sandbox.rpc_control import ControlError, ControlServer, control_request
 from telepi.sandbox.standing import STANDINGS
 
@@ -30,6 +31,19 @@ def add_commands(subparsers: Any) -> None:
     serve.add_argument("--world", type=Path, help="world file (JSON) to load into a fresh state directory")
     serve.add_argument("--state", type=Path, required=True, help="state directory (created if missing)")
     serve.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    serve.add_argument(
+        "--limits",
+        choices=sorted(PRESETS),
+        default="off",
+        help="flood limits: realistic (Telegram's quotas, from field reports), sliding (a window per send method)",
+    )
+    serve.add_argument(
+        "--limits-scale",
+        type=_scale,
+        default=1.0,
+        metavar="K",
+        help="run the limits' clock K times faster (60: an hour of quotas and waits in a minute)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     dump = commands.add_parser("dump", help="print a chat's messages and topics (works while serve runs)")
@@ -54,6 +68,16 @@ def add_commands(subparsers: Any) -> None:
     account.add_argument("--as", dest="as_account", required=True, help="the account (name, phone or id)")
     account.add_argument("--standing", required=True, choices=["revoked", "forgotten", *STANDINGS])
     account.set_defaults(func=cmd_account)
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,10 +107,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from telepi.sandbox.faults import Faults
     from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
 
     reused = (args.state / "world.sqlite").is_file()
-    sb = Sandbox(world=args.world, state_dir=args.state, port=args.port)
+    faults = Faults()
+    faults.use_limits(args.limits, scale=args.limits_scale)
+    sb = Sandbox(world=args.world, state_dir=args.state, port=args.port, faults=faults)
     await sb.start()
     if reused and args.world is not None:
         print(f"note: {args.state} already holds a world; --world {args.world} was not loaded")
@@ -98,6 +125,8 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         print(f"sandbox listening on {sb.host}:{sb.port} (state: {sb.state_dir.resolve()})")
+        scaled = f", {args.limits_scale:g}x faster" if args.limits_scale != 1 else ""
+        print(f"flood limits: {args.limits}{scaled}")
         for account in sb.world.accounts():
             print(f"\n# .env for {account.name} (phone {account.phone}; code and password: see the world file)")
             print(f"TG_API_ID={API_ID}")

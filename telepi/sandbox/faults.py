@@ -1,5 +1,8 @@
 """Knobs that make the sandbox misbehave like the real Telegram: flood limits, errors, drops, slow links.
 
+Flood limits come two ways: :class:`RateRule` sliding windows (a test's precise knob) and the quota model of
+flood.py (Telegram's shape; presets by name through :meth:`Faults.use_limits`).
+
 A :class:`Faults` object is shared with the running server and may be changed at any time from a
 test or benchmark; the server consults it on every request and every packet. Random choices use
 ``random.Random(seed)`` so runs are reproducible.
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .dispatch import RpcError
+from .flood import FloodModel, Limits, preset
 
 Per = Literal["account", "account+chat"]
 RateError = Literal["FLOOD_WAIT", "SLOWMODE_WAIT", "PEER_FLOOD"]
@@ -194,12 +198,31 @@ class Faults:
         # rule refused; tests and benchmarks read and clear them.
         self.calls: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        # The quota model (see flood.py) and whether an account is premium (the sandbox answers from its world).
+        self.flood: FloodModel | None = None
+        self.premium: Callable[[int], bool] = lambda _user_id: False
+        self._limit_rules: list[RateRule] = []
 
     # --- configuration (tests and benchmarks) ---
 
     def add_rate_rule(self, rule: RateRule) -> RateRule:
         self._rate_rules.append(rule)
         return rule
+
+    def use_limits(self, limits: Limits | str, *, scale: float = 1.0) -> FloodModel | None:
+        """Replace the flood limits with a preset (``"realistic"``, ``"sliding"``, ``"off"``; see flood.py) whose
+        clock runs ``scale`` times faster; fresh quotas for every account. The quota model, if the preset has one."""
+        limits = preset(limits) if isinstance(limits, str) else limits
+        if scale <= 0:
+            raise ValueError("the time scale must be > 0")
+        for rule in self._limit_rules:
+            self.remove_rate_rule(rule)
+        self._limit_rules = [
+            self.add_rate_rule(RateRule(method=method, limit=limit, window=window / scale))
+            for method, limit, window in limits.sliding
+        ]
+        self.flood = FloodModel(limits, scale=scale, clock=self.clock) if limits.groups else None
+        return self.flood
 
     def remove_rate_rule(self, rule: RateRule) -> None:
         self._rate_rules = [r for r in self._rate_rules if r is not rule]
@@ -276,6 +299,8 @@ class Faults:
         """Remove every rule and the link; reseed the random generator."""
         self._rate_rules = []
         self._windows = {}
+        self._limit_rules = []
+        self.flood = None
         self._errors = []
         self._hooks = []
         self._drops = []
@@ -305,7 +330,13 @@ class Faults:
         error = self._injected(method, user_id)
         if error is not None:
             return error
-        return self._rate_limited(method, request, user_id if user_id is not None else ("key", auth_key_id))
+        account: Hashable = user_id if user_id is not None else ("key", auth_key_id)
+        error = self._rate_limited(method, request, account)
+        if error is None and self.flood is not None:
+            error = self.flood.check(method, account, premium=lambda: user_id is not None and self.premium(user_id))
+            if error is not None:
+                self.refused[method] += 1
+        return error
 
     def account_bucket(self, user_id: int, direction: Direction, rate: float, now: float) -> TokenBucket:
         bucket = self._account_buckets.get((user_id, direction))

@@ -105,6 +105,8 @@ class Sandbox:
         if self._spec is not None and self._world.is_empty():
             load_world(self._spec, self._world, self._files)
         self._env = build_env(self._world, self._files, dc_id=self.dc_id)
+        world = self._world
+        self._faults.premium = lambda user_id: (user := world.find_user(user_id)) is not None and user.premium
         registry = build_registry(self._world, self._files, endpoint=self._endpoint, env=self._env)
         self._server = SandboxServer(
             registry,
