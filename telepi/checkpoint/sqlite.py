@@ -656,11 +656,11 @@ class SqliteStore:
             row = db.execute("SELECT source_pts FROM routes WHERE id = ?", (route_id,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def advance_source_pts(self, route_id: int, pts: int) -> int:
+    def advance_source_pts(self, route_id: int, pts: int, *, restart: bool = False) -> int:
+        value = "?" if restart else "MAX(COALESCE(source_pts, 0), ?)"
         with self._tx() as db:
             row = db.execute(
-                "UPDATE routes SET source_pts = MAX(COALESCE(source_pts, 0), ?) WHERE id = ? RETURNING source_pts",
-                (pts, route_id),
+                f"UPDATE routes SET source_pts = {value} WHERE id = ? RETURNING source_pts", (pts, route_id)
             ).fetchone()
         return int(row[0]) if row is not None else pts
 

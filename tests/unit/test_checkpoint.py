@@ -268,9 +268,10 @@ def test_source_pts_is_per_route_and_never_moves_back(tmp_path: Path, store: Sql
     assert store.advance_source_pts(one.id, 35) == 40  # a session behind the others does not undo their work
     assert store.advance_source_pts(one.id, 41) == 41
     assert (store.source_pts(one.id), store.source_pts(other.id)) == (41, None)
+    assert store.advance_source_pts(one.id, 7, restart=True) == 7  # Telegram refused 41: start over from 7
     store.close()
     reopened = SqliteStore(tmp_path / "shared" / "checkpoint.db")
-    assert reopened.source_pts(one.id) == 41
+    assert reopened.source_pts(one.id) == 7
     reopened.close()
 
 
