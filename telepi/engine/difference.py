@@ -119,7 +119,7 @@ class SourceDifference:
         async with self._lock:
             stored = self.store.source_pts(self.route_id)
             if stored is None:
-                await self._start_over("no update state recorded yet")
+                await self._start_over("no update state recorded yet", restart=False)
                 return
             pts = stored if self.applied is None else max(stored, self.applied)
             edits = deletes = 0
@@ -137,7 +137,7 @@ class SourceDifference:
                 except Exception as exc:
                     if classify(exc).name not in RESTART_ERRORS:
                         raise
-                    await self._start_over(f"Telegram answered {classify(exc).name} for pts {pts}")
+                    await self._start_over(f"Telegram answered {classify(exc).name} for pts {pts}", restart=True)
                     return
                 if isinstance(diff, types.updates.ChannelDifferenceEmpty):
                     self._reach(diff.pts)
@@ -179,15 +179,17 @@ class SourceDifference:
         self.applied = pts if self.applied is None else max(self.applied, pts)
         self._advance(save=True)
 
-    async def _start_over(self, why: str) -> None:
-        """No usable pts: the channel's current one, then the history read for what came before it."""
+    async def _start_over(self, why: str, *, restart: bool) -> None:
+        """No usable pts: the channel's current one, then the history read for what came before it.
+        ``restart``: Telegram refused the stored pts, which must not stay (otherwise another session's
+        later pts wins)."""
         full = await self.client(functions.channels.GetFullChannelRequest(self.channel))
         pts = int(full.full_chat.pts)
         log.info("%s: reading the copied range of the source, update state from pts %d", why, pts)
         await self.changes.reread_window()
         self._ahead = {start: end for start, end in self._ahead.items() if end > pts}
         self.applied = None
-        self._save(pts, restart=True)  # exactly this pts: a stored one Telegram refused must not stay
+        self._save(pts, restart=restart)
         self._advance(save=False)
 
     def _record(self, updates: list[Any]) -> bool:
