@@ -85,6 +85,7 @@ async def test_what_happened_while_every_session_was_killed_reaches_the_target(t
             edits_before = sb.faults.calls["EditMessageRequest"]
             deletes_before = sb.faults.calls["DeleteMessagesRequest"]
 
+            restarted = time.monotonic()
             processes = [await start(d) for d in directories]
             want = texts(sb, "source")
 
@@ -92,6 +93,8 @@ async def test_what_happened_while_every_session_was_killed_reaches_the_target(t
                 return texts(sb, "target") == want
 
             await until(caught_up, "the target to show every post, edit and delete")
+            way = "re-read, the difference too long" if too_long else "from the difference"
+            print(f"caught up {time.monotonic() - restarted:.1f} s after the restart ({way})")
             await until(lambda: route_pts(directories[0]) == sb.world.pts(source.id), "the route's pts to move on")
             await asyncio.sleep(2)  # anything applied twice would show now
             for process in processes:
