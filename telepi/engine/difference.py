@@ -100,7 +100,7 @@ class SourceDifference:
                     self.applied = max(self.applied, end)
                     del self._ahead[start]
                     moved = True
-        if save:
+        if save and self.applied > self._saved:
             self._save(self.applied)
 
     def _save(self, pts: int, *, restart: bool = False) -> None:
