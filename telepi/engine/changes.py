@@ -135,6 +135,7 @@ class ChangeApplier:
         deletes = self.store.enqueue_deletes(self.route.route_id, gone) if self.sync_deletes and gone else 0
         if edits or deletes:
             log.info("catch-up: %d edits and %d deletes to apply", edits, deletes, extra={"event": "changes"})
+            self.wake.set()  # the applier may be running already (a channel's difference too long)
 
     # ---- applying -----------------------------------------------------------------------------
 
