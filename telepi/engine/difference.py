@@ -142,6 +142,9 @@ class SourceDifference:
                 if isinstance(diff, types.updates.ChannelDifferenceEmpty):
                     self._reach(diff.pts)
                     break
+                if isinstance(diff, types.updates.ChannelDifferenceTooLong) and diff.dialog.pts is None:
+                    await self._start_over(f"the difference since pts {pts} is too long", restart=False)
+                    return  # Dialog.pts is optional in the schema: the channel's own pts then
                 if isinstance(diff, types.updates.ChannelDifferenceTooLong):
                     log.warning(
                         "the source's difference since pts %d is too long for Telegram to give: reading the "
