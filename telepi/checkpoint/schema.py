@@ -127,6 +127,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (session, method)
     ) WITHOUT ROWID;
     """,
+    # version 7: the source channel's update state (its pts) up to which edits and deletes are recorded in
+    # `changes`: a start asks Telegram for the difference from it (updates.getChannelDifference)
+    """
+    ALTER TABLE routes ADD COLUMN source_pts INTEGER;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -651,6 +651,19 @@ class SqliteStore:
             )
             return added
 
+    def source_pts(self, route_id: int) -> int | None:
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT source_pts FROM routes WHERE id = ?", (route_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def advance_source_pts(self, route_id: int, pts: int, *, restart: bool = False) -> int:
+        value = "?" if restart else "MAX(COALESCE(source_pts, 0), ?)"
+        with self._tx() as db:
+            row = db.execute(
+                f"UPDATE routes SET source_pts = {value} WHERE id = ? RETURNING source_pts", (pts, route_id)
+            ).fetchone()
+        return int(row[0]) if row is not None else pts
+
     def claim_changes(
         self, route_id: int, session: str, user_id: int, limit: int, lease_seconds: float
     ) -> list[ChangeItem]:

@@ -140,6 +140,13 @@ class Store(Protocol):
     def enqueue_deletes(self, route_id: int, source_ids: Sequence[int]) -> int:
         """Record source deletes; an open edit of the same message is done (nothing left to edit)."""
 
+    def source_pts(self, route_id: int) -> int | None:
+        """The source channel's pts up to which its edits and deletes are recorded (None: never asked)."""
+
+    def advance_source_pts(self, route_id: int, pts: int, *, restart: bool = False) -> int:
+        """Record that the source's updates up to ``pts`` are recorded; never moves back (several sessions
+        advance it) unless ``restart`` (Telegram refused the stored one). Returns the route's pts now."""
+
     def claim_changes(
         self, route_id: int, session: str, user_id: int, limit: int, lease_seconds: float
     ) -> list[ChangeItem]:

@@ -6,11 +6,12 @@ checkpoint (``changes``: one open edit per message, a delete makes the edit moot
 claims only the rows of copies its own account made (the session that sent the copy, through the
 sessions table). A row of an account with no live session waits until that session returns.
 
-Where changes come from: the live ``MessageEdited``/``MessageDeleted`` events, and a catch-up at start
-that reads the source's history over the copied range: a copied message edited after its copy was
-claimed (the copy may have read the text before the edit), or after the edit last recorded, gets an
-edit row; with ``SYNC_DELETES`` a copied message missing from the source gets a delete row. The
-catch-up also finds what live updates missed (a session that was down, an update lost on a connection).
+Where changes come from: live updates, and what happened while nobody listened. For a channel or
+supergroup that is Telegram's own record, its difference from the pts the route recorded up to
+(engine/difference.py). Otherwise, and where that record is too long, :meth:`ChangeApplier.reread_window`
+reads the source's history over the copied range: a copied message edited after its copy was claimed
+(the copy may have read the text before the edit), or after the edit last recorded, gets an edit row;
+with ``SYNC_DELETES`` a copied message missing from the source gets a delete row.
 
 How a change is applied: the copy is read from the target first. A copy gone, or a forwarded copy
 (Telegram refuses to edit a message with a forward header, tdlib/td#2820), is done with a note; a copy
@@ -30,7 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,30 +86,38 @@ class ChangeApplier:
 
     # ---- recording ----------------------------------------------------------------------------
 
-    def record_edit(self, message: Any) -> None:
-        if not self.sync_edits:
-            return
-        edit_date = getattr(message, "edit_date", None)
-        try:
-            self.store.enqueue_edits(self.route.route_id, {int(message.id): _timestamp(edit_date)})
-        except Exception as exc:  # the catch-up at the next start finds it again
-            log.warning("edit of %d not recorded (%s)", message.id, type(exc).__name__)
-            return
-        self.wake.set()
+    def record_edit(self, message: Any) -> bool:
+        return self.record_edits({int(message.id): timestamp(getattr(message, "edit_date", None))})
 
-    def record_deletes(self, source_ids: Iterable[int]) -> None:
-        if not self.sync_deletes:
-            return
+    def record_edits(self, edits: Mapping[int, int | None]) -> bool:
+        """Record source edits (id → edit_date); False if the checkpoint refused (ask again later)."""
+        if not self.sync_edits or not edits:
+            return True
+        try:
+            self.store.enqueue_edits(self.route.route_id, edits)
+        except Exception as exc:  # the next difference or catch-up finds it again
+            log.warning("edits of %s not recorded (%s)", sorted(edits), type(exc).__name__)
+            return False
+        self.wake.set()
+        return True
+
+    def record_deletes(self, source_ids: Iterable[int]) -> bool:
+        """Record source deletes; False if the checkpoint refused (ask again later)."""
         ids = list(source_ids)
+        if not self.sync_deletes or not ids:
+            return True
         try:
             self.store.enqueue_deletes(self.route.route_id, ids)
         except Exception as exc:
             log.warning("delete of %s not recorded (%s)", ids, type(exc).__name__)
-            return
+            return False
         self.wake.set()
+        return True
 
-    async def catch_up(self) -> None:
-        """Record what changed in the source over the copied range while nobody listened."""
+    async def reread_window(self) -> None:
+        """Record what changed in the source over the copied range while nobody listened, read from the
+        history itself: edits by ``edit_date``, deletes by absence. For a source without Telegram's record
+        of it (a basic group, a private chat) at every start; for a channel when that record is too long."""
         copied = self.store.copied_ids(self.route.route_id)
         if not copied:
             return
@@ -118,7 +127,7 @@ class ChangeApplier:
             self.route.source_peer, min_id=copied[0] - 1, max_id=copied[-1] + 1
         ):
             present.add(int(message.id))
-            stamp = _timestamp(getattr(message, "edit_date", None))
+            stamp = timestamp(getattr(message, "edit_date", None))
             if stamp is not None:
                 edited[int(message.id)] = stamp
         edits = self.store.enqueue_stale_edits(self.route.route_id, edited, CLOCK_SLACK) if self.sync_edits else 0
@@ -126,16 +135,19 @@ class ChangeApplier:
         deletes = self.store.enqueue_deletes(self.route.route_id, gone) if self.sync_deletes and gone else 0
         if edits or deletes:
             log.info("catch-up: %d edits and %d deletes to apply", edits, deletes, extra={"event": "changes"})
+            self.wake.set()  # the applier may be running already (a channel's difference too long)
 
     # ---- applying -----------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        try:
-            await self.catch_up()
-        except SessionStopped:
-            raise
-        except Exception as exc:
-            log.warning("catch-up of source edits and deletes failed (%s): live ones still apply", _name(exc))
+    async def run(self, stop: asyncio.Event, *, reread: bool = True) -> None:
+        """Apply recorded changes until ``stop``; first, with ``reread``, read the window (see above)."""
+        if reread:
+            try:
+                await self.reread_window()
+            except SessionStopped:
+                raise
+            except Exception as exc:
+                log.warning("catch-up of source edits and deletes failed (%s): live ones still apply", _name(exc))
         while not stop.is_set():
             self.wake.clear()
             try:
@@ -344,7 +356,7 @@ def _same_entities(have: Sequence[Any] | None, want: Sequence[Any] | None) -> bo
     return [e.to_dict() for e in have or []] == [e.to_dict() for e in want or []]
 
 
-def _timestamp(value: Any) -> int | None:
+def timestamp(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, int | float):

@@ -22,6 +22,7 @@ from telepi.checkpoint.model import Pulse
 from telepi.checkpoint.store import Store
 from telepi.config import Settings
 from telepi.engine.changes import ChangeApplier, ChangeRoute
+from telepi.engine.difference import SourceDifference
 from telepi.engine.health import Beacon, HealthReport, Link
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
@@ -326,8 +327,14 @@ async def _run_route(
         max_attempts=settings.max_attempts,
     )
     planner.work_planned = worker.work_planned
+    syncing = settings.live and (settings.sync_edits or settings.sync_deletes)
+    difference: SourceDifference | None = None
+    if syncing and isinstance(route.source_peer, types.InputPeerChannel):
+        # A channel or supergroup has Telegram's own record of its updates: nothing missed while down.
+        channel = types.InputChannel(route.source_peer.channel_id, route.source_peer.access_hash)
+        difference = SourceDifference(client, store, route.route_id, channel, changes, new_messages=wake.set)
     if settings.live:
-        _follow_live(client, settings, route, wake, changes, planner)
+        _follow_live(client, settings, route, wake, changes, planner, difference)
 
     hooks.ready()  # connected, logged in, chats resolved: planning and copying run side by side from here
 
@@ -344,8 +351,11 @@ async def _run_route(
         asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, vitals, stop), name="heartbeat"),
         asyncio.create_task(_report(store, route.route_id, progress, hooks, stop, beacon), name="status"),
     ]
-    if settings.live and (settings.sync_edits or settings.sync_deletes):
-        tasks.append(asyncio.create_task(changes.run(stop), name="changes"))
+    if syncing:
+        # A basic group or private source has no record of its own here: its history is read again instead.
+        tasks.append(asyncio.create_task(changes.run(stop, reread=difference is None), name="changes"))
+    if difference is not None:
+        tasks.append(asyncio.create_task(difference.run(stop, vitals.link), name="difference"))
     tasks.append(
         asyncio.create_task(planner.run(wake, live=settings.live, poll_seconds=POLL_SECONDS, stop=stop), name="planner")
     )
@@ -410,9 +420,16 @@ async def _is_forum(client: Any, peer: Any) -> bool:
 
 
 def _follow_live(
-    client: Any, settings: Settings, route: RouteTarget, wake: asyncio.Event, changes: ChangeApplier, planner: Planner
+    client: Any,
+    settings: Settings,
+    route: RouteTarget,
+    wake: asyncio.Event,
+    changes: ChangeApplier,
+    planner: Planner,
+    difference: SourceDifference | None,
 ) -> None:
-    """New messages wake the planner; edits and deletes become change rows (see engine/changes.py)."""
+    """New messages wake the planner; edits and deletes become change rows (see engine/changes.py), for a
+    channel through its update state (engine/difference.py), which sees every update with its pts."""
 
     async def on_new(event: Any) -> None:
         grouped = getattr(event.message, "grouped_id", None)
@@ -421,6 +438,13 @@ def _follow_live(
         wake.set()
 
     client.add_event_handler(on_new, events.NewMessage(chats=[route.source_peer]))
+    if difference is not None:
+
+        async def on_update(update: Any) -> None:
+            difference.live(update)
+
+        client.add_event_handler(on_update, events.Raw())
+        return
     if settings.sync_edits:
 
         async def on_edit(event: Any) -> None:

@@ -118,12 +118,20 @@ def register(registry: Registry, env: Env) -> None:
         chat = resolve_channel(env, viewer, request.channel)
         current = chat.pts
         since = int(request.pts)
-        if since <= 0 or since > current:
+        # Both errors are listed for the method (core.telegram.org/method/updates.getChannelDifference): no
+        # pts at all is "empty", one the channel never reached "invalid".
+        if since <= 0:
+            raise RpcError(400, "PERSISTENT_TIMESTAMP_EMPTY")
+        if since > current:
             raise RpcError(400, "PERSISTENT_TIMESTAMP_INVALID")
         if since == current:
             return types.updates.ChannelDifferenceEmpty(pts=current, final=True, timeout=CHANNEL_DIFF_TIMEOUT)
         if current - since > world.channel_difference_max:
-            # Like Telegram for a long gap: the latest messages only, and the client starts over from there.
+            # "The passed pts is too old: one or more updates starting from the specified PTS were deleted
+            # from the message box of this channel" (core.telegram.org/constructor/updates.channelDifferenceTooLong):
+            # final "always set", a timeout, the dialog with the pts to reset to, and "the latest messages
+            # (not starting from the passed pts, just the latest messages)". Nothing of what happened since:
+            # the client reads the history again (core.telegram.org/api/updates).
             top = world.top_message(chat.id, chat.id)
             latest = world.history(chat.id, HistoryFilter(peer=chat.id), Page(limit=20))[1]
             tl_messages, users, chats = env.render.messages(latest, viewer)

@@ -493,7 +493,9 @@ class World:
         self.clock_offset = 0.0  # tests move time forward (e.g. to expire file references)
         # A file_reference older than this many seconds gets FILE_REFERENCE_EXPIRED.
         self.file_reference_max_age = 24 * 3600.0
-        # getChannelDifference answers "too long" (latest messages only) past this many pending events.
+        # getChannelDifference answers "too long" (latest messages only) past this many pending events: the
+        # channel's box keeps only its latest updates; Telegram's usually about 100000 "(though do not rely
+        # on this value...)", core.telegram.org/constructor/updates.channelDifferenceTooLong. Tests lower it.
         self.channel_difference_max = 5000
         private_dir(self.path.parent)
         self._db = sqlite3.connect(private_file(self.path), isolation_level=None, check_same_thread=False)

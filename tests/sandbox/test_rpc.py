@@ -482,6 +482,31 @@ async def test_channel_difference_replays_exact_pts(h: Harness) -> None:
     request.pts = start
     too_long = await h.call("alice", request)
     assert isinstance(too_long, types.updates.ChannelDifferenceTooLong) and too_long.dialog.pts == start + 4
+    # channelDifferenceTooLong: final always set, a timeout, the latest messages, not the ones since our pts.
+    assert too_long.final and too_long.timeout and [m.message for m in too_long.messages][:1] == ["b"]
+
+
+async def test_channel_difference_carries_edits_and_deletes_with_their_pts(h: Harness) -> None:
+    forum = h.world.find_chat_ref("forum")
+    kept = (await h.call("bob", send(h, "forum", "kept", random_id=1))).updates[0].id
+    gone = (await h.call("bob", send(h, "forum", "gone", random_id=2))).updates[0].id
+    start = h.world.pts(forum.id)
+    await h.call("bob", functions.messages.EditMessageRequest(h.input_peer("forum"), kept, message="kept, edited"))
+    await h.call("bob", functions.channels.DeleteMessagesRequest(h.input_channel("forum"), [gone]))
+    request = functions.updates.GetChannelDifferenceRequest(
+        h.input_channel("forum"), types.ChannelMessagesFilterEmpty(), start, 100
+    )
+    diff = await h.call("alice", request)
+    assert diff.final and diff.pts == start + 2 and diff.new_messages == []
+    edit, delete = diff.other_updates
+    assert isinstance(edit, types.UpdateEditChannelMessage) and (edit.pts, edit.pts_count) == (start + 1, 1)
+    assert edit.message.id == kept and edit.message.message == "kept, edited" and edit.message.edit_date
+    assert isinstance(delete, types.UpdateDeleteChannelMessages) and delete.messages == [gone]
+    assert (delete.channel_id, delete.pts, delete.pts_count) == (h.input_channel("forum").channel_id, start + 2, 1)
+    request.pts = 0
+    assert (await rpc_error(h.call("alice", request))).message == "PERSISTENT_TIMESTAMP_EMPTY"
+    request.pts = start + 3
+    assert (await rpc_error(h.call("alice", request))).message == "PERSISTENT_TIMESTAMP_INVALID"
 
 
 async def test_account_difference_for_private_and_group_messages(h: Harness) -> None:

@@ -261,6 +261,20 @@ def test_routes_are_keyed_by_source_and_target(store: SqliteStore) -> None:
     assert [r.high_water for r in store.routes()] == [50, 0]
 
 
+def test_source_pts_is_per_route_and_never_moves_back(tmp_path: Path, store: SqliteStore) -> None:
+    one, other = store.route("-1001", "-1002"), store.route("-1001", "-1003")
+    assert store.source_pts(one.id) is None  # never asked: the first start reads the window instead
+    assert store.advance_source_pts(one.id, 40) == 40
+    assert store.advance_source_pts(one.id, 35) == 40  # a session behind the others does not undo their work
+    assert store.advance_source_pts(one.id, 41) == 41
+    assert (store.source_pts(one.id), store.source_pts(other.id)) == (41, None)
+    assert store.advance_source_pts(one.id, 7, restart=True) == 7  # Telegram refused 41: start over from 7
+    store.close()
+    reopened = SqliteStore(tmp_path / "shared" / "checkpoint.db")
+    assert reopened.source_pts(one.id) == 7
+    reopened.close()
+
+
 def test_seed_monitoring_queries_work_verbatim(store: SqliteStore) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
