@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from telepi.checkpoint.sqlite import SqliteStore
+from telepi.checkpoint import Checkpoint, open_store
 from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
 from telepi.errors import UserFixableError
@@ -29,7 +29,7 @@ class AlreadyRunning(UserFixableError):
     by hand, and restarting it would only repeat this."""
 
 
-def running_pid(store: SqliteStore, session: str) -> int | None:
+def running_pid(store: Checkpoint, session: str) -> int | None:
     """The pid of a live telepi process of this session on this host, if another one is running."""
     found = store.session_process(session)
     if found is None:
@@ -46,7 +46,7 @@ def running_pid(store: SqliteStore, session: str) -> int | None:
     return pid if b"telepi" in command else None  # a reused pid is not ours
 
 
-def refuse_second_process(store: SqliteStore, settings: Settings) -> None:
+def refuse_second_process(store: Checkpoint, settings: Settings) -> None:
     pid = running_pid(store, settings.session_name)
     if pid is not None:
         raise AlreadyRunning(
@@ -69,7 +69,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         log.warning(warning)
     for warning in check_permissions(settings, strict=strict):
         log.warning(warning)
-    store = SqliteStore(settings.shared_db_path)
+    store = open_store(settings)
     try:
         refuse_second_process(store, settings)
         log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
@@ -87,7 +87,7 @@ def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None
     log.debug("background: %s %s", context.get("message", ""), detail)
 
 
-async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
+async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
     systemd = notifier()
     monitor = HealthMonitor(systemd)
     stop = asyncio.Event()
