@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from telepi.checkpoint.model import NewItem, Route, StatusReport, TopicClaim, WorkItem
 from telepi.checkpoint.sqlite import SqliteStore
@@ -13,12 +13,10 @@ from telepi.checkpoint.store import Store
 from telepi.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    from telepi.checkpoint.postgres import PostgresStore
+    from telepi.checkpoint.postgres import PostgresStore  # psycopg is an extra: imported only for a URL
     from telepi.config import Settings
 
-    Checkpoint: TypeAlias = SqliteStore | PostgresStore  # a Store, and what the commands also read
+Checkpoint: TypeAlias = "SqliteStore | PostgresStore"  # a Store, and what the commands also read
 
 __all__ = [
     "Checkpoint",
