@@ -28,7 +28,7 @@ _counter = itertools.count(1)
 def binaries() -> Path | None:
     """The newest installed PostgreSQL's bin directory, or None when it is not installed."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
-    if not found or shutil.which("runuser") is None and os.geteuid() == 0:
+    if not found or (shutil.which("runuser") is None and os.geteuid() == 0):
         return None
     return Path(found[-1]).parent
 

@@ -242,7 +242,9 @@ class PostgresStore:
                         return work(_Tx(cur, self._clock))
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
-                    raise PassingError(f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries.")
+                    raise PassingError(
+                        f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries."
+                    ) from None
                 time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
             except PoolTimeout as exc:
                 raise self._unavailable(exc) from None
@@ -551,8 +553,8 @@ class PostgresStore:
             # As if never tried: no attempts, no send marks (nothing was sent), the same random_id. The
             # reasons are read from the rows the update changed, so the counts are exactly what it requeued.
             rows = db.all(
-                f"WITH old AS (SELECT route_id, source_msg_id, skip_reason FROM messages WHERE {' AND '.join(conditions)} "
-                "FOR UPDATE) UPDATE messages m SET status = 'pending', skip_reason = NULL, attempts = 0, "
+                "WITH old AS (SELECT route_id, source_msg_id, skip_reason FROM messages "
+                f"WHERE {' AND '.join(conditions)} FOR UPDATE) UPDATE messages m SET status = 'pending', skip_reason = NULL, attempts = 0, "
                 "not_before = NULL, session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
                 "send_started_at = NULL, last_error = NULL, target_msg_id = NULL, processed_at = NULL FROM old "
                 "WHERE m.route_id = old.route_id AND m.source_msg_id = old.source_msg_id "
@@ -686,10 +688,8 @@ class PostgresStore:
             ):
                 edit_date = edits[int(row["source_msg_id"])]
                 recorded = row["recorded"]
-                if recorded is not None:
-                    newer = edit_date > recorded
-                else:  # edited after the copy's fetch could have read it
-                    newer = edit_date >= (row["claimed_at"] or 0) - slack
+                # without a recorded edit: edited after the copy's fetch could have read it
+                newer = edit_date > recorded if recorded is not None else edit_date >= (row["claimed_at"] or 0) - slack
                 if newer:
                     stale[int(row["source_msg_id"])] = edit_date
             return self._enqueue_edits(db, route_id, stale)

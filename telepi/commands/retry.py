@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from telepi.checkpoint.model import NEVER_COPYABLE
 from telepi.checkpoint import Checkpoint, open_checkpoint
+from telepi.checkpoint.model import NEVER_COPYABLE
 from telepi.commands.status import locate_checkpoint
 from telepi.errors import ConfigError, Problem
 

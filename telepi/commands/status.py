@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from telepi.checkpoint.model import SessionInfo, StatusReport
 from telepi.checkpoint import is_url, open_checkpoint
+from telepi.checkpoint.model import SessionInfo, StatusReport
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from telethon import utils
 
-from telepi.checkpoint.model import NewItem, Route
 from telepi.checkpoint import Checkpoint, open_store
+from telepi.checkpoint.model import NewItem, Route
 from telepi.config import Settings
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway

@@ -283,9 +283,10 @@ def test_seed_monitoring_queries_work_verbatim(store: Checkpoint, checkpoint_tar
     counts = raw_rows(checkpoint_target, "SELECT status, COUNT(*) FROM messages GROUP BY status;")
     assert dict((str(status), count) for status, count in counts) == {"done": 1, "pending": 1}
     assert raw_rows(checkpoint_target, "SELECT * FROM messages WHERE status='processing';") == []
-    latest = raw_rows(checkpoint_target, "SELECT session, target_msg_id FROM messages ORDER BY processed_at DESC LIMIT 10;")
+    query = "SELECT session, target_msg_id FROM messages ORDER BY processed_at DESC LIMIT 10;"
+    latest = raw_rows(checkpoint_target, query)
     # PostgreSQL sorts NULLs first in DESC: rows never processed (pending) come before the latest done one.
-    assert [row for row in latest if row[1] is not None][0] == ("s1", 11)
+    assert next(row for row in latest if row[1] is not None) == ("s1", 11)
 
 
 def test_report_counts_match_rows(store: Checkpoint, clock: Clock) -> None:
