@@ -73,9 +73,7 @@ class PgServer:
         done = subprocess.run([*self._as, str(self.bindir / tool), *args], capture_output=True, text=True)
         if done.returncode != 0:
             log = self.base / "log"
-            raise RuntimeError(
-                f"{tool} failed: {done.stderr or done.stdout}{log.read_text() if log.exists() else ''}"
-            )
+            raise RuntimeError(f"{tool} failed: {done.stderr or done.stdout}{log.read_text() if log.exists() else ''}")
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"

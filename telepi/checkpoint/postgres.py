@@ -554,8 +554,9 @@ class PostgresStore:
             # reasons are read from the rows the update changed, so the counts are exactly what it requeued.
             rows = db.all(
                 "WITH old AS (SELECT route_id, source_msg_id, skip_reason FROM messages "
-                f"WHERE {' AND '.join(conditions)} FOR UPDATE) UPDATE messages m SET status = 'pending', skip_reason = NULL, attempts = 0, "
-                "not_before = NULL, session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
+                f"WHERE {' AND '.join(conditions)} FOR UPDATE) "
+                "UPDATE messages m SET status = 'pending', skip_reason = NULL, attempts = 0, not_before = NULL, "
+                "session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
                 "send_started_at = NULL, last_error = NULL, target_msg_id = NULL, processed_at = NULL FROM old "
                 "WHERE m.route_id = old.route_id AND m.source_msg_id = old.source_msg_id "
                 "RETURNING old.skip_reason AS reason",
@@ -838,8 +839,7 @@ class PostgresStore:
         counts = dict.fromkeys(("pending", "processing", "done", "failed"), 0)
         rows = self._run(
             lambda db: db.all(
-                "SELECT status, COUNT(*) AS n FROM changes WHERE %s::bigint IS NULL OR route_id = %s "
-                "GROUP BY status",
+                "SELECT status, COUNT(*) AS n FROM changes WHERE %s::bigint IS NULL OR route_id = %s GROUP BY status",
                 (route_id, route_id),
             ),
             write=False,
@@ -937,9 +937,7 @@ class PostgresStore:
 
     def bind_route(self, route_id: int, user_id: int) -> int:
         def work(db: _Tx) -> int:
-            db.run(
-                "UPDATE routes SET bound_user_id = %s WHERE id = %s AND bound_user_id IS NULL", (user_id, route_id)
-            )
+            db.run("UPDATE routes SET bound_user_id = %s WHERE id = %s AND bound_user_id IS NULL", (user_id, route_id))
             return int(db.one("SELECT bound_user_id FROM routes WHERE id = %s", (route_id,))["bound_user_id"])
 
         return self._run(work)
@@ -1164,9 +1162,7 @@ class PostgresStore:
 
 def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteReport:
     counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for row in db.all(
-        "SELECT status, COUNT(*) AS n FROM messages WHERE route_id = %s GROUP BY status", (route.id,)
-    ):
+    for row in db.all("SELECT status, COUNT(*) AS n FROM messages WHERE route_id = %s GROUP BY status", (route.id,)):
         counts[row["status"]] = int(row["n"])
     leases = [
         Lease(
