@@ -76,7 +76,7 @@ def _database(url: str) -> Check:
             return Check("ok", f"checkpoint {redact(url)} is empty: the first session that runs creates it")
         return Check("problem", str(exc), "see the sentence above")
     store.close()
-    return Check("ok", f"checkpoint {store.where} answers")
+    return Check("ok", f"checkpoint {store.path} answers")
 
 
 def _checkpoint(path: Path) -> Check:
