@@ -38,3 +38,13 @@ def checkpoint_target(backend: str, tmp_path: Path, request: pytest.FixtureReque
         return tmp_path / "shared" / "checkpoint.db"
     server: PgServer = request.getfixturevalue("pg_server")
     return server.new_database()
+
+
+@pytest.fixture
+def shared_db_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The .env lines that put sessions' checkpoint on the backend: none for the SQLite file (the default),
+    SHARED_DB_URL of a fresh database for PostgreSQL."""
+    if backend == "sqlite":
+        return {}
+    server: PgServer = request.getfixturevalue("pg_server")
+    return {"SHARED_DB_URL": server.new_database()}
