@@ -1,7 +1,5 @@
-"""The checkpoint interface the engine codes against; ``sqlite.py`` is today's implementation.
-
-A server database can be added later by implementing this protocol, without touching the engine.
-"""
+"""The checkpoint interface the engine codes against: ``sqlite.py`` (one host) and ``postgres.py`` (several
+hosts) implement it with the same semantics; the tests run on both."""
 
 from __future__ import annotations
 
