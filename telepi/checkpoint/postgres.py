@@ -11,6 +11,7 @@ or serialization failure is retried as a whole transaction; every operation is o
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -47,6 +48,7 @@ from telepi.errors import CheckpointError, PassingError, UserFixableError
 T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
+_HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
 _CLAIMABLE = """
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s))
@@ -119,6 +121,8 @@ class _Tx:
 class PostgresStore:
     """The shared checkpoint on a PostgreSQL database (see :class:`telepi.checkpoint.store.Store`)."""
 
+    notifies = True  # wait_head is woken by the writes of other sessions (LISTEN/NOTIFY)
+
     def __init__(
         self,
         url: str,
@@ -133,6 +137,8 @@ class PostgresStore:
         self.path = self.where  # what `telepi status` names as the checkpoint
         self._clock = clock
         self._read_only = read_only
+        self._listen_lock = threading.Lock()
+        self._listener: psycopg.Connection[Any] | None = None
         self._probe()  # connect once first: the pool would hide why a connection fails
         self._pool = ConnectionPool(
             url,
@@ -142,11 +148,15 @@ class PostgresStore:
             open=False,
             name="telepi-checkpoint",
         )
-        self._pool.open(wait=True, timeout=30)
-        if read_only:
-            self._check_version()
-        else:
-            self._migrate(create)
+        try:
+            self._pool.open(wait=True, timeout=30)
+            if read_only:
+                self._check_version()
+            else:
+                self._migrate(create)
+        except BaseException:
+            self._pool.close()
+            raise
 
     # ---- connection and schema -------------------------------------------------------------
 
@@ -253,7 +263,38 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        with self._listen_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
         self._pool.close()
+
+    def wait_head(self, route_id: int, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for another session's write that may move the route's head (a
+        send recorded, a lease given back); True when one came. A lease running out is no write: the caller
+        looks again after ``timeout`` all the same."""
+        with self._listen_lock:
+            try:
+                if self._listener is None:
+                    # Listening from the first wait on: a write between the caller's look and this LISTEN
+                    # is missed once, and costs one ``timeout``.
+                    self._listener = psycopg.connect(self._url, autocommit=True, connect_timeout=15)
+                    self._listener.execute(f"LISTEN {_HEAD}".encode())
+                deadline = time.monotonic() + timeout
+                moved = False
+                while not moved and (left := deadline - time.monotonic()) > 0:
+                    for notice in self._listener.notifies(timeout=left, stop_after=1):
+                        moved = moved or notice.payload == str(route_id)
+                # Notices queued meanwhile are about what the caller reads next anyway: drop them.
+                for notice in self._listener.notifies(timeout=0):
+                    moved = moved or notice.payload == str(route_id)
+                return moved
+            except psycopg.Error:
+                # The listener broke (server restart): the caller looks itself; the next wait reconnects.
+                if self._listener is not None:
+                    self._listener.close()
+                self._listener = None
+                return False
 
     # ---- routes -----------------------------------------------------------------------------
 
@@ -433,14 +474,16 @@ class PostgresStore:
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
-        return self._run(
-            lambda db: db.run(
+        def work(db: _Tx) -> int:
+            _notify_head(db, route_id)
+            return db.run(
                 "UPDATE messages m SET status = 'done', session = %s, target_msg_id = t.target, processed_at = %s, "
                 "lease_expires = NULL, last_error = NULL FROM unnest(%s::bigint[], %s::bigint[]) AS t(source, target) "
                 "WHERE m.route_id = %s AND m.source_msg_id = t.source AND m.status NOT IN ('done', 'skipped')",
                 (session, db.now(), list(targets), list(targets.values()), route_id),
             )
-        )
+
+        return self._run(work)
 
     def fail(
         self,
@@ -455,6 +498,7 @@ class PostgresStore:
     ) -> int:
         def work(db: _Tx) -> int:
             now = db.now()
+            _notify_head(db, route_id)
             return db.run(
                 """UPDATE messages SET
                         attempts = attempts + 1,
@@ -480,17 +524,20 @@ class PostgresStore:
         return self._run(work)
 
     def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
-        return self._run(
-            lambda db: db.run(
+        def work(db: _Tx) -> int:
+            _notify_head(db, route_id)
+            return db.run(
                 "UPDATE messages SET status = 'skipped', skip_reason = %s, session = %s, processed_at = %s, "
                 "lease_expires = NULL WHERE route_id = %s AND status NOT IN ('done', 'skipped') "
                 "AND source_msg_id = ANY(%s::bigint[])",
                 (reason, session, db.now(), route_id, list(source_ids)),
             )
-        )
+
+        return self._run(work)
 
     def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
         def work(db: _Tx) -> int:
+            _notify_head(db, route_id)
             if refused:
                 db.run(
                     "UPDATE messages SET send_session = NULL, send_started_at = NULL WHERE route_id = %s "
@@ -515,13 +562,18 @@ class PostgresStore:
             params.append(route_id)
         if only_unsent:
             conditions.append("send_started_at IS NULL")
-        return self._run(
-            lambda db: db.run(
+
+        def work(db: _Tx) -> int:
+            rows = db.all(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
-                f"WHERE {' AND '.join(conditions)}",
+                f"WHERE {' AND '.join(conditions)} RETURNING route_id",
                 params,
             )
-        )
+            for moved in {int(row["route_id"]) for row in rows}:
+                _notify_head(db, moved)
+            return len(rows)
+
+        return self._run(work)
 
     def retry(self, route_id: int | None = None, source_ids: Sequence[int] | None = None) -> int:
         conditions, params = _requeue_filter("failed", route_id, source_ids)
@@ -955,11 +1007,13 @@ class PostgresStore:
         # belongs to a dead incarnation, and its heartbeats would otherwise keep those leases forever.
         def work(db: _Tx) -> None:
             now = db.now()
-            db.run(
-                "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL, "
-                "attempts = attempts + 1 WHERE session = %s AND status = 'processing'",
+            for row in db.all(
+                "WITH freed AS (UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL, "
+                "attempts = attempts + 1 WHERE session = %s AND status = 'processing' RETURNING route_id) "
+                "SELECT DISTINCT route_id FROM freed",
                 (name,),
-            )
+            ):
+                _notify_head(db, int(row["route_id"]))
             db.run("UPDATE topics SET holder = NULL, lease_expires = NULL WHERE holder = %s", (name,))
             db.run(
                 "INSERT INTO sessions (name, host, pid, user_id, started_at, last_seen, state, detail, wait_until) "
@@ -1158,6 +1212,11 @@ class PostgresStore:
             return changed
 
         return self._run(work)
+
+
+def _notify_head(db: _Tx, route_id: int) -> None:
+    """Wake the sessions waiting on this route's head (wait_head) when this transaction commits."""
+    db.run("SELECT pg_notify(%s, %s)", (_HEAD, str(route_id)))
 
 
 def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteReport:

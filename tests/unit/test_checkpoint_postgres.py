@@ -158,3 +158,32 @@ def test_status_of_a_session_directory_reads_its_shared_db_url(url: str, tmp_pat
     assert data["routes"][0]["counts"] == {"pending": 3, "processing": 1, "done": 1, "failed": 0, "skipped": 0}
     table = cli("status", str(session), cwd=tmp_path)
     assert table.returncode == 0 and "a -> b" in table.stdout and pg_server.password not in table.stdout
+
+
+def test_a_wait_for_the_head_is_woken_by_another_sessions_write_not_by_a_poll(url: str) -> None:
+    waiter, writer = open_checkpoint(url), open_checkpoint(url)
+    route = writer.route("a", "b")
+    other = writer.route("a", "c")
+    writer.enqueue(route.id, [NewItem(1), NewItem(2)])
+    writer.enqueue(other.id, [NewItem(1)])
+    writer.claim(route.id, "s1", 1, 60)
+    writer.claim(other.id, "s1", 1, 60)
+    assert waiter.wait_head(route.id, 0.05) is False  # nothing moved: the wait runs its time out
+    woke: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        assert waiter.wait_head(route.id, 10.0)
+        woke.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    writer.complete(other.id, {1: 5}, "s1")  # another route's head: not this wait's business
+    time.sleep(0.3)
+    assert not woke
+    writer.complete(route.id, {1: 10}, "s1")
+    thread.join(5)
+    assert woke and 0.5 < woke[0] < 2.0
+    waiter.close()
+    writer.close()
