@@ -43,7 +43,7 @@ from telepi.checkpoint.model import (
 )
 from telepi.checkpoint.pg_schema import APPLICATION_ID, LATEST_VERSION, META, MIGRATIONS
 from telepi.checkpoint.sqlite import _new_random_id
-from telepi.errors import CheckpointError, PassingError, UserFixableError
+from telepi.errors import CheckpointError, NoCheckpoint, PassingError, UserFixableError
 
 T = TypeVar("T")
 _RETRIES = 20
@@ -192,7 +192,7 @@ class PostgresStore:
             version = self._identify(db)
             if version is None:
                 if not create:
-                    raise CheckpointError(f"{self.where} holds no telepi checkpoint yet: start a session once.")
+                    raise NoCheckpoint(f"{self.where} holds no telepi checkpoint yet: start a session once.")
                 db.run(META)
                 db.run("INSERT INTO telepi_meta (application_id, version) VALUES (%s, 0)", (APPLICATION_ID,))
                 version = 0
@@ -232,7 +232,7 @@ class PostgresStore:
     def _check_version(self) -> None:
         version = self._run(self._identify, write=False)
         if version is None:
-            raise CheckpointError(f"{self.where} holds no telepi checkpoint yet: start a session once.")
+            raise NoCheckpoint(f"{self.where} holds no telepi checkpoint yet: start a session once.")
         if version > LATEST_VERSION:
             raise self._newer(version)
         if version < LATEST_VERSION:

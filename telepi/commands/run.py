@@ -10,6 +10,7 @@ import signal
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from telepi.checkpoint import Checkpoint, open_store
 from telepi.config import Settings, load_settings
@@ -61,7 +62,7 @@ def run(session_dir: str, *, strict: bool) -> int:
     setup_logging(
         settings.log_level,
         settings.log_file,
-        secrets=[settings.api_hash],
+        secrets=[settings.api_hash, *filter(None, [urlsplit(settings.shared_db_url).password])],
         session=settings.session_name,
         route=settings.route_label,
     )

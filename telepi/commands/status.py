@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from rich.console import Console
@@ -17,6 +18,7 @@ from telepi.checkpoint import is_url, open_checkpoint
 from telepi.checkpoint.model import SessionInfo, StatusReport
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
+from telepi.errors import NoCheckpoint
 
 DEFAULT_DB = Path("shared") / "checkpoint.db"
 
@@ -38,12 +40,24 @@ def locate_checkpoint(target: str | os.PathLike[str]) -> Path | str:
     return path
 
 
+def shown(db_path: Path | str) -> str:
+    """The checkpoint's location as it may be printed: a URL without its password."""
+    if not is_url(db_path):
+        return str(db_path)
+    url = urlsplit(str(db_path))
+    user = f"{url.username}@" if url.username else ""
+    return f"postgresql://{user}{url.netloc.rpartition('@')[2]}{url.path}"
+
+
 def read_report(db_path: Path | str) -> StatusReport | None:
     """The checkpoint's report, or None when no session has created the file yet."""
     if isinstance(db_path, Path) and not db_path.exists():
         return None
     # status never writes: a read-only file (or a read-only database role) works
-    store = open_checkpoint(db_path, create=False, read_only=True)
+    try:
+        store = open_checkpoint(db_path, create=False, read_only=True)
+    except NoCheckpoint:
+        return None  # a database no session has used yet, like a file not created yet
     try:
         return store.report()
     finally:

@@ -187,3 +187,12 @@ def test_a_wait_for_the_head_is_woken_by_another_sessions_write_not_by_a_poll(ur
     assert woke and 0.5 < woke[0] < 2.0
     waiter.close()
     writer.close()
+
+
+def test_status_of_a_database_no_session_used_yet_is_an_empty_report(url: str, pg_server: PgServer) -> None:
+    result = cli("status", url)
+    assert result.returncode == 0, result.stderr
+    assert "No checkpoint yet at postgresql://telepi@127.0.0.1:" in result.stdout
+    data = json.loads(cli("status", url, "--json").stdout)
+    assert data["exists"] is False and data["path"].startswith("postgresql://telepi@127.0.0.1:")
+    assert pg_server.password not in result.stdout + json.dumps(data)
