@@ -74,7 +74,7 @@ def _database(url: str) -> Check:
 
         if "holds no telepi checkpoint yet" in str(exc):
             return Check("ok", f"checkpoint {redact(url)} is empty: the first session that runs creates it")
-        return Check("problem", str(exc), "see the sentence above")
+        return Check("problem", str(exc))  # the sentence names its fix
     store.close()
     return Check("ok", f"checkpoint {store.path} answers")
 

@@ -196,3 +196,18 @@ def test_status_of_a_database_no_session_used_yet_is_an_empty_report(url: str, p
     data = json.loads(cli("status", url, "--json").stdout)
     assert data["exists"] is False and data["path"].startswith("postgresql://telepi@127.0.0.1:")
     assert pg_server.password not in result.stdout + json.dumps(data)
+
+
+def test_doctor_checks_the_database_without_creating_anything_or_showing_the_password(
+    url: str, pg_server: PgServer
+) -> None:
+    from telepi.commands.doctor import _database
+
+    empty = _database(url)
+    assert empty.verdict == "ok" and "is empty: the first session that runs creates it" in empty.what
+    with psycopg.connect(url) as db:
+        assert db.execute(b"SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+    open_checkpoint(url).close()
+    assert _database(url).verdict == "ok"
+    wrong = _database(url.replace(pg_server.password, "Wr0ngSecretValue"))
+    assert wrong.verdict == "problem" and "Wr0ngSecretValue" not in wrong.what + wrong.fix
