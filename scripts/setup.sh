@@ -34,6 +34,10 @@ build_tools_present() {
 extras=""
 if [ "$profile" = dev ]; then
     extras="dev"
+    # PostgreSQL's binaries: the tests start their own throwaway server with them (tests/pgserver.py), never
+    # the cluster the package may start. Without them the PostgreSQL half of the tests is skipped, said once.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql ||
+        echo "setup: the PostgreSQL tests need Debian's postgresql package: run 'sudo apt-get install postgresql' (continuing without it)" >&2
     if build_tools_present || apt_install gcc python3-dev libsystemd-dev pkg-config; then
         extras="dev,journald"
     else

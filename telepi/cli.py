@@ -161,7 +161,7 @@ def _positive(text: str) -> float:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from telepi.commands.status import locate_checkpoint, read_report, render, report_json
+    from telepi.commands.status import locate_checkpoint, read_report, render, report_json, shown
 
     db_path = locate_checkpoint(args.path)
     report = read_report(db_path)
@@ -173,9 +173,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
         else:
             print(exposition(report), end="")
     elif args.json:
-        print(report_json(db_path, report))
+        print(report_json(shown(db_path), report))
     else:
-        render(Console(), db_path, report)
+        render(Console(), shown(db_path), report)
     return 0
 
 

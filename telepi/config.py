@@ -23,7 +23,7 @@ from telepi.errors import ConfigError, Problem
 Mode = Literal["auto", "forward", "copy", "reupload"]
 MODES: tuple[Mode, ...] = ("auto", "forward", "copy", "reupload")
 
-SECRET_KEYS = frozenset({"TG_API_HASH", "TG_PHONE", "TG_PASSWORD"})
+SECRET_KEYS = frozenset({"TG_API_HASH", "TG_PHONE", "TG_PASSWORD", "SHARED_DB_URL"})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -40,6 +40,7 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "TARGET_TOPIC": ("", "put everything into this topic id of the target"),
     "AUTO_CREATE_TOPICS": ("true", "mirror source topics into the target by title"),
     "SHARED_DB_PATH": ("../shared/checkpoint.db", "shared checkpoint, relative to the session directory"),
+    "SHARED_DB_URL": ("", "postgresql://… checkpoint shared across hosts instead of the file (secret)"),
     "MODE": ("auto", "auto | forward | copy | reupload"),
     "ORDERED": ("true", "publish in source order even with several sessions"),
     "LIVE": ("true", "keep following new messages after the history is copied"),
@@ -84,6 +85,7 @@ class Settings:
     dc_address: tuple[str, int] | None
     server_key_path: Path | None
     warnings: tuple[str, ...] = ()
+    shared_db_url: str = field(default="", repr=False)  # may hold a password: never shown
 
     @property
     def session_file(self) -> Path:
@@ -305,6 +307,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         dc_address=read.parsed("TG_DC", _parse_address, "set TG_DC to host:port, or remove it to use Telegram"),
         server_key_path=_server_key(directory, read),
         warnings=warnings,
+        shared_db_url=_shared_db_url(read),
     )
     if read.problems:
         raise ConfigError(read.problems, list(warnings), where)
@@ -331,3 +334,15 @@ def _server_key(directory: Path, read: _Reader) -> Path | None:
         read.problem("TG_SERVER_KEY", "does not name a readable file", "point TG_SERVER_KEY at the sandbox's key PEM")
         return None
     return path
+
+
+def _shared_db_url(read: _Reader) -> str:
+    url = read.raw("SHARED_DB_URL")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        read.problem(
+            "SHARED_DB_URL",
+            "is not a PostgreSQL URL",
+            "set SHARED_DB_URL to postgresql://user@host/dbname, or remove it to use SHARED_DB_PATH",
+        )
+        return ""
+    return url

@@ -55,5 +55,9 @@ class CheckpointError(UserFixableError):
     """The shared checkpoint file cannot be used (not a database, corrupted, newer schema)."""
 
 
+class NoCheckpoint(CheckpointError):
+    """The checkpoint database is reachable but no session has created the checkpoint in it yet."""
+
+
 class CheckpointReplaced(SessionStopped):
     """The checkpoint file was deleted or replaced under a running session (its writes would be lost)."""

@@ -60,6 +60,8 @@ def _new_random_id() -> int:
 class SqliteStore:
     """The shared checkpoint on one SQLite file (see :class:`telepi.checkpoint.store.Store`)."""
 
+    notifies = False  # SQLite has no notifications: a waiting session looks at the head again itself
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -215,6 +217,9 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def wait_head(self, route_id: int, timeout: float) -> bool:
+        return False  # see ``notifies``
 
     def _check_same_file(self) -> None:
         """Writes into a deleted or replaced file would be lost, and the next start would copy everything

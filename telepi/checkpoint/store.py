@@ -1,7 +1,5 @@
-"""The checkpoint interface the engine codes against; ``sqlite.py`` is today's implementation.
-
-A server database can be added later by implementing this protocol, without touching the engine.
-"""
+"""The checkpoint interface the engine codes against: ``sqlite.py`` (one host) and ``postgres.py`` (several
+hosts) implement it with the same semantics; the tests run on both."""
 
 from __future__ import annotations
 
@@ -23,6 +21,8 @@ from telepi.checkpoint.model import (
 
 
 class Store(Protocol):
+    notifies: bool  # whether wait_head is woken by other sessions' writes (else the caller polls)
+
     # routes
     def route(self, source_chat: str, target_chat: str, label: str = "") -> Route:
         """Get or create the route for (source, target)."""
@@ -114,6 +114,10 @@ class Store(Protocol):
 
     def route_counts(self, route_id: int) -> tuple[int, int]:
         """(finished = done + skipped, known) messages of the route."""
+
+    def wait_head(self, route_id: int, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for another session's write that may move the route's head;
+        True when one came. Returns False at once when ``notifies`` is False."""
 
     def head(self, route_id: int) -> Head | None:
         """The lowest id still to publish and whether it is claimable right now, or None when nothing is.

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from telepi.checkpoint.sqlite import SqliteStore
+from telepi.checkpoint import open_store
 from telepi.config import load_settings
 from telepi.engine.session import Hooks, run_session
 
@@ -111,7 +111,7 @@ async def run_demo(
 
         async def session(directory: Path) -> None:
             settings = load_settings(directory, {})
-            store = SqliteStore(settings.shared_db_path)
+            store = open_store(settings)
 
             def show(line: str, name: str = settings.session_name) -> None:
                 lines[name] = line

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from telethon import utils
 from telethon.tl import types
 
-from telepi.checkpoint.sqlite import SqliteStore
+from telepi.checkpoint import open_checkpoint, open_store
 from telepi.commands.run import running_pid
 from telepi.config import Settings
 from telepi.engine.session import ChatNotFound, per_account_key, resolve_chat
@@ -52,7 +52,7 @@ async def diagnose(settings: Settings, report: Callable[[Check], None]) -> bool:
         add(Check("problem", problem.what, problem.fix))
     if not exposed:
         add(Check("ok", "secret files are private to this user"))
-    add(_checkpoint(settings.shared_db_path))
+    add(_database(settings.shared_db_url) if settings.shared_db_url else _checkpoint(settings.shared_db_path))
     add(_unit(settings.session_name))
     if not settings.session_file.exists():
         add(Check("problem", f"no session file {settings.session_file}", f"run: telepi login {settings.session_dir}"))
@@ -63,6 +63,20 @@ async def diagnose(settings: Settings, report: Callable[[Check], None]) -> bool:
     for check in await _telegram(settings, read_only=running is not None):
         add(check)
     return all(check.verdict != "problem" for check in checks)
+
+
+def _database(url: str) -> Check:
+    """The PostgreSQL checkpoint answers and holds a telepi schema (or an empty one a session fills)."""
+    try:
+        store = open_checkpoint(url, create=False, read_only=True)
+    except UserFixableError as exc:
+        from telepi.checkpoint.postgres import redact  # psycopg is there: the store got that far
+
+        if "holds no telepi checkpoint yet" in str(exc):
+            return Check("ok", f"checkpoint {redact(url)} is empty: the first session that runs creates it")
+        return Check("problem", str(exc))  # the sentence names its fix
+    store.close()
+    return Check("ok", f"checkpoint {store.path} answers")
 
 
 def _checkpoint(path: Path) -> Check:
@@ -107,10 +121,10 @@ def _unit(session: str) -> Check:
 
 def _running(settings: Settings) -> Check | None:
     """A note when the session runs now: then the checks read its login without touching its files."""
-    if not settings.shared_db_path.is_file():
+    if not settings.shared_db_url and not settings.shared_db_path.is_file():
         return None
     try:
-        store = SqliteStore(settings.shared_db_path, create=False, read_only=True)
+        store = open_store(settings, create=False, read_only=True)
     except UserFixableError:
         return None  # the checkpoint check above said what is wrong with it
     try:
@@ -206,7 +220,11 @@ def _per_account(source: Any, target: Any, settings: Settings, user_id: int) -> 
     key = per_account_key(source, target)
     if key is None:
         return []
-    owner = _route_owner(settings.shared_db_path, str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
+    owner = (
+        None  # the binding is read from the SQLite file only; a PostgreSQL checkpoint enforces it at run time
+        if settings.shared_db_url
+        else _route_owner(settings.shared_db_path, str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
+    )
     if owner is not None and owner != user_id:
         return [
             Check(

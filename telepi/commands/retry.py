@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from telepi.checkpoint import Checkpoint, open_checkpoint
 from telepi.checkpoint.model import NEVER_COPYABLE
-from telepi.checkpoint.sqlite import SqliteStore
 from telepi.commands.status import locate_checkpoint
 from telepi.errors import ConfigError, Problem
 
@@ -20,7 +20,7 @@ def retry(path: str, *, route: int | None, ids: str | None, skipped: str | None 
             raise ConfigError(
                 [Problem("--ids", f"--ids={ids!r} is not a list of ids", "write e.g. --ids 12,15,40")]
             ) from None
-    store = SqliteStore(locate_checkpoint(path), create=False)
+    store = open_checkpoint(locate_checkpoint(path), create=False)
     try:
         if skipped is None:
             count = store.retry(route, wanted)
@@ -36,7 +36,7 @@ def retry(path: str, *, route: int | None, ids: str | None, skipped: str | None 
     return f"requeued {total} skipped message{_s(total)} ({detail}); running sessions pick them up"
 
 
-def _nothing_skipped(store: SqliteStore, route: int | None, reasons: list[str] | None) -> str:
+def _nothing_skipped(store: Checkpoint, route: int | None, reasons: list[str] | None) -> str:
     """Why nothing matched, with the reasons that are there (a mistyped reason is the usual cause)."""
     present: dict[str, int] = {}
     for route_report in store.report(failures=0, skipped_ids=0).routes:

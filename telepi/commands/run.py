@@ -10,8 +10,9 @@ import signal
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from telepi.checkpoint.sqlite import SqliteStore
+from telepi.checkpoint import Checkpoint, open_store
 from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
 from telepi.errors import UserFixableError
@@ -29,7 +30,7 @@ class AlreadyRunning(UserFixableError):
     by hand, and restarting it would only repeat this."""
 
 
-def running_pid(store: SqliteStore, session: str) -> int | None:
+def running_pid(store: Checkpoint, session: str) -> int | None:
     """The pid of a live telepi process of this session on this host, if another one is running."""
     found = store.session_process(session)
     if found is None:
@@ -46,7 +47,7 @@ def running_pid(store: SqliteStore, session: str) -> int | None:
     return pid if b"telepi" in command else None  # a reused pid is not ours
 
 
-def refuse_second_process(store: SqliteStore, settings: Settings) -> None:
+def refuse_second_process(store: Checkpoint, settings: Settings) -> None:
     pid = running_pid(store, settings.session_name)
     if pid is not None:
         raise AlreadyRunning(
@@ -61,7 +62,7 @@ def run(session_dir: str, *, strict: bool) -> int:
     setup_logging(
         settings.log_level,
         settings.log_file,
-        secrets=[settings.api_hash],
+        secrets=[settings.api_hash, *filter(None, [urlsplit(settings.shared_db_url).password])],
         session=settings.session_name,
         route=settings.route_label,
     )
@@ -69,7 +70,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         log.warning(warning)
     for warning in check_permissions(settings, strict=strict):
         log.warning(warning)
-    store = SqliteStore(settings.shared_db_path)
+    store = open_store(settings)
     try:
         refuse_second_process(store, settings)
         log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
@@ -87,7 +88,7 @@ def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None
     log.debug("background: %s %s", context.get("message", ""), detail)
 
 
-async def _run_until_signalled(settings: Settings, store: SqliteStore) -> None:
+async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
     systemd = notifier()
     monitor = HealthMonitor(systemd)
     stop = asyncio.Event()

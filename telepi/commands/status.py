@@ -7,36 +7,57 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from telepi.checkpoint import is_url, open_checkpoint
 from telepi.checkpoint.model import SessionInfo, StatusReport
-from telepi.checkpoint.sqlite import SqliteStore
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
+from telepi.errors import NoCheckpoint
 
 DEFAULT_DB = Path("shared") / "checkpoint.db"
 
 
-def locate_checkpoint(target: str | os.PathLike[str]) -> Path:
-    """A checkpoint file, a session directory (its SHARED_DB_PATH) or a sessions root (shared/checkpoint.db)."""
+def locate_checkpoint(target: str | os.PathLike[str]) -> Path | str:
+    """A checkpoint file, a PostgreSQL URL, a session directory (its SHARED_DB_URL, else its SHARED_DB_PATH)
+    or a sessions root (shared/checkpoint.db)."""
+    if is_url(target):
+        return str(target)
     path = Path(target).expanduser().absolute()
     if path.is_dir() and (path / ".env").is_file():
-        configured = dotenv_values(path / ".env").get("SHARED_DB_PATH") or "../shared/checkpoint.db"
+        values = {**dotenv_values(path / ".env"), **os.environ}  # as load_settings reads them
+        if values.get("SHARED_DB_URL"):
+            return str(values["SHARED_DB_URL"])
+        configured = values.get("SHARED_DB_PATH") or "../shared/checkpoint.db"
         return (path / configured).resolve()
     if path.is_dir():
         return path / DEFAULT_DB
     return path
 
 
-def read_report(db_path: Path) -> StatusReport | None:
+def shown(db_path: Path | str) -> str:
+    """The checkpoint's location as it may be printed: a URL without its password."""
+    if not is_url(db_path):
+        return str(db_path)
+    url = urlsplit(str(db_path))
+    user = f"{url.username}@" if url.username else ""
+    return f"postgresql://{user}{url.netloc.rpartition('@')[2]}{url.path}"
+
+
+def read_report(db_path: Path | str) -> StatusReport | None:
     """The checkpoint's report, or None when no session has created the file yet."""
-    if not db_path.exists():
+    if isinstance(db_path, Path) and not db_path.exists():
         return None
-    store = SqliteStore(db_path, create=False, read_only=True)  # status never writes: a read-only file works
+    # status never writes: a read-only file (or a read-only database role) works
+    try:
+        store = open_checkpoint(db_path, create=False, read_only=True)
+    except NoCheckpoint:
+        return None  # a database no session has used yet, like a file not created yet
     try:
         return store.report()
     finally:
@@ -50,7 +71,7 @@ def session_health(session: SessionInfo, now: float) -> str:
     return judge(session, now).text
 
 
-def report_json(db_path: Path, report: StatusReport | None) -> str:
+def report_json(db_path: Path | str, report: StatusReport | None) -> str:
     if report is None:
         return json.dumps({"path": str(db_path), "exists": False, "routes": [], "sessions": [], "failures": []})
     now = report.generated_at
@@ -70,7 +91,7 @@ def report_json(db_path: Path, report: StatusReport | None) -> str:
     return json.dumps(data, indent=2)
 
 
-def render(console: Console, db_path: Path, report: StatusReport | None) -> None:
+def render(console: Console, db_path: Path | str, report: StatusReport | None) -> None:
     if report is None:
         console.print(_plain(f"No checkpoint yet at {db_path}: no session has run."))
         console.print("Start one with: telepi run sessions/session1   (or: systemctl start telepi@session1)")

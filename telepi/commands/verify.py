@@ -12,8 +12,8 @@ from typing import Any
 
 from telethon import utils
 
+from telepi.checkpoint import Checkpoint, open_store
 from telepi.checkpoint.model import NewItem, Route
-from telepi.checkpoint.sqlite import SqliteStore
 from telepi.config import Settings
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
@@ -49,7 +49,7 @@ class Outcome:
 async def verify(settings: Settings, options: Options) -> Outcome:
     if not settings.session_file.exists():
         raise NotLoggedIn(f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}")
-    store = SqliteStore(settings.shared_db_path, create=options.adopt)
+    store = open_store(settings, create=options.adopt)
     problems: list[AccountProblem] = []
     client = make_client(settings, receive_updates=False)
     gateway = Gateway(settings.session_name, f"telepi login {settings.session_dir}", problems.append)
@@ -97,7 +97,7 @@ async def verify(settings: Settings, options: Options) -> Outcome:
         store.close()
 
 
-def _route(store: SqliteStore, settings: Settings, source: Any, target: Any, options: Options) -> Route:
+def _route(store: Checkpoint, settings: Settings, source: Any, target: Any, options: Options) -> Route:
     source_id, target_id = str(utils.get_peer_id(source)), str(utils.get_peer_id(target))
     found = next((r for r in store.routes() if (r.source_chat, r.target_chat) == (source_id, target_id)), None)
     if found is None and options.adopt:

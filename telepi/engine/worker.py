@@ -54,6 +54,9 @@ FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
 FULL_WINDOW_SECONDS = 0.02  # ...and one whose learned window is full for longer than this
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
+# With a checkpoint that notifies (PostgreSQL), waiting for another session's head is woken by its writes;
+# a lease running out is no write, so the head is looked at again after this long all the same.
+HEAD_WAIT = 0.5
 WHOLE_BATCH_WAIT = 2.0  # longest a forwarding session waits for the planner to fill a batch
 # An error nobody listed, met on this many different units in a row, is about the chat or the account.
 UNKNOWN_STREAK = 3
@@ -802,6 +805,10 @@ class Worker:
                     pause = TURN_POLL[0]
                     continue
             self.progress.touch()
+            if self.store.notifies and not head.claimable and head.holder not in (None, self.session):
+                # Another session holds the head: its complete (or hand-back) wakes this wait.
+                await asyncio.to_thread(self.store.wait_head, self.route.route_id, HEAD_WAIT)
+                continue
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, TURN_POLL[1])
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from telethon.tl import functions
 
-from telepi.checkpoint import SqliteStore
+from telepi.checkpoint import Checkpoint, SqliteStore, open_checkpoint, open_store
 from telepi.config import load_settings
 from telepi.engine.progress import Progress
 from telepi.engine.session import run_session
@@ -69,7 +69,7 @@ async def make_sessions(sb: Sandbox, root: Path, accounts: list[str], **env: Any
 async def run_all(directories: list[Path], timeout: float = 120) -> list[Progress]:
     async def one(directory: Path) -> Progress:
         settings = load_settings(directory, {})
-        store = SqliteStore(settings.shared_db_path)
+        store = open_store(settings)  # SHARED_DB_URL when the test set one, else the SQLite file
         try:
             return await run_session(settings, store, asyncio.Event())
         finally:
@@ -78,18 +78,31 @@ async def run_all(directories: list[Path], timeout: float = 120) -> list[Progres
     return list(await asyncio.wait_for(asyncio.gather(*(one(d) for d in directories)), timeout))
 
 
-@pytest.mark.parametrize("sessions", [1, 3])
-async def test_history_is_cloned_once_in_order_with_topics(tmp_path: Path, sessions: int) -> None:
+def checkpoint(directory: Path, **options: Any) -> Checkpoint:
+    """The checkpoint a session directory's .env names (SHARED_DB_URL, else SHARED_DB_PATH)."""
+    settings = load_settings(directory, {})
+    return open_checkpoint(settings.shared_db_url or settings.shared_db_path, **options)
+
+
+# Several sessions run on both checkpoint backends; one session on SQLite only (nothing is shared).
+SHARED = [(1, "sqlite"), (3, "sqlite"), (3, "postgres")]
+
+
+@pytest.mark.parametrize(("sessions", "backend"), SHARED)
+async def test_history_is_cloned_once_in_order_with_topics(
+    tmp_path: Path, sessions: int, backend: str, shared_db_env: dict[str, str]
+) -> None:
     async with Sandbox(world=forum_world(150), state_dir=tmp_path / "state") as sb:
         directories = await make_sessions(
-            sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false", MODE="copy"
+            sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false", MODE="copy", **shared_db_env
         )
         progress = await run_all(directories)
         assert_clone_equal(sb, "source", "target")
         assert topic_titles(sb, "target") == topic_titles(sb, "source")
         if sessions > 1:
             assert all(p.done > 0 for p in progress), [p.done for p in progress]  # the work was shared
-        store = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        store = checkpoint(directories[0])
+        assert isinstance(store, SqliteStore) == (backend == "sqlite")  # the sessions really shared that backend
         counts = store.report().routes[0].counts
         assert counts["pending"] == counts["processing"] == counts["failed"] == 0
         assert counts["done"] == len(content(sb.messages("target")))
@@ -149,8 +162,10 @@ async def test_live_messages_edits_and_deletes_follow(tmp_path: Path) -> None:
             store.close()
 
 
-@pytest.mark.parametrize("sessions", [1, 3])
-async def test_protected_source_is_reuploaded_byte_identical(tmp_path: Path, sessions: int) -> None:
+@pytest.mark.parametrize(("sessions", "backend"), SHARED)
+async def test_protected_source_is_reuploaded_byte_identical(
+    tmp_path: Path, sessions: int, shared_db_env: dict[str, str]
+) -> None:
     world = forum_world(500, noforwards=True, seed=3)
     world["chats"][0]["messages"].append(
         {
@@ -169,7 +184,9 @@ async def test_protected_source_is_reuploaded_byte_identical(tmp_path: Path, ses
         }
     )
     async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
-        directories = await make_sessions(sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false")
+        directories = await make_sessions(
+            sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false", **shared_db_env
+        )
         await run_all(directories, timeout=240)
         assert_clone_equal(sb, "source", "target")  # media compared by kind, size, sha256 and attributes
         assert topic_titles(sb, "target") == topic_titles(sb, "source")

@@ -18,8 +18,9 @@ from telepi.engine.session import run_session
 from telepi.sandbox.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
 from telepi.sandbox.worldfile import generate_history
+from tests.conftest import BACKENDS
 from tests.engine.clonecheck import assert_clone_equal, content
-from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
+from tests.engine.test_clone import checkpoint, forum_world, make_sessions, run_all, wait_for
 from tests.engine.test_crash import start
 
 
@@ -46,12 +47,17 @@ async def test_forwarding_sends_one_request_per_hundred_messages(tmp_path: Path,
         assert sb.faults.calls["GetMessagesRequest"] <= 3  # each claim's messages read in one call
 
 
-async def test_ordered_route_keeps_moving_while_one_account_sits_out_a_flood_wait(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_ordered_route_keeps_moving_while_one_account_sits_out_a_flood_wait(
+    tmp_path: Path, shared_db_env: dict[str, str]
+) -> None:
     async with Sandbox(world=channel_world(80, {"text": 100}), state_dir=tmp_path / "state") as sb:
-        bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        bob, carol = await make_sessions(
+            sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false", **shared_db_env
+        )
         # bob's third text is answered with a two-minute flood wait: the route must not wait for it
         sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_120", 420, nth=3, user_id=sb.account("bob").id)
-        stores = {d: SqliteStore(load_settings(d, {}).shared_db_path) for d in (bob, carol)}
+        stores = {d: checkpoint(d) for d in (bob, carol)}
         runs = {d: asyncio.create_task(run_session(load_settings(d, {}), stores[d], asyncio.Event())) for d in stores}
         try:
             await wait_for(lambda: len(content(sb.messages("target"))) == 80, timeout=60)
@@ -67,11 +73,14 @@ async def test_ordered_route_keeps_moving_while_one_account_sits_out_a_flood_wai
                 store.close()
 
 
-async def test_ordered_route_goes_on_when_a_session_dies_for_good(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_ordered_route_goes_on_when_a_session_dies_for_good(
+    tmp_path: Path, shared_db_env: dict[str, str]
+) -> None:
     async with Sandbox(world=forum_world(150, seed=4), state_dir=tmp_path / "state") as sb:
         sb.faults.add_rate_rule(RateRule(method="SendMessageRequest", limit=10, window=1.0))
         bob, carol = await make_sessions(
-            sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false", LEASE_SECONDS="10"
+            sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false", LEASE_SECONDS="10", **shared_db_env
         )
         processes = {d: await start(d) for d in (bob, carol)}
         try:
@@ -118,19 +127,24 @@ async def test_a_forward_batch_refused_as_protected_is_copied_message_by_message
         assert sb.faults.calls["ForwardMessagesRequest"] == 1  # after the refusal, no more forwarding
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("sent", [False, True], ids=["died-before-sending", "died-after-sending"])
-async def test_a_takeover_adopts_only_the_dead_sessions_own_copy(tmp_path: Path, sent: bool) -> None:
+async def test_a_takeover_adopts_only_the_dead_sessions_own_copy(
+    tmp_path: Path, sent: bool, shared_db_env: dict[str, str]
+) -> None:
     world = channel_world(0, {"text": 100})
     world["chats"][0]["messages"] = [{"text": "same words"}, {"text": "same words"}, {"text": "last"}]
     async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
-        _bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        _bob, carol = await make_sessions(
+            sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false", **shared_db_env
+        )
         first, second, _last = (m["id"] for m in content(sb.messages("source")))
         # bob copied the first message, then marked the second as sending and died before sending it.
         client = await sb.client("bob")
         await client.get_dialogs()
         target = await client.get_input_entity(sb.chat("target").id)
         copy = await client.send_message(target, "same words")
-        store = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        store = checkpoint(carol)
         route = store.route(str(sb.chat("source").id), str(sb.chat("target").id))
         store.enqueue(route.id, [NewItem(first), NewItem(second)])
         store.register_session("session1", "host", 1, user_id=sb.account("bob").id)
@@ -142,7 +156,7 @@ async def test_a_takeover_adopts_only_the_dead_sessions_own_copy(tmp_path: Path,
         store.close()
         # carol comes later: bob's lease has run out. A channel post names no sender: the copies look alike, but
         # the first's is recorded as the first's. Unsent, the second is sent now; sent, it is adopted, not resent.
-        later = SqliteStore(tmp_path / "sessions" / "shared" / "checkpoint.db", clock=lambda: time.time() + 60)
+        later = checkpoint(carol, clock=lambda: time.time() + 60)
         try:
             await run_session(load_settings(carol, {}), later, asyncio.Event())
         finally:

@@ -2,7 +2,7 @@
 
 It follows the engine's protocol: mark_sending, deliver with the item's random_id, complete; and on a
 takeover of an item whose send had started, it looks in the sink (the "target chat") before resending.
-Run as: python -m tests.unit.checkpoint_worker DB SINK ROUTE_ID SESSION SEED
+Run as: python -m tests.unit.checkpoint_worker DB_PATH_OR_URL SINK ROUTE_ID SESSION SEED
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from telepi.checkpoint import SqliteStore
+from telepi.checkpoint import open_checkpoint
 
 LEASE_SECONDS = 3.0
 
@@ -24,7 +24,7 @@ def main() -> None:
     db_path, sink_path, route_id, session, seed = sys.argv[1:6]
     rng = random.Random(int(seed))
     route = int(route_id)
-    store = SqliteStore(db_path)
+    store = open_checkpoint(db_path)  # a SQLite file or a PostgreSQL URL
     store.register_session(session, socket.gethostname(), os.getpid())
     sink = sqlite3.connect(sink_path, timeout=30, isolation_level=None)
     stop = threading.Event()

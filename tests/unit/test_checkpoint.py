@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from telepi.checkpoint import NewItem, SqliteStore
+from telepi.checkpoint import Checkpoint, NewItem, SqliteStore, open_checkpoint
 from telepi.errors import CheckpointError
 
 
@@ -25,11 +26,24 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SqliteStore:
-    return SqliteStore(tmp_path / "shared" / "checkpoint.db", clock=clock)
+def store(checkpoint_target: Path | str, clock: Clock) -> Iterator[Checkpoint]:
+    """Every test taking ``store`` runs on both backends (tests/conftest.py)."""
+    store = open_checkpoint(checkpoint_target, clock=clock)
+    yield store
+    store.close()
 
 
-def test_enqueue_is_idempotent_and_never_resets_done(store: SqliteStore) -> None:
+def raw_rows(target: Path | str, query: str) -> list[tuple[object, ...]]:
+    """Rows of a query run beside telepi, as a person runs it in sqlite3 or psql."""
+    if isinstance(target, Path):
+        return sqlite3.connect(target).execute(query).fetchall()
+    import psycopg
+
+    with psycopg.connect(target) as db:
+        return list(db.execute(query.encode()).fetchall())
+
+
+def test_enqueue_is_idempotent_and_never_resets_done(store: Checkpoint) -> None:
     route = store.route("-1001", "-1002")
     assert store.enqueue(route.id, [NewItem(1), NewItem(2), NewItem(3)]) == 3
     assert store.enqueue(route.id, [NewItem(2), NewItem(3), NewItem(4)]) == 1
@@ -39,7 +53,7 @@ def test_enqueue_is_idempotent_and_never_resets_done(store: SqliteStore) -> None
     assert store.target_ids(route.id, [1, 2]) == {1: 501}
 
 
-def test_random_id_is_fixed_at_enqueue(store: SqliteStore, clock: Clock) -> None:
+def test_random_id_is_fixed_at_enqueue(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(7)])
     first = store.claim(route.id, "s1", 1, 10)[0]
@@ -48,7 +62,7 @@ def test_random_id_is_fixed_at_enqueue(store: SqliteStore, clock: Clock) -> None
     assert first.random_id == second.random_id != 0
 
 
-def test_claim_takes_lowest_ids_and_splits_between_sessions(store: SqliteStore) -> None:
+def test_claim_takes_lowest_ids_and_splits_between_sessions(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in (5, 3, 9, 1, 7)])
     assert [i.source_msg_id for i in store.claim(route.id, "s1", 2, 60)] == [1, 3]
@@ -57,7 +71,7 @@ def test_claim_takes_lowest_ids_and_splits_between_sessions(store: SqliteStore) 
     assert store.claim(route.id, "s2", 5, 60) == []
 
 
-def test_album_is_claimed_whole(store: SqliteStore) -> None:
+def test_album_is_claimed_whole(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1), *(NewItem(i, grouped_id=77) for i in (2, 3, 4)), NewItem(5)])
     claimed = store.claim(route.id, "s1", 2, 60)
@@ -66,7 +80,7 @@ def test_album_is_claimed_whole(store: SqliteStore) -> None:
     assert [i.source_msg_id for i in store.claim(route.id, "s2", 1, 60)] == [5]
 
 
-def test_expired_lease_is_claimable_by_anyone_without_cleanup(store: SqliteStore, clock: Clock) -> None:
+def test_expired_lease_is_claimable_by_anyone_without_cleanup(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1)])
     assert store.claim(route.id, "s1", 1, 30)
@@ -79,7 +93,7 @@ def test_expired_lease_is_claimable_by_anyone_without_cleanup(store: SqliteStore
     assert taken[0].takeover is False  # s1 never started sending
 
 
-def test_heartbeat_keeps_leases_alive(store: SqliteStore, clock: Clock) -> None:
+def test_heartbeat_keeps_leases_alive(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.register_session("s1", "host", 1)
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
@@ -90,7 +104,7 @@ def test_heartbeat_keeps_leases_alive(store: SqliteStore, clock: Clock) -> None:
     assert store.claim(route.id, "s2", 2, 30) == []
 
 
-def test_takeover_of_a_sending_item_is_flagged(store: SqliteStore, clock: Clock) -> None:
+def test_takeover_of_a_sending_item_is_flagged(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1)])
     store.claim(route.id, "s1", 1, 30)
@@ -102,7 +116,7 @@ def test_takeover_of_a_sending_item_is_flagged(store: SqliteStore, clock: Clock)
     assert store.mark_sending(route.id, [1], "s2")
 
 
-def test_late_complete_by_the_real_sender_stops_the_new_holder(store: SqliteStore, clock: Clock) -> None:
+def test_late_complete_by_the_real_sender_stops_the_new_holder(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1)])
     store.claim(route.id, "s1", 1, 30)
@@ -115,7 +129,7 @@ def test_late_complete_by_the_real_sender_stops_the_new_holder(store: SqliteStor
     assert store.target_ids(route.id, [1]) == {1: 900}
 
 
-def test_fail_retries_with_backoff_then_fails(store: SqliteStore, clock: Clock) -> None:
+def test_fail_retries_with_backoff_then_fails(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1)])
     for attempt in (1, 2):
@@ -136,7 +150,7 @@ def test_fail_retries_with_backoff_then_fails(store: SqliteStore, clock: Clock) 
     assert [i.attempts for i in store.claim(route.id, "s1", 1, 30)] == [0]
 
 
-def test_non_retryable_failure_is_failed_at_once(store: SqliteStore) -> None:
+def test_non_retryable_failure_is_failed_at_once(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
     store.claim(route.id, "s1", 2, 30)
@@ -147,7 +161,7 @@ def test_non_retryable_failure_is_failed_at_once(store: SqliteStore) -> None:
     assert store.retry(route.id, [2]) == 0  # skipped is permanent
 
 
-def test_low_water_mark_follows_done_and_skipped(store: SqliteStore) -> None:
+def test_low_water_mark_follows_done_and_skipped(store: Checkpoint) -> None:
     route = store.route("a", "b")
     assert store.low_water_mark(route.id) is None
     store.enqueue(route.id, [NewItem(i) for i in range(1, 6)])
@@ -160,7 +174,7 @@ def test_low_water_mark_follows_done_and_skipped(store: SqliteStore) -> None:
     assert store.low_water_mark(route.id) is None
 
 
-def test_release_only_unsent_keeps_sending_items(store: SqliteStore) -> None:
+def test_release_only_unsent_keeps_sending_items(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1), NewItem(2), NewItem(3)])
     store.claim(route.id, "s1", 3, 30)
@@ -172,7 +186,7 @@ def test_release_only_unsent_keeps_sending_items(store: SqliteStore) -> None:
     assert item.source_msg_id == 1 and item.takeover
 
 
-def test_claim_between_bounds_takes_only_that_range(store: SqliteStore) -> None:
+def test_claim_between_bounds_takes_only_that_range(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in range(1, 10)])
     assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, after=4)] == [5, 6, 7]
@@ -180,7 +194,7 @@ def test_claim_between_bounds_takes_only_that_range(store: SqliteStore) -> None:
     assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, after=2, before=8)] == [3, 4]
 
 
-def test_claim_at_least_takes_nothing_until_that_many_are_claimable(store: SqliteStore) -> None:
+def test_claim_at_least_takes_nothing_until_that_many_are_claimable(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in range(1, 5)])
     assert store.claim(route.id, "s1", 5, 30, at_least=5) == []
@@ -190,7 +204,7 @@ def test_claim_at_least_takes_nothing_until_that_many_are_claimable(store: Sqlit
     assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30)] == [6]
 
 
-def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: SqliteStore, clock: Clock) -> None:
+def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     assert store.head(route.id) is None
     store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
@@ -211,7 +225,7 @@ def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: Sqlite
     assert head is not None and head.claimable
 
 
-def test_hand_back_gives_unsent_and_refused_leases_to_others(store: SqliteStore) -> None:
+def test_hand_back_gives_unsent_and_refused_leases_to_others(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3, 4)])
     store.claim(route.id, "s1", 4, 30)
@@ -223,7 +237,7 @@ def test_hand_back_gives_unsent_and_refused_leases_to_others(store: SqliteStore)
     assert not any(i.takeover for i in taken)  # nothing to look for in the target
 
 
-def test_others_alive_counts_recently_seen_working_sessions(store: SqliteStore, clock: Clock) -> None:
+def test_others_alive_counts_recently_seen_working_sessions(store: Checkpoint, clock: Clock) -> None:
     store.register_session("s1", "h", 1)
     store.register_session("s2", "h", 2)
     assert store.others_alive("s1", within=30) == 1
@@ -235,7 +249,7 @@ def test_others_alive_counts_recently_seen_working_sessions(store: SqliteStore, 
     assert store.others_alive("s1", within=30) == 0
 
 
-def test_topic_is_created_by_one_session_only(store: SqliteStore, clock: Clock) -> None:
+def test_topic_is_created_by_one_session_only(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     assert store.claim_topic(route.id, 5, "s1", "News", 30).state == "create"
     waiting = store.claim_topic(route.id, 5, "s2", "News", 30)
@@ -248,7 +262,7 @@ def test_topic_is_created_by_one_session_only(store: SqliteStore, clock: Clock) 
     assert store.topic_map(route.id) == {5: 42}
 
 
-def test_routes_are_keyed_by_source_and_target(store: SqliteStore) -> None:
+def test_routes_are_keyed_by_source_and_target(store: Checkpoint) -> None:
     one = store.route("-1001", "-1002", "src -> dst")
     assert store.route("-1001", "-1002").id == one.id
     other = store.route("-1001", "-1003")
@@ -261,7 +275,7 @@ def test_routes_are_keyed_by_source_and_target(store: SqliteStore) -> None:
     assert [r.high_water for r in store.routes()] == [50, 0]
 
 
-def test_source_pts_is_per_route_and_never_moves_back(tmp_path: Path, store: SqliteStore) -> None:
+def test_source_pts_is_per_route_and_never_moves_back(store: Checkpoint, checkpoint_target: Path | str) -> None:
     one, other = store.route("-1001", "-1002"), store.route("-1001", "-1003")
     assert store.source_pts(one.id) is None  # never asked: the first start reads the window instead
     assert store.advance_source_pts(one.id, 40) == 40
@@ -270,27 +284,26 @@ def test_source_pts_is_per_route_and_never_moves_back(tmp_path: Path, store: Sql
     assert (store.source_pts(one.id), store.source_pts(other.id)) == (41, None)
     assert store.advance_source_pts(one.id, 7, restart=True) == 7  # Telegram refused 41: start over from 7
     store.close()
-    reopened = SqliteStore(tmp_path / "shared" / "checkpoint.db")
+    reopened = open_checkpoint(checkpoint_target)
     assert reopened.source_pts(one.id) == 7
     reopened.close()
 
 
-def test_seed_monitoring_queries_work_verbatim(store: SqliteStore) -> None:
+def test_seed_monitoring_queries_work_verbatim(store: Checkpoint, checkpoint_target: Path | str) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
     store.claim(route.id, "s1", 1, 30)
     store.complete(route.id, {1: 11}, "s1")
-    db = sqlite3.connect(store.path)
-    assert dict(db.execute("SELECT status, COUNT(*) FROM messages GROUP BY status;").fetchall()) == {
-        "done": 1,
-        "pending": 1,
-    }
-    assert db.execute("SELECT * FROM messages WHERE status='processing';").fetchall() == []
-    latest = db.execute("SELECT session, target_msg_id FROM messages ORDER BY processed_at DESC LIMIT 10;").fetchall()
-    assert latest[0] == ("s1", 11)
+    counts = raw_rows(checkpoint_target, "SELECT status, COUNT(*) FROM messages GROUP BY status;")
+    assert dict((str(status), count) for status, count in counts) == {"done": 1, "pending": 1}
+    assert raw_rows(checkpoint_target, "SELECT * FROM messages WHERE status='processing';") == []
+    query = "SELECT session, target_msg_id FROM messages ORDER BY processed_at DESC LIMIT 10;"
+    latest = raw_rows(checkpoint_target, query)
+    # PostgreSQL sorts NULLs first in DESC: rows never processed (pending) come before the latest done one.
+    assert next(row for row in latest if row[1] is not None) == ("s1", 11)
 
 
-def test_report_counts_match_rows(store: SqliteStore, clock: Clock) -> None:
+def test_report_counts_match_rows(store: Checkpoint, clock: Clock) -> None:
     route = store.route("-1001", "@target", "@src -> @target")
     store.register_session("s1", "h", 123)
     store.enqueue(route.id, [NewItem(i) for i in range(1, 11)])
@@ -361,7 +374,7 @@ def test_reopen_keeps_state(tmp_path: Path) -> None:
     assert again.report().routes[0].known == 1
 
 
-def test_restarted_session_releases_its_previous_incarnations_leases(store: SqliteStore) -> None:
+def test_restarted_session_releases_its_previous_incarnations_leases(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.register_session("s1", "h", 100)
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
@@ -372,7 +385,7 @@ def test_restarted_session_releases_its_previous_incarnations_leases(store: Sqli
     assert [(i.source_msg_id, i.takeover, i.attempts) for i in again] == [(1, False, 1), (2, True, 1)]
 
 
-def test_items_known_to_skip_are_enqueued_skipped_and_never_claimed(store: SqliteStore) -> None:
+def test_items_known_to_skip_are_enqueued_skipped_and_never_claimed(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1, skip_reason="service_message"), NewItem(2)])
     assert [i.source_msg_id for i in store.claim(route.id, "s1", 5, 30)] == [2]
@@ -380,7 +393,7 @@ def test_items_known_to_skip_are_enqueued_skipped_and_never_claimed(store: Sqlit
     assert store.low_water_mark(route.id) == 2
 
 
-def test_route_counts_are_finished_and_known(store: SqliteStore) -> None:
+def test_route_counts_are_finished_and_known(store: Checkpoint) -> None:
     route = store.route("a", "b")
     assert store.route_counts(route.id) == (0, 0)
     store.enqueue(route.id, [NewItem(1, skip_reason="service_message"), NewItem(2), NewItem(3)])
@@ -389,7 +402,7 @@ def test_route_counts_are_finished_and_known(store: SqliteStore) -> None:
     assert store.route_counts(route.id) == (2, 3)
 
 
-def test_mapped_targets_names_the_copies_already_recorded(store: SqliteStore) -> None:
+def test_mapped_targets_names_the_copies_already_recorded(store: Checkpoint) -> None:
     route = store.route("a", "b")
     other = store.route("a", "c")
     store.enqueue(route.id, [NewItem(1), NewItem(2)])
@@ -402,7 +415,7 @@ def test_mapped_targets_names_the_copies_already_recorded(store: SqliteStore) ->
     assert store.mapped_targets(route.id, []) == set()
 
 
-def test_topic_creation_keeps_its_random_id_and_names_the_earlier_creator(store: SqliteStore, clock: Clock) -> None:
+def test_topic_creation_keeps_its_random_id_and_names_the_earlier_creator(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     first = store.claim_topic(route.id, 5, "s1", "News", 30, user_id=100)
     assert first.state == "create" and first.random_id != 0 and first.previous_creator is None
@@ -417,7 +430,7 @@ def test_topic_creation_keeps_its_random_id_and_names_the_earlier_creator(store:
     assert anew.state == "create" and anew.random_id != first.random_id and anew.previous_creator is None
 
 
-def test_a_per_account_route_binds_to_its_first_account(store: SqliteStore) -> None:
+def test_a_per_account_route_binds_to_its_first_account(store: Checkpoint) -> None:
     route = store.route("-5", "-1007")
     assert store.bind_route(route.id, 100) == 100
     assert store.bind_route(route.id, 200) == 100

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from telepi.checkpoint import NewItem, SqliteStore
+from telepi.checkpoint import Checkpoint, NewItem, open_checkpoint
 from tests.unit.test_checkpoint import Clock
 
 BOB, CAROL = 2002, 3003
@@ -18,21 +18,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SqliteStore:
-    store = SqliteStore(tmp_path / "shared" / "checkpoint.db", clock=clock)
+def store(checkpoint_target: Path | str, clock: Clock) -> Checkpoint:
+    store = open_checkpoint(checkpoint_target, clock=clock)
     store.register_session("bob", "host", 1, user_id=BOB)
     store.register_session("carol", "host", 2, user_id=CAROL)
     return store
 
 
-def copied(store: SqliteStore, route_id: int, session: str, ids: list[int]) -> None:
+def copied(store: Checkpoint, route_id: int, session: str, ids: list[int]) -> None:
     store.enqueue(route_id, [NewItem(i) for i in ids])
     items = store.claim(route_id, session, len(ids), 60)
     assert store.mark_sending(route_id, [i.source_msg_id for i in items], session)
     store.complete(route_id, {i.source_msg_id: 100 + i.source_msg_id for i in items}, session)
 
 
-def test_a_change_is_claimed_only_by_the_account_that_made_the_copy(store: SqliteStore) -> None:
+def test_a_change_is_claimed_only_by_the_account_that_made_the_copy(store: Checkpoint) -> None:
     route = store.route("a", "b")
     copied(store, route.id, "bob", [1])
     copied(store, route.id, "carol", [2])
@@ -45,7 +45,7 @@ def test_a_change_is_claimed_only_by_the_account_that_made_the_copy(store: Sqlit
     assert store.change_counts(route.id) == {"pending": 0, "processing": 1, "done": 2, "failed": 0}
 
 
-def test_one_open_edit_per_message_reopened_by_a_newer_edit(store: SqliteStore, clock: Clock) -> None:
+def test_one_open_edit_per_message_reopened_by_a_newer_edit(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     copied(store, route.id, "bob", [1])
     store.enqueue_edits(route.id, {1: 50})
@@ -63,7 +63,7 @@ def test_one_open_edit_per_message_reopened_by_a_newer_edit(store: SqliteStore, 
     assert store.enqueue_stale_edits(route.id, {1: 71}, slack=0) == 1
 
 
-def test_catch_up_records_edits_made_after_the_copy_was_claimed(store: SqliteStore, clock: Clock) -> None:
+def test_catch_up_records_edits_made_after_the_copy_was_claimed(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     claimed_at = int(clock.now)
     copied(store, route.id, "bob", [1, 2, 3])
@@ -73,7 +73,7 @@ def test_catch_up_records_edits_made_after_the_copy_was_claimed(store: SqliteSto
     assert [c.source_msg_id for c in store.claim_changes(route.id, "bob", BOB, 10, 60)] == [2]
 
 
-def test_changes_without_a_copy_are_closed_and_failures_retried_then_kept(store: SqliteStore, clock: Clock) -> None:
+def test_changes_without_a_copy_are_closed_and_failures_retried_then_kept(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(1, skip_reason="service_message")])
     copied(store, route.id, "bob", [2])

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from telepi.checkpoint import NewItem, SqliteStore
+import pytest
+
+from telepi.checkpoint import NewItem, open_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SESSIONS = ("s1", "s2", "s3", "s4")
@@ -36,7 +38,7 @@ def make_sink(path: Path) -> None:
     sink.close()
 
 
-def spawn(db: Path, sink: Path, route_id: int, session: str, seed: int) -> subprocess.Popen[bytes]:
+def spawn(db: Path | str, sink: Path, route_id: int, session: str, seed: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.unit.checkpoint_worker", str(db), str(sink), str(route_id), session, str(seed)],
         cwd=REPO,
@@ -44,12 +46,14 @@ def spawn(db: Path, sink: Path, route_id: int, session: str, seed: int) -> subpr
     )
 
 
-def test_concurrent_workers_killed_at_random_points_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+def test_concurrent_workers_killed_at_random_points_lose_and_duplicate_nothing(
+    tmp_path: Path, checkpoint_target: Path | str
+) -> None:
     seed = int(os.environ.get("TELEPI_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    db, sink_path = tmp_path / "checkpoint.db", tmp_path / "sink.db"
+    db, sink_path = checkpoint_target, tmp_path / "sink.db"
     make_sink(sink_path)
-    store = SqliteStore(db)
+    store = open_checkpoint(db)
     route = store.route("-1001", "-1002")
     items = []
     for msg_id in range(1, ITEMS + 1):
@@ -108,14 +112,18 @@ def test_concurrent_workers_killed_at_random_points_lose_and_duplicate_nothing(t
             assert second_start >= first_end, f"seed {seed}: item {item} leased by {first} and {second} at once"
 
 
-def test_sessions_creating_the_checkpoint_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+def test_sessions_creating_the_checkpoint_at_the_same_moment_all_succeed(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     code = (
-        "import sys, time\nfrom telepi.checkpoint import SqliteStore\n"
-        "while time.time() < float(sys.argv[2]): pass\nSqliteStore(sys.argv[1]).close()"
+        "import sys, time\nfrom telepi.checkpoint import open_checkpoint\n"
+        "while time.time() < float(sys.argv[2]): pass\nopen_checkpoint(sys.argv[1]).close()"
     )
     failures = []
     for round_ in range(15):
-        path = tmp_path / f"r{round_}" / "checkpoint.db"
+        path: Path | str = tmp_path / f"r{round_}" / "checkpoint.db"
+        if backend == "postgres":
+            path = request.getfixturevalue("pg_server").new_database()
         start = str(time.time() + 0.4)
         processes = [
             subprocess.Popen([sys.executable, "-c", code, str(path), start], cwd=REPO, stderr=subprocess.PIPE)

@@ -1,16 +1,18 @@
-"""Hypothesis state machine: the SQLite checkpoint behaves like a small in-memory model of it."""
+"""Hypothesis state machine: the checkpoint (SQLite and PostgreSQL) behaves like a small in-memory model of it."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from telepi.checkpoint import NewItem, SqliteStore
+from telepi.checkpoint import NewItem, open_checkpoint
 
 SESSIONS = st.sampled_from(["s1", "s2", "s3"])
 MAX_ATTEMPTS = 2
@@ -40,11 +42,13 @@ class Clock:
 
 
 class CheckpointMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, fresh: Callable[[], str] | None = None) -> None:
         super().__init__()
         self.directory = tempfile.TemporaryDirectory()
         self.clock = Clock()
-        self.store = SqliteStore(Path(self.directory.name) / "checkpoint.db", clock=self.clock)
+        # A fresh PostgreSQL database per example when ``fresh`` is given, else a fresh SQLite file.
+        target = fresh() if fresh is not None else Path(self.directory.name) / "checkpoint.db"
+        self.store = open_checkpoint(target, clock=self.clock)
         self.route = self.store.route("src", "dst").id
         self.rows: dict[int, Row] = {}
         self.next_target = 1
@@ -187,5 +191,10 @@ class CheckpointMachine(RuleBasedStateMachine):
         assert self.store.target_ids(self.route, list(done)) == done
 
 
-TestCheckpointMachine = CheckpointMachine.TestCase
-TestCheckpointMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_checkpoint_behaves_like_its_model(backend: str, request: pytest.FixtureRequest) -> None:
+    fresh = request.getfixturevalue("pg_server").new_database if backend == "postgres" else None
+    run_state_machine_as_test(lambda: CheckpointMachine(fresh), settings=SETTINGS)

@@ -258,3 +258,13 @@ def test_cli_strict_refuses_exposed_secrets_before_connecting(tmp_path: Path) ->
     assert "2 configuration problems" in refused.stderr
     assert f"{directory / '.env'} is readable by other users (mode 644): run: chmod 600" in refused.stderr
     assert "session1.session is readable by other users (mode 640)" in refused.stderr
+
+
+def test_shared_db_url_is_checked_and_its_password_never_shown(tmp_path: Path) -> None:
+    wrong = write_session(tmp_path / "a", {**GOOD_ENV, "SHARED_DB_URL": "mysql://u:Sekr1tPass@db.example/clone"})
+    said = problems_of(wrong)
+    assert "SHARED_DB_URL=(value hidden) is not a PostgreSQL URL" in said and "Sekr1tPass" not in said
+    good = write_session(tmp_path / "b", {**GOOD_ENV, "SHARED_DB_URL": "postgresql://u:Sekr1tPass@db.example/clone"})
+    settings = load_settings(good, {})
+    assert settings.shared_db_url == "postgresql://u:Sekr1tPass@db.example/clone"
+    assert "Sekr1tPass" not in repr(settings)
