@@ -1,16 +1,18 @@
 """Scenario: the live mirror's latency, post → copy in the target.
 
-    .venv/bin/python -m bench.live [--sessions 1,3] [--posts 40] [--albums 8] [--gap 0.25] [--burst 200] [--quick]
+    .venv/bin/python -m bench.live [--sessions 1,3] [--posts 40] [--albums 8] [--gap 0.25] [--burst 200]
+                                   [--send-interval 0] [--quick]
 
-One ``python -m telepi run DIR`` process (``LIVE=true``, ``MODE=copy``, ``SEND_INTERVAL=0``) follows a channel
-with an empty history; the sandbox then posts ``--posts`` texts and ``--albums`` albums of 3 photos, one every
-``--gap`` seconds, and the target is looked at every 2 ms: the latency of a post is the time from the post to
-its copy's appearance (of an album: from the album to its last copy); then 10 of the posts are edited and deleted
-(``SYNC_DELETES=true``): source change → copy changed / gone; then a burst of ``--burst`` posts in 2 s: from the last
-post to its copy. One run per ``--sessions`` count (all on the same route). Baseline, in the same run and sandbox:
-an echo client — a Telethon client of the same account that sends a copy from inside its NewMessage handler,
-the fastest any cloner built on updates could be. Reported: median, p99, max of each, the ratio of telepi's
-median to the echo's, and the CPU of the idle ``telepi run`` process over ``--idle`` seconds.
+One ``python -m telepi run DIR`` process per session (``LIVE=true``, ``MODE=copy``, ``SEND_INTERVAL=0`` unless
+``--send-interval``) follows a channel with an empty history; the sandbox then posts ``--posts`` texts and
+``--albums`` albums of 3 photos, one every ``--gap`` seconds, and the target is looked at every 2 ms: the latency
+of a post is the time from the post to its copy's appearance (of an album: from the album to its last copy);
+then 10 of the posts are edited and deleted (``SYNC_DELETES=true``): source change -> copy changed / gone; then a
+burst of ``--burst`` posts in 2 s: from the last post to its copy. One run per ``--sessions`` count (all on the
+same route). Baseline, in the same run and sandbox: an echo client, a Telethon client of another cloner account
+that sends a copy from inside its NewMessage handler, the fastest any cloner built on updates could be.
+Reported: median, p99, max of each, the ratio of telepi's median to the echo's, and the CPU of the idle
+``telepi run`` processes over ``--idle`` seconds.
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ async def _echo(sb: Any, posts: int, albums: int, gap: float) -> dict[str, list[
         client.remove_event_handler(copy)
 
 
-async def _session_run(sessions: int, posts: int, albums: int, gap: float, idle: float, burst: int) -> dict[str, Any]:
+async def _session_run(
+    sessions: int, posts: int, albums: int, gap: float, idle: float, burst: int, send_interval: float
+) -> dict[str, Any]:
     from telepi.sandbox.sandbox import Sandbox
 
     spec = world(0, ["target", "echo"])
@@ -142,6 +146,7 @@ async def _session_run(sessions: int, posts: int, albums: int, gap: float, idle:
                 LIVE="true",
                 MODE="copy",
                 SYNC_DELETES="true",
+                SEND_INTERVAL=str(send_interval),
             )
             processes = await start_sessions(directories)
             try:
@@ -177,8 +182,10 @@ async def _session_run(sessions: int, posts: int, albums: int, gap: float, idle:
     return result
 
 
-async def _run(sessions: list[int], posts: int, albums: int, gap: float, idle: float, burst: int) -> dict[str, Any]:
-    runs = [await _session_run(k, posts, albums, gap, idle, burst) for k in sessions]
+async def _run(
+    sessions: list[int], posts: int, albums: int, gap: float, idle: float, burst: int, send_interval: float = 0.0
+) -> dict[str, Any]:
+    runs = [await _session_run(k, posts, albums, gap, idle, burst, send_interval) for k in sessions]
     return {
         "settings": {
             "posts": posts,
@@ -188,7 +195,7 @@ async def _run(sessions: list[int], posts: int, albums: int, gap: float, idle: f
             "idle_seconds": idle,
             "burst": burst,
             "burst_seconds": 2.0,
-            "send_interval": 0,
+            "send_interval": send_interval,
         },
         "runs": runs,
         "targets": TARGETS,
@@ -231,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
     parser.add_argument("--sessions", default="1,3", help="session counts, one run each")
     parser.add_argument("--burst", type=int, default=200, help="posts in the 2-second burst")
+    parser.add_argument("--send-interval", type=float, default=0.0, help="SEND_INTERVAL of the sessions")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 posts, 2 albums, 2 s idle, burst 20")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
         args.posts, args.albums, args.idle, args.burst = 5, 2, 2.0, 20
     sessions = [int(k) for k in args.sessions.split(",")]
-    result = asyncio.run(_run(sessions, args.posts, args.albums, args.gap, args.idle, args.burst))
+    result = asyncio.run(_run(sessions, args.posts, args.albums, args.gap, args.idle, args.burst, args.send_interval))
     report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
