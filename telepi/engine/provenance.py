@@ -39,8 +39,11 @@ async def refuse_unrecorded_copies(
     ours = [i for i, m in mine.items() if not _caption_follow_up(m, mine)]
     if not ours:
         return
+    # Sends in flight first, then the records: a copy recorded in between counts in both, never in neither
+    # (read the other way round, a takeover recording a dead session's copies meanwhile made them look lost).
+    sending = store.sending_count(route_id)
     unrecorded = set(ours) - store.mapped_targets(route_id, ours)
-    if len(unrecorded) <= store.sending_count(route_id):
+    if len(unrecorded) <= sending:
         return  # a session's send is between Telegram's answer and its record: the worker matches it
     raise UnrecordedCopies(
         f"the target already holds {len(unrecorded)} copies made by these accounts that the checkpoint "
