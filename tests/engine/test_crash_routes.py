@@ -180,6 +180,14 @@ class Stalls:
             else:
                 self.worst[route_id] = max(self.worst.get(route_id, 0.0), now - before[1])
 
+    async def moved_since(self, when: float, timeout: float = 30.0) -> None:
+        """Wait until every route has got something done since ``when`` (or has nothing to do): one incident
+        at a time, so that a route's wait is that of one incident (two at once may rightly add up)."""
+        deadline = time.monotonic() + timeout
+        while any(stamp < when for _settled, stamp in self.last.values()):
+            assert time.monotonic() < deadline, f"a route did not move for {timeout:.0f}s after an incident"
+            await asyncio.sleep(0.1)
+
 
 async def make_session(sb: Sandbox, root: Path, index: int, account: str, source: str) -> Session:
     name = f"session{index}"
@@ -412,6 +420,7 @@ async def test_sessions_killed_where_it_hurts_still_copy_exactly_once(tmp_path: 
                     await asyncio.sleep(LEASE / 2 + 2)
                     victim.process.send_signal(signal.SIGCONT)
                     events.append(f"SIGSTOP {victim.name} for {LEASE + 2:.0f}s")
+                    await stalls.moved_since(time.monotonic())
                     continue
                 fired = arm(sb, victim, kind, nth=rng.randint(1, 4))
                 if not await wait_dead(victim, 15) or not fired[0]:
@@ -422,11 +431,14 @@ async def test_sessions_killed_where_it_hurts_still_copy_exactly_once(tmp_path: 
                 await change_copies_of(sb, checkpoint, victim, rng, changed)
                 await asyncio.sleep(rng.uniform(0.5, 2.5))
                 await victim.start()
+                await stalls.moved_since(time.monotonic())
             for feeder in feeders:
                 feeder.cancel()
             deadline = time.monotonic() + 150
             while left := unsettled(sb, checkpoint):
                 assert time.monotonic() < deadline, f"seed {seed}: not settled: {left}; {events}"
+                ended = [f"{s.name}: {s.last_words()}" for s in sessions if not s.alive()]
+                assert not ended, f"seed {seed}: a session ended by itself: {ended}"
                 await asyncio.sleep(0.5)
         finally:
             for task in (watcher, *feeders):
