@@ -46,7 +46,8 @@ async def refuse_unrecorded_copies(
     if len(unrecorded) <= sending:
         return  # a session's send is between Telegram's answer and its record: the worker matches it
     raise UnrecordedCopies(
-        f"the target already holds {len(unrecorded)} copies made by these accounts that the checkpoint "
+        f"the target already holds {len(unrecorded)} copies made by these accounts (target ids "
+        f"{', '.join(map(str, sorted(unrecorded)[:5]))}{', …' if len(unrecorded) > 5 else ''}) that the checkpoint "
         f"{getattr(store, 'path', '')} has no record of (a new, lost or restored checkpoint): copying now would "
         f"send them twice; rebuild the checkpoint from the target with  telepi verify {session_dir} --adopt  "
         "then start again"
