@@ -1165,7 +1165,10 @@ class PostgresStore:
     def sending_count(self, route_id: int) -> int:
         row = self._run(
             lambda db: db.one(
-                "SELECT COUNT(*) AS n FROM messages WHERE route_id = %s AND send_started_at IS NOT NULL "
+                # Every route into the same target chat, as in the SQLite store (a copy another route is
+                # sending is in the target unrecorded too).
+                "SELECT COUNT(*) AS n FROM messages WHERE route_id IN (SELECT id FROM routes WHERE target_chat = "
+                "(SELECT target_chat FROM routes WHERE id = %s)) AND send_started_at IS NOT NULL "
                 "AND status NOT IN ('done', 'skipped')",
                 (route_id,),
             ),

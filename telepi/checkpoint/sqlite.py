@@ -1050,9 +1050,12 @@ class SqliteStore:
         return {int(row[0]): (str(row[1]), None if row[2] is None else int(row[2])) for row in rows}
 
     def sending_count(self, route_id: int) -> int:
+        # Every route into the same target chat counts: a copy another route is sending right now is in the
+        # target unrecorded too, and a session starting beside it must not take it for a lost checkpoint.
         with self._tx(write=False) as db:
             row = db.execute(
-                "SELECT COUNT(*) FROM messages WHERE route_id = ? AND send_started_at IS NOT NULL "
+                "SELECT COUNT(*) FROM messages WHERE route_id IN (SELECT id FROM routes WHERE target_chat = "
+                "(SELECT target_chat FROM routes WHERE id = ?)) AND send_started_at IS NOT NULL "
                 "AND status NOT IN ('done', 'skipped')",
                 (route_id,),
             ).fetchone()

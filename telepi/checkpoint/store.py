@@ -237,7 +237,8 @@ class Store(Protocol):
         """Every row of the route: source id -> (status, target id)."""
 
     def sending_count(self, route_id: int) -> int:
-        """Rows whose send started and is not recorded yet (their copies may already be in the target)."""
+        """Rows of every route into the route's target whose send started and is not recorded yet (their
+        copies may already be in the target)."""
 
     def adopt(
         self, route_id: int, copies: Sequence[tuple[NewItem, int]], review: Sequence[NewItem], through: int

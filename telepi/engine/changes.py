@@ -234,15 +234,14 @@ class ChangeApplier:
             return None, None
         if not _has_media(copy) or copy.message:
             return copy, None  # a caption in place: nothing follows it
-        replies = [
-            m
-            for m in found[1:]
-            if m is not None
-            and not isinstance(m, types.MessageEmpty)
-            and m.out
-            and m.media is None
-            and getattr(m.reply_to, "reply_to_msg_id", None) == item.target_msg_id
-        ]
+        replies = _own_replies(found[1:], item.target_msg_id)
+        if not replies:
+            # A follow-up sent by a later edit lies after everything copied since: read the copy's reply thread
+            # (https://core.telegram.org/method/messages.getReplies), oldest first.
+            thread = await self.client.get_messages(
+                self.route.target_peer, reply_to=item.target_msg_id, limit=FOLLOW_UP_WINDOW
+            )
+            replies = sorted(_own_replies(thread, item.target_msg_id), key=lambda m: int(m.id))
         if not replies:
             return copy, None
         copies = self.store.mapped_targets(self.route.route_id, [m.id for m in replies])
@@ -345,6 +344,19 @@ class ChangeApplier:
             with contextlib.suppress(Exception):  # an unknown user stays plain text, as when copying
                 found[user_id] = utils.get_input_user(await self.client.get_input_entity(user_id))
         return found
+
+
+def _own_replies(messages: Iterable[Any], copy_id: int) -> list[Any]:
+    """This account's text messages among ``messages`` that reply to the copy: its caption's follow-up."""
+    return [
+        m
+        for m in messages
+        if m is not None
+        and not isinstance(m, types.MessageEmpty)
+        and m.out
+        and m.media is None
+        and getattr(m.reply_to, "reply_to_msg_id", None) == copy_id
+    ]
 
 
 def _has_media(message: Any) -> bool:

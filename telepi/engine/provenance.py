@@ -35,23 +35,41 @@ async def refuse_unrecorded_copies(
         if m.id > route.adopted_through and skip_reason(m) is None and (m.out or _sender(m) in accounts)
     }
     # A caption too long for its media follows it as a text reply that the checkpoint does not record on its
-    # own: it belongs to the media copy it answers, recorded or sending like that one.
-    ours = [i for i, m in mine.items() if not _caption_follow_up(m, mine)]
+    # own: it belongs to the media copy it answers, recorded or sending like that one. That copy may lie just
+    # beyond the messages read (or be older: an edit can add a follow-up to an old copy); read it too.
+    ours_or_context = dict(mine)
+    beyond = sorted({r for m in mine.values() if (r := _replied(m)) is not None and r not in mine})
+    if beyond:
+        for m in await client.get_messages(target, ids=beyond):
+            if m is not None and skip_reason(m) is None and (m.out or _sender(m) in accounts):
+                ours_or_context[m.id] = m
+    ours = [i for i, m in mine.items() if not _caption_follow_up(m, ours_or_context)]
     if not ours:
         return
+    # Sends in flight first, then the records: a copy recorded in between counts in both, never in neither
+    # (read the other way round, a takeover recording a dead session's copies meanwhile made them look lost).
+    sending = store.sending_count(route_id)
     unrecorded = set(ours) - store.mapped_targets(route_id, ours)
-    if len(unrecorded) <= store.sending_count(route_id):
+    if len(unrecorded) <= sending:
         return  # a session's send is between Telegram's answer and its record: the worker matches it
     raise UnrecordedCopies(
-        f"the target already holds {len(unrecorded)} copies made by these accounts that the checkpoint "
+        f"the target already holds {len(unrecorded)} copies made by these accounts (target ids "
+        f"{', '.join(map(str, sorted(unrecorded)[:5]))}{', …' if len(unrecorded) > 5 else ''}) that the checkpoint "
         f"{getattr(store, 'path', '')} has no record of (a new, lost or restored checkpoint): copying now would "
         f"send them twice; rebuild the checkpoint from the target with  telepi verify {session_dir} --adopt  "
         "then start again"
     )
 
 
-def _caption_follow_up(message: Any, mine: dict[int, Any]) -> bool:
+def _replied(message: Any) -> int | None:
+    if getattr(message, "media", None) is not None:
+        return None  # a follow-up is text only
     replied = getattr(getattr(message, "reply_to", None), "reply_to_msg_id", None)
+    return None if replied is None else int(replied)
+
+
+def _caption_follow_up(message: Any, mine: dict[int, Any]) -> bool:
+    replied = _replied(message)
     answered = mine.get(replied) if replied is not None else None
     return getattr(message, "media", None) is None and answered is not None and answered.media is not None
 

@@ -867,6 +867,12 @@ class Worker:
         log.info("found the copy made by %s before it died: %s", first.send_session, found)
         self.store.complete(self.route.route_id, found, self.session)
         self.progress.copied(len(found))
+        # A caption too long for its media follows it as a reply, sent after the media: the dead session may
+        # have died in between. Only its account may touch its copy, so the follow-up becomes an edit for
+        # that account (engine/changes.py sends a missing follow-up, and leaves one already there as it is).
+        apart = [source for source, out in zip(ids, prepared.outs, strict=False) if out.overflow_text]
+        if apart:
+            self.store.enqueue_edits(self.route.route_id, {source: None for source in apart})
         return True
 
 

@@ -400,6 +400,7 @@ class Connection:
             body = proto.rpc_error(error.code, error.message)
         else:
             body = await self._invoke(session, record, call.request)
+            host.faults.executed(method, call.request, user_id=user_id)
         if host.faults.should_drop(method, user_id, "after"):
             log.info("%s: fault: dropping the connection after %s", self.name, method)
             self.abort()

@@ -70,13 +70,15 @@ class RateRule:
 
 @dataclass(eq=False, kw_only=True)
 class CallHook:
-    """Test code run synchronously right before the ``nth`` matching call executes, given the request
-    (e.g. delete a message a forward is about to carry). See :meth:`Faults.before_call`."""
+    """Test code run synchronously right before (or right after) the ``nth`` matching call executes, given
+    the request (e.g. delete a message a forward is about to carry, or kill the client whose send just ran).
+    See :meth:`Faults.before_call` and :meth:`Faults.after_call`."""
 
     method: str
     hook: Callable[[object], object]
     nth: int
     user_id: int | None
+    when: When = "before"
     seen: int = 0
 
 
@@ -268,10 +270,27 @@ class Faults:
         self, method: str | type, hook: Callable[[object], object], *, nth: int = 1, user_id: int | None = None
     ) -> CallHook:
         """Run ``hook(request)`` right before the ``nth`` matching call executes (once): a test's way to change the
-        world at the worst moment for the client."""
+        world at the worst moment for the client. A hook that returns an :class:`RpcError` has it answered
+        instead of executing the call: the request never took effect (a client killed before its request
+        left it, say)."""
         if nth < 1:
             raise ValueError("nth counts from 1")
         rule = CallHook(method=method_name(method), hook=hook, nth=nth, user_id=user_id)
+        self._hooks.append(rule)
+        return rule
+
+    def after_call(
+        self, method: str | type, hook: Callable[[object], object], *, nth: int = 1, user_id: int | None = None
+    ) -> CallHook:
+        """Run ``hook(request)`` right after the ``nth`` matching call executed and before its answer is sent
+        (once). Telegram executes a request and answers with a separate ``rpc_result`` message
+        (https://core.telegram.org/mtproto/service_messages); a client that dies in between never learns
+        that its message was sent, though it is there for everyone, which is why sends carry a random_id
+        "to prevent message resending" (https://core.telegram.org/method/messages.sendMessage). A crash
+        test kills the client here, the worst moment for exactly-once."""
+        if nth < 1:
+            raise ValueError("nth counts from 1")
+        rule = CallHook(method=method_name(method), hook=hook, nth=nth, user_id=user_id, when="after")
         self._hooks.append(rule)
         return rule
 
@@ -322,11 +341,9 @@ class Faults:
     def check(self, method: str, request: object, *, user_id: int | None, auth_key_id: int) -> RpcError | None:
         """The error to answer instead of executing ``request``, or ``None`` to execute it."""
         self.calls[method] += 1
-        for rule in self._hooks:
-            if _matches(rule.method, rule.user_id, method, user_id):
-                rule.seen += 1
-                if rule.seen == rule.nth:
-                    rule.hook(request)
+        answer = self._run_hooks("before", method, request, user_id)
+        if isinstance(answer, RpcError):
+            return answer
         error = self._injected(method, user_id)
         if error is not None:
             return error
@@ -337,6 +354,20 @@ class Faults:
             if error is not None:
                 self.refused[method] += 1
         return error
+
+    def executed(self, method: str, request: object, *, user_id: int | None) -> None:
+        """Told by the server after ``request`` executed, before its answer goes out (see :meth:`after_call`)."""
+        self._run_hooks("after", method, request, user_id)
+
+    def _run_hooks(self, when: When, method: str, request: object, user_id: int | None) -> object:
+        answer: object = None
+        for rule in self._hooks:
+            if rule.when == when and _matches(rule.method, rule.user_id, method, user_id):
+                rule.seen += 1
+                if rule.seen == rule.nth:
+                    result = rule.hook(request)
+                    answer = result if answer is None else answer
+        return answer
 
     def account_bucket(self, user_id: int, direction: Direction, rate: float, now: float) -> TokenBucket:
         bucket = self._account_buckets.get((user_id, direction))

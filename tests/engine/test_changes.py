@@ -172,3 +172,19 @@ async def test_changes_made_while_telegram_was_unreachable_are_found_when_it_is_
             await until(lambda: any(m["text"] == "edited during the outage" for m in sb.messages("target")), 30)
             await until(lambda: cloned(sb), 30)
         assert_clone_equal(sb, "source", "target")
+
+
+async def test_a_follow_up_sent_by_a_late_edit_goes_with_its_media_when_deleted(tmp_path: Path) -> None:
+    # Found by test_crash_routes.py: the follow-up was looked for only among the 30 messages after the media.
+    messages: list[dict[str, Any]] = [{"text": "short", "media": {"kind": "photo", "size": 3000}}]
+    messages += [{"text": f"after {i}"} for i in range(35)]
+    async with Sandbox(world=content_world(messages), state_dir=tmp_path / "state") as sb:
+        [bob] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", SYNC_DELETES="true")
+        photo_id = content(sb.messages("source"))[0]["id"]
+        async with running(bob):
+            await until(lambda: cloned(sb))
+            await sb.edit("source", photo_id, "d" * 1300, as_account="alice")  # outgrows it: a follow-up, last
+            await until(lambda: content(sb.messages("target"))[-1]["text"] == "d" * 1300)
+            await sb.delete("source", photo_id, as_account="alice")
+            await until(lambda: all(m["media"] is None for m in content(sb.messages("target"))))  # the photo gone
+        assert [m["text"] for m in content(sb.messages("target"))] == [f"after {i}" for i in range(35)]

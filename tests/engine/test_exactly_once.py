@@ -13,9 +13,10 @@ from typing import Any
 
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
+from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
-from tests.engine.test_clone import forum_world, make_sessions, run_all
+from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,3 +114,30 @@ async def test_a_takeover_adopts_only_a_certain_copy(tmp_path: Path) -> None:
         store.close()
         skipped = {entry.reason: entry.count for entry in report.routes[0].skipped}
         assert skipped.get("needs_review") == 2, skipped  # two look-alikes: no guess, left for review
+
+
+async def test_a_caption_follow_up_lost_with_its_sender_is_sent_by_that_account(tmp_path: Path) -> None:
+    world = forum_world(0)
+    long_caption = "caption " * 200  # over 1024: the copy's caption follows it as a reply
+    world["chats"][0]["messages"] = [{"text": long_caption, "media": {"kind": "photo", "size": 4000}}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        first, second = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy")
+        await run_all([first])
+        [photo, follow_up] = content(sb.messages("target"))
+        sb.delete_now("target", follow_up["id"])  # as if bob died between the media and its follow-up
+        as_if_died_after_sending(first, [content(sb.messages("source"))[0]["id"]])
+        await run_all([second])  # carol adopts bob's photo; only bob may add its caption
+        assert [m["id"] for m in content(sb.messages("target"))] == [photo["id"]]
+        settings = load_settings(first, {"LIVE": "true"})
+        store = SqliteStore(settings.shared_db_path)
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_session(settings, store, stop))  # bob back, live
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) == 2)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            store.close()
+        [_, caption] = content(sb.messages("target"))
+        assert caption["text"] == content(sb.messages("source"))[0]["text"]
+        assert caption["sender"] == "bob" and caption["reply_to"] == photo["id"]

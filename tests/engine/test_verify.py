@@ -144,3 +144,16 @@ async def test_target_with_foreign_messages_starts_after_adopting_nothing(tmp_pa
         assert outcome.adopted == 0
         await run_all([directory])
         assert len(content(sb.messages("target"))) == len(content(sb.messages("source"))) + 1
+
+
+async def test_a_caption_follow_up_whose_media_lies_beyond_the_look_back_is_no_unrecorded_copy(tmp_path: Path) -> None:
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [
+        {"text": "caption " * 200, "media": {"kind": "photo", "size": 4000}},  # over 1024: a follow-up reply
+        *({"text": f"text {i}"} for i in range(49)),  # the follow-up is the 50th newest, its media the 51st
+    ]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        await run_all([directory])
+        await run_all([directory])  # started again on the same checkpoint: nothing unrecorded (before: exit 78)
+        assert len(content(sb.messages("target"))) == 51

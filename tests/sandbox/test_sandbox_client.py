@@ -17,6 +17,7 @@ from telethon.crypto import rsa
 from telethon.sessions import MemorySession, SQLiteSession
 from telethon.tl import functions, types
 
+from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.sandbox import Sandbox, login
 from tests.sandbox.worldkit import base_world
 
@@ -393,3 +394,17 @@ async def test_a_downloaded_photo_uploaded_again_keeps_its_dimensions(sb: Sandbo
     assert sb.messages("forum")[-1]["media"]["sha256"] == next(
         m["media"]["sha256"] for m in sb.messages("forum") if m["id"] == original[-1].id
     )
+
+
+async def test_after_call_runs_once_the_send_executed_and_before_call_can_refuse_it(sb: Sandbox) -> None:
+    alice = await wait(sb.client("alice"))
+    seen: list[list[str]] = []
+    sb.faults.after_call(
+        "SendMessageRequest", lambda _request: seen.append([m["text"] for m in sb.messages("forum")[-1:]])
+    )
+    await wait(alice.send_message("the_forum", "executed first"))
+    assert seen == [["executed first"]]  # the hook saw the message already there, before the client got the answer
+    sb.faults.before_call("SendMessageRequest", lambda _request: RpcError(400, "MESSAGE_EMPTY"))
+    with pytest.raises(errors.BadRequestError):
+        await wait(alice.send_message("the_forum", "never executed"))
+    assert "never executed" not in [m["text"] for m in sb.messages("forum")]

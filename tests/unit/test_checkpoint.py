@@ -415,6 +415,17 @@ def test_mapped_targets_names_the_copies_already_recorded(store: Checkpoint) -> 
     assert store.mapped_targets(route.id, []) == set()
 
 
+def test_sending_count_covers_every_route_into_the_target(store: Checkpoint) -> None:
+    route, beside, elsewhere = store.route("a", "t"), store.route("b", "t"), store.route("c", "u")
+    for each in (route, beside, elsewhere):
+        store.enqueue(each.id, [NewItem(1)])
+        store.claim(each.id, "s1", 1, 30)
+        store.mark_sending(each.id, [1], "s1")
+    assert store.sending_count(route.id) == 2  # another route's send into the same target is unrecorded too
+    store.complete(beside.id, {1: 700}, "s1")
+    assert store.sending_count(route.id) == 1
+
+
 def test_topic_creation_keeps_its_random_id_and_names_the_earlier_creator(store: Checkpoint, clock: Clock) -> None:
     route = store.route("a", "b")
     first = store.claim_topic(route.id, 5, "s1", "News", 30, user_id=100)
