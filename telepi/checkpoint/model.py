@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Status = Literal["pending", "processing", "done", "failed", "skipped"]
 STATUSES: tuple[Status, ...] = ("pending", "processing", "done", "failed", "skipped")
@@ -33,6 +33,18 @@ class Route:
     label: str
     high_water: int  # highest source id the history planner has enqueued
     adopted_through: int = 0  # telepi verify --adopt matched the target up to this id; older ones are settled
+
+    @classmethod
+    def from_row(cls, row: Any) -> Route:
+        """From a ``routes`` row of either backend (both index rows by column name)."""
+        return cls(
+            id=row["id"],
+            source_chat=row["source_chat"],
+            target_chat=row["target_chat"],
+            label=row["label"],
+            high_water=row["high_water"],
+            adopted_through=row["adopted_through"] or 0,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,28 @@ class SessionInfo:
     bytes_down: int = 0
     bytes_up: int = 0
     flood_waits: list[FloodTotal] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: Any, flood_waits: list[FloodTotal]) -> SessionInfo:
+        """From a ``sessions`` row with its ``done_total`` and ``done_recent`` counts, of either backend."""
+        return cls(
+            name=row["name"],
+            host=row["host"],
+            pid=row["pid"],
+            user_id=row["user_id"],
+            started_at=row["started_at"],
+            last_seen=row["last_seen"],
+            state=row["state"],
+            detail=row["detail"],
+            wait_until=row["wait_until"],
+            done_total=row["done_total"],
+            done_last_5min=row["done_recent"],
+            heartbeat_every=row["heartbeat_every"],
+            link_down_since=row["link_down_since"],
+            bytes_down=row["bytes_down"],
+            bytes_up=row["bytes_up"],
+            flood_waits=flood_waits,
+        )
 
     @property
     def per_minute(self) -> float:

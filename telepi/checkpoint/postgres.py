@@ -305,14 +305,16 @@ class PostgresStore:
                 "ON CONFLICT (source_chat, target_chat) DO NOTHING",
                 (source_chat, target_chat, label or f"{source_chat} -> {target_chat}", db.now()),
             )
-            return _route(
+            return Route.from_row(
                 db.one("SELECT * FROM routes WHERE source_chat = %s AND target_chat = %s", (source_chat, target_chat))
             )
 
         return self._run(work)
 
     def routes(self) -> list[Route]:
-        return self._run(lambda db: [_route(row) for row in db.all("SELECT * FROM routes ORDER BY id")], write=False)
+        return self._run(
+            lambda db: [Route.from_row(row) for row in db.all("SELECT * FROM routes ORDER BY id")], write=False
+        )
 
     def raise_high_water(self, route_id: int, source_msg_id: int) -> None:
         self._run(
@@ -1092,30 +1094,13 @@ class PostgresStore:
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
         def work(db: _Tx) -> StatusReport:
             now = db.now()
-            routes = [_route(row) for row in db.all("SELECT * FROM routes ORDER BY id")]
+            routes = [Route.from_row(row) for row in db.all("SELECT * FROM routes ORDER BY id")]
             reports = [_route_report(db, route, now, skipped_ids) for route in routes]
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.all("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
             sessions = [
-                SessionInfo(
-                    name=row["name"],
-                    host=row["host"],
-                    pid=row["pid"],
-                    user_id=row["user_id"],
-                    started_at=row["started_at"],
-                    last_seen=row["last_seen"],
-                    state=row["state"],
-                    detail=row["detail"],
-                    wait_until=row["wait_until"],
-                    done_total=row["done_total"],
-                    done_last_5min=row["done_recent"],
-                    heartbeat_every=row["heartbeat_every"],
-                    link_down_since=row["link_down_since"],
-                    bytes_down=row["bytes_down"],
-                    bytes_up=row["bytes_up"],
-                    flood_waits=floods.get(row["name"], []),
-                )
+                SessionInfo.from_row(row, floods.get(row["name"], []))
                 for row in db.all(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1305,14 +1290,3 @@ def _requeue_filter(
         conditions.append("source_msg_id = ANY(%s::bigint[])")
         params.append(list(source_ids))
     return conditions, params
-
-
-def _route(row: DictRow) -> Route:
-    return Route(
-        id=row["id"],
-        source_chat=row["source_chat"],
-        target_chat=row["target_chat"],
-        label=row["label"],
-        high_water=row["high_water"],
-        adopted_through=row["adopted_through"] or 0,
-    )

@@ -242,11 +242,11 @@ class SqliteStore:
             row = db.execute(
                 "SELECT * FROM routes WHERE source_chat = ? AND target_chat = ?", (source_chat, target_chat)
             ).fetchone()
-        return _route(row)
+        return Route.from_row(row)
 
     def routes(self) -> list[Route]:
         with self._tx(write=False) as db:
-            return [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
+            return [Route.from_row(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
 
     def raise_high_water(self, route_id: int, source_msg_id: int) -> None:
         with self._tx() as db:
@@ -943,30 +943,13 @@ class SqliteStore:
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
         now = self._clock()
         with self._tx(write=False) as db:
-            routes = [_route(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
+            routes = [Route.from_row(row) for row in db.execute("SELECT * FROM routes ORDER BY id")]
             reports = [self._route_report(db, route, now, skipped_ids) for route in routes]
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.execute("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
             sessions = [
-                SessionInfo(
-                    name=row["name"],
-                    host=row["host"],
-                    pid=row["pid"],
-                    user_id=row["user_id"],
-                    started_at=row["started_at"],
-                    last_seen=row["last_seen"],
-                    state=row["state"],
-                    detail=row["detail"],
-                    wait_until=row["wait_until"],
-                    done_total=row["done_total"],
-                    done_last_5min=row["done_recent"],
-                    heartbeat_every=row["heartbeat_every"],
-                    link_down_since=row["link_down_since"],
-                    bytes_down=row["bytes_down"],
-                    bytes_up=row["bytes_up"],
-                    flood_waits=floods.get(row["name"], []),
-                )
+                SessionInfo.from_row(row, floods.get(row["name"], []))
                 for row in db.execute(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1207,14 +1190,3 @@ def _statements(script: str) -> list[str]:
             statements.append(pending.strip())
             pending = ""
     return statements
-
-
-def _route(row: sqlite3.Row) -> Route:
-    return Route(
-        id=row["id"],
-        source_chat=row["source_chat"],
-        target_chat=row["target_chat"],
-        label=row["label"],
-        high_water=row["high_water"],
-        adopted_through=row["adopted_through"] or 0,
-    )
