@@ -136,9 +136,9 @@ async def test_interactive_login_never_echoes(tmp_path: Path) -> None:
         assert_no_secrets(screen)
 
 
-async def _scan_when_shown(sb: Sandbox, process: subprocess.Popen[str], account: str) -> list[str]:
-    """Read the QR login's output until its tg://login URL, then accept the token from a logged-in client of
-    ``account``, as the phone app does when it scans the code. Returns the lines read."""
+async def _scan_when_shown(sb: Sandbox, process: subprocess.Popen[str], phone: Any) -> list[str]:
+    """Read the QR login's output until its tg://login URL, then accept the token from ``phone``, a logged-in
+    client of the account, as the phone app does when it scans the code. Returns the lines read."""
     assert process.stdout is not None
     lines: list[str] = []
     while not any("tg://login?token=" in line for line in lines):
@@ -147,7 +147,6 @@ async def _scan_when_shown(sb: Sandbox, process: subprocess.Popen[str], account:
         lines.append(line)
     url = next(line for line in lines if "tg://login?token=" in line)
     token = url.split("tg://login?token=")[1].split()[0].rstrip(";.")
-    phone = await sb.client(account)
     await phone(functions.auth.AcceptLoginTokenRequest(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))))
     return lines
 
@@ -169,8 +168,9 @@ def qr_login(directory: Path, stdin: str = "") -> subprocess.Popen[str]:
 async def test_qr_login_with_a_scan_from_a_logged_in_device(tmp_path: Path) -> None:
     async with Sandbox(world=WORLD, state_dir=tmp_path / "state") as sb:
         directory = await unlogged_session(sb, tmp_path, "bob")
+        phone = await sb.client("bob")  # logged in before the code is shown: it lasts 30 s
         process = qr_login(directory)
-        shown = await _scan_when_shown(sb, process, "bob")
+        shown = await _scan_when_shown(sb, process, phone)
         code = await asyncio.to_thread(process.wait, 60)
         rest = process.stdout.read() if process.stdout else ""
         assert code == 0, rest + (process.stderr.read() if process.stderr else "")
@@ -184,8 +184,9 @@ async def test_qr_login_with_a_scan_from_a_logged_in_device(tmp_path: Path) -> N
 async def test_qr_login_then_the_two_step_password(tmp_path: Path) -> None:
     async with Sandbox(world=WORLD, state_dir=tmp_path / "state") as sb:
         directory = await unlogged_session(sb, tmp_path, "carol")
+        phone = await sb.client("carol")  # logged in (its 2FA takes a while) before the code is shown
         process = qr_login(directory, stdin="correct horse battery\n")
-        shown = await _scan_when_shown(sb, process, "carol")
+        shown = await _scan_when_shown(sb, process, phone)
         code = await asyncio.to_thread(process.wait, 60)
         rest = (process.stdout.read() if process.stdout else "") + (process.stderr.read() if process.stderr else "")
         assert code == 0, rest
