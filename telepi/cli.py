@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import logging
 import sys
@@ -126,7 +127,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.session_dir)
     answers = Answers(args.phone, sys.stdin, interactive=sys.stdin.isatty(), qr=args.qr)
-    return asyncio.run(login(settings, answers, print))
+    # Flushed line by line: a QR code piped to a log or through ssh must show while it is valid (30 s).
+    return asyncio.run(login(settings, answers, functools.partial(print, flush=True)))
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
