@@ -123,8 +123,20 @@ class _Reader:
         return (self.values.get(key) or "").strip()
 
     def problem(self, key: str, what: str, fix: str) -> None:
-        shown = "(value hidden)" if key in SECRET_KEYS else shown_value(self.raw(key))
+        shown = "(value hidden)" if self._may_hold_a_secret(key) else shown_value(self.raw(key))
         self.problems.append(Problem(key, f"{key}={shown} {what}", fix))
+
+    def _may_hold_a_secret(self, key: str) -> bool:
+        """A secret key's value, or one that holds a secret: another key's secret value, a pasted file's secret
+        line (a .env joined into one line by a literal backslash-n), an API hash pasted under the wrong key."""
+        value = self.raw(key)
+        secrets = [self.raw(name) for name in SECRET_KEYS if len(self.raw(name)) >= 4]
+        return (
+            key in SECRET_KEYS
+            or any(secret in value for secret in secrets)
+            or re.search(r"(?:^|\W)(?:" + "|".join(sorted(SECRET_KEYS)) + r")\s*=", value) is not None
+            or re.search(r"[0-9a-fA-F]{32}", value) is not None
+        )
 
     def required(self, key: str, fix: str) -> str | None:
         value = self.raw(key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import signal
@@ -190,6 +191,9 @@ def free_port() -> int:
         return port
 
 
+_numbers = itertools.count(1)
+
+
 class Container:
     """A booted container: ``root`` is its filesystem, ``run()`` executes inside, ssh listens on ``port``."""
 
@@ -198,7 +202,7 @@ class Container:
         self.root = workdir / "root"
         self.key = workdir / "id_ed25519"
         self.port = free_port()
-        self.name = f"telepi-e2e-{os.getpid()}"
+        self.name = f"telepi-e2e-{os.getpid()}-{next(_numbers)}"  # several may run at once
         self.pid1 = 0
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.root.mkdir()

@@ -268,3 +268,18 @@ def test_shared_db_url_is_checked_and_its_password_never_shown(tmp_path: Path) -
     settings = load_settings(good, {})
     assert settings.shared_db_url == "postgresql://u:Sekr1tPass@db.example/clone"
     assert "Sekr1tPass" not in repr(settings)
+
+
+def test_a_value_that_holds_a_secret_is_not_quoted(tmp_path: Path) -> None:
+    """A .env joined into one line (a literal backslash-n between its lines) or an API hash pasted under the wrong
+    key: the problem is named, the value not shown (the journal keeps it)."""
+    api_hash = "a3406de8d171bb422bb6ddf3bbd800e2"
+    directory = tmp_path / "session1"
+    directory.mkdir()
+    (directory / ".env").write_text(f"TG_API_ID=94575\\nTG_API_HASH={api_hash}\\nSOURCE_CHAT=@a\n")
+    message = problems_of(directory)
+    assert "TG_API_ID=(value hidden) is not a whole number" in message
+    assert api_hash not in message
+    directory = write_session(tmp_path / "other", {"TG_API_ID": api_hash, "SOURCE_CHAT": "@a", "TARGET_CHAT": "@b"})
+    message = problems_of(directory)
+    assert "TG_API_ID=(value hidden) is not a whole number" in message and api_hash not in message

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build telepi's wheel and the wheels of everything it needs (the journald extra included) into WHEEL_DIR,
+# Build telepi's wheel and the wheels of everything it needs (the journald and postgres extras included) into WHEEL_DIR,
 # on the control machine, so the host installs with `pip install --no-index` and needs no compiler.
 # Usage: build-wheels.sh PROJECT_DIR WHEEL_DIR [PYTHON [MODE]]
 # MODE bundle (default): all the wheels; host: telepi's own wheel only (pure Python, for any CPU and Python
@@ -27,6 +27,7 @@ stamp=$(
     find "${sources[@]}" -name __pycache__ -prune -o -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
     "$python" -c 'import sys; print(sys.version)'
     echo "$mode"
+    sha256sum "$0" # this script: what it builds
 )
 stamp=$(sha256sum <<<"$stamp" | cut -d' ' -f1)
 if [[ -f "$out/bundle.tar" && -f "$out/.sources.sha256" && "$(cat "$out/.sources.sha256")" == "$stamp" ]]; then
@@ -54,9 +55,9 @@ wheel=$(ls "$out"/telepi-*.whl)
 members=(.)
 if [[ $mode == host ]]; then
     members=("$(basename "$wheel")")
-elif ! "$python" -m pip wheel --quiet --no-index --find-links "$out" --wheel-dir "$out" "$wheel[journald]" \
+elif ! "$python" -m pip wheel --quiet --no-index --find-links "$out" --wheel-dir "$out" "$wheel[journald,postgres]" \
     >/dev/null 2>&1; then
-    quietly "$python" -m pip wheel --find-links "$out" --wheel-dir "$out" "$wheel[journald]"
+    quietly "$python" -m pip wheel --find-links "$out" --wheel-dir "$out" "$wheel[journald,postgres]"
 fi
 
 # Byte-identical when the wheels are: sorted, fixed times and owners.
