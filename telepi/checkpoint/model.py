@@ -142,6 +142,40 @@ class FloodTotal:
 
 
 @dataclass(frozen=True)
+class Pace:
+    """What an account learned of one method group's quota from a refusal: at most ``calls`` calls per
+    ``period`` seconds, spread evenly (``telepi/engine/limits/budget.py``)."""
+
+    group: str  # "send" (SendMessage, SendMedia, SendMultiMedia) or a method's own name
+    calls: int
+    period: float
+    learned_at: float  # wall clock
+    reason: str  # "FLOOD_WAIT 2983 s"
+    session: str  # the session that met it
+    wait_until: float | None = None  # wall clock: the end of the wait it was learned from
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.calls
+
+    @property
+    def per_minute(self) -> float:
+        return 60.0 * self.calls / self.period
+
+    @classmethod
+    def from_row(cls, row: Any) -> Pace:
+        return cls(
+            group=row["grp"],
+            calls=row["calls"],
+            period=row["period"],
+            learned_at=row["learned_at"],
+            reason=row["reason"],
+            session=row["session"],
+            wait_until=row["wait_until"],
+        )
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     name: str
     host: str
@@ -159,9 +193,10 @@ class SessionInfo:
     bytes_down: int = 0
     bytes_up: int = 0
     flood_waits: list[FloodTotal] = field(default_factory=list)
+    paces: list[Pace] = field(default_factory=list)  # what its account learned (every session of it shares them)
 
     @classmethod
-    def from_row(cls, row: Any, flood_waits: list[FloodTotal]) -> SessionInfo:
+    def from_row(cls, row: Any, flood_waits: list[FloodTotal], paces: list[Pace] | None = None) -> SessionInfo:
         """From a ``sessions`` row with its ``done_total`` and ``done_recent`` counts, of either backend."""
         return cls(
             name=row["name"],
@@ -180,6 +215,7 @@ class SessionInfo:
             bytes_down=row["bytes_down"],
             bytes_up=row["bytes_up"],
             flood_waits=flood_waits,
+            paces=list(paces or []),
         )
 
     @property

@@ -132,6 +132,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts BIGINT;
     """,
+    # version 8: what each account learned of Telegram's quotas, as in the SQLite schema
+    """
+    CREATE TABLE paces (
+        user_id     BIGINT NOT NULL,
+        grp         TEXT NOT NULL,
+        calls       INTEGER NOT NULL,
+        period      DOUBLE PRECISION NOT NULL,
+        learned_at  DOUBLE PRECISION NOT NULL,
+        reason      TEXT NOT NULL,
+        session     TEXT NOT NULL,
+        wait_until  DOUBLE PRECISION,
+        PRIMARY KEY (user_id, grp)
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

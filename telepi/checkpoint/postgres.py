@@ -31,6 +31,7 @@ from telepi.checkpoint.model import (
     Head,
     Lease,
     NewItem,
+    Pace,
     Pulse,
     Route,
     RouteReport,
@@ -1089,6 +1090,16 @@ class PostgresStore:
             )
         )
 
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        self._run(lambda db: db.run(_SAVE_PACE, (user_id, *_pace_values(pace))))
+
+    def paces(self, user_id: int) -> list[Pace]:
+        return self._run(
+            lambda db: [
+                Pace.from_row(r) for r in db.all("SELECT * FROM paces WHERE user_id = %s ORDER BY grp", (user_id,))
+            ]
+        )
+
     # ---- reporting --------------------------------------------------------------------------
 
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
@@ -1099,8 +1110,11 @@ class PostgresStore:
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.all("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
+            paces: dict[int, list[Pace]] = {}
+            for row in db.all("SELECT * FROM paces ORDER BY user_id, grp"):
+                paces.setdefault(row["user_id"], []).append(Pace.from_row(row))
             sessions = [
-                SessionInfo.from_row(row, floods.get(row["name"], []))
+                SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.all(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1290,3 +1304,15 @@ def _requeue_filter(
         conditions.append("source_msg_id = ANY(%s::bigint[])")
         params.append(list(source_ids))
     return conditions, params
+
+
+_SAVE_PACE = (
+    "INSERT INTO paces (user_id, grp, calls, period, learned_at, reason, session, wait_until) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, grp) DO UPDATE SET calls = excluded.calls, "
+    "period = excluded.period, learned_at = excluded.learned_at, reason = excluded.reason, "
+    "session = excluded.session, wait_until = excluded.wait_until"
+)
+
+
+def _pace_values(pace: Pace) -> tuple[object, ...]:
+    return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)

@@ -26,6 +26,7 @@ from telepi.checkpoint.model import (
     Head,
     Lease,
     NewItem,
+    Pace,
     Pulse,
     Route,
     RouteReport,
@@ -938,6 +939,16 @@ class SqliteStore:
                 (session, method, seconds, self._clock()),
             )
 
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        with self._tx() as db:
+            db.execute(_SAVE_PACE, (user_id, *_pace_values(pace)))
+
+    def paces(self, user_id: int) -> list[Pace]:
+        with self._tx(write=False) as db:
+            return [
+                Pace.from_row(r) for r in db.execute("SELECT * FROM paces WHERE user_id = ? ORDER BY grp", (user_id,))
+            ]
+
     # ---- reporting --------------------------------------------------------------------------
 
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
@@ -948,8 +959,11 @@ class SqliteStore:
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.execute("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
+            paces: dict[int, list[Pace]] = {}
+            for row in db.execute("SELECT * FROM paces ORDER BY user_id, grp"):
+                paces.setdefault(row["user_id"], []).append(Pace.from_row(row))
             sessions = [
-                SessionInfo.from_row(row, floods.get(row["name"], []))
+                SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.execute(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1190,3 +1204,15 @@ def _statements(script: str) -> list[str]:
             statements.append(pending.strip())
             pending = ""
     return statements
+
+
+_SAVE_PACE = (
+    "INSERT INTO paces (user_id, grp, calls, period, learned_at, reason, session, wait_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, grp) DO UPDATE SET calls = excluded.calls, "
+    "period = excluded.period, learned_at = excluded.learned_at, reason = excluded.reason, "
+    "session = excluded.session, wait_until = excluded.wait_until"
+)
+
+
+def _pace_values(pace: Pace) -> tuple[object, ...]:
+    return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)

@@ -11,6 +11,7 @@ from telepi.checkpoint.model import (
     ChangeKind,
     Head,
     NewItem,
+    Pace,
     Pulse,
     Route,
     SessionState,
@@ -227,6 +228,12 @@ class Store(Protocol):
 
     def record_flood_wait(self, session: str, method: str, seconds: float) -> None:
         """Count a FLOOD_WAIT of ``seconds`` Telegram asked of ``method`` (for the metrics)."""
+
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        """Keep what account ``user_id`` learned of ``pace.group``'s quota, replacing what it knew before."""
+
+    def paces(self, user_id: int) -> list[Pace]:
+        """What account ``user_id`` learned, by group."""
 
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None

@@ -181,6 +181,7 @@ async def run_session(
         target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
         source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
+        limiter.know_account(me.id)  # what the account learned of its quotas, in any session, before a send
         route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
         _bind_per_account_route(store, settings, route.id, me.id, source, target)
         accounts = {me.id, *store.session_user_ids()}

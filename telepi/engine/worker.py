@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
-FULL_WINDOW_SECONDS = 0.02  # ...and one whose learned window is full for longer than this
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 # With a checkpoint that notifies (PostgreSQL), waiting for another session's head is woken by its writes;
 # a lease running out is no write, so the head is looked at again after this long all the same.
@@ -682,11 +681,9 @@ class Worker:
 
     def _busy_for(self, method: str | None = None) -> float:
         """Ordered: how long this account would hold the route's next message beyond what is worth
-        waiting for (0: it may send). Pacing up to HANDOVER_SECONDS is sat out; a full learned window
-        is not, for it frees only as its oldest call leaves it while another account could send now."""
-        paced = self.limiter.ready_in() - HANDOVER_SECONDS
-        window = self.limiter.window_full_for(method)
-        return max(paced, window if window > FULL_WINDOW_SECONDS else 0.0, 0.0)
+        waiting for (0: it may send). Pacing (``SEND_INTERVAL`` or a learned spread) and flood waits up to
+        HANDOVER_SECONDS are sat out."""
+        return max(self.limiter.ready_in(method) - HANDOVER_SECONDS, 0.0)
 
     def _others_alive(self) -> bool:
         looked, count = self._others
