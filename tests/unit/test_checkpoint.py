@@ -447,3 +447,27 @@ def test_a_per_account_route_binds_to_its_first_account(store: Checkpoint) -> No
     assert store.bind_route(route.id, 200) == 100
     store.register_session("bob", "h", 1, user_id=100)
     assert store.sessions_of_user(100) == ["bob"]
+
+
+def test_paces_are_kept_per_account_and_group_and_shown_with_every_session_of_the_account(
+    store: Checkpoint, checkpoint_target: Path | str
+) -> None:
+    from telepi.checkpoint.model import Pace
+
+    store.register_session("bob-a", "host1", 1, user_id=42)
+    store.register_session("bob-b", "host2", 2, user_id=42)  # the same account on another host
+    store.register_session("carol", "host1", 3, user_id=7)
+    first = Pace("send", 20, 31.0, learned_at=1000.0, reason="FLOOD_WAIT 30 s", session="bob-a", wait_until=1030.0)
+    store.save_pace(42, first)
+    store.save_pace(42, Pace("GetHistory", 30, 60.0, learned_at=1001.0, reason="FLOOD_WAIT 30 s", session="bob-b"))
+    assert [p.group for p in store.paces(42)] == ["GetHistory", "send"] and store.paces(7) == []
+    stricter = Pace("send", 1999, 5990.0, learned_at=4000.0, reason="FLOOD_WAIT 3000 s", session="bob-b")
+    store.save_pace(42, stricter)  # a later lesson of the group replaces the earlier one
+    assert store.paces(42)[1] == stricter
+    sessions = {s.name: s for s in store.report().sessions}
+    assert sessions["bob-a"].paces == sessions["bob-b"].paces == store.paces(42)
+    assert sessions["carol"].paces == []
+    assert raw_rows(checkpoint_target, "SELECT user_id, grp, calls, reason FROM paces ORDER BY grp") == [
+        (42, "GetHistory", 30, "FLOOD_WAIT 30 s"),
+        (42, "send", 1999, "FLOOD_WAIT 3000 s"),
+    ]

@@ -3,6 +3,8 @@ the sandbox's quota model itself (``telepi.sandbox.flood``) on the same clock: r
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from telepi.checkpoint.model import Pace
@@ -31,7 +33,7 @@ def test_sends_keep_send_interval_until_something_is_learned_and_other_methods_a
     clock = Clock()
     budget = Budget(2.0, clock, clock)
     starts = book(budget, clock, "SendMessage", 5)
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [2.0] * 4
+    assert [b - a for a, b in itertools.pairwise(starts)] == [2.0] * 4
     assert book(budget, clock, "SendMedia", 1) == [starts[-1] + 2.0]  # one group: media waits for the text
     assert book(budget, clock, "GetHistory", 3) == [clock.now] * 3
 
