@@ -72,7 +72,8 @@ def session_health(session: SessionInfo, now: float) -> str:
     return judge(session, now).text
 
 
-GROUP_LABELS = {"send": "SendMessage/SendMedia/SendMultiMedia"}  # one quota, one wait (engine/limits/budget.py)
+# Methods that share one quota and one wait (engine/limits/budget.py).
+GROUP_LABELS = {"send": "SendMessage/SendMedia/SendMultiMedia", "history": "GetHistory/GetMessages/GetReplies"}
 
 
 def pace_line(pace: Pace) -> str:

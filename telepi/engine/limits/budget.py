@@ -5,11 +5,11 @@ Telegram's limits for user accounts behave like quotas (notes/telegram.md, "Rate
 came — 30 s after a burst, ~50 minutes after 2,000 sends in a row. A refusal is the only measurement, so:
 
 - the calls that went through since the group's last refusal (its *run-up*, ``N`` calls over ``S`` seconds)
-  and the wait ``X`` become the group's lesson: from then on at most ``N`` calls per ``S + X`` seconds,
-  spread evenly (one every ``(S + X) / N`` s). ``S + X`` is the quota's period where the quota is a sliding
-  window (the wait lasts until the oldest call leaves it) and no shorter than it where the quota restarts
-  after its penalty, as ``telepi/sandbox/flood.py`` models it; even spacing never bursts into a quota the
-  account has already met;
+  and the wait ``X`` become the group's lesson: from then on at most ``N - 1`` calls per ``S + X`` seconds,
+  spread evenly (one every ``(S + X) / (N - 1)`` s; the call fewer is slack for clock jitter). ``S + X``
+  is the quota's period where the quota is a sliding window (the wait lasts until the oldest call leaves
+  it) and no shorter than it where the quota restarts after its penalty, as ``telepi/sandbox/flood.py``
+  models it; even spacing never bursts into a quota the account has already met;
 - a lesson is kept however long the wait was and never forgotten (a quota is still there tomorrow); a
   refusal while keeping to it makes it stricter; it lives in the checkpoint per account, so a restart and
   the account's sessions on other hosts start informed;
@@ -30,8 +30,17 @@ from dataclasses import dataclass, field
 
 from telepi.checkpoint.model import Pace
 
-# Methods that share one quota and one wait, named after the group; any other method is its own group.
-GROUPS = {"SendMessage": "send", "SendMedia": "send", "SendMultiMedia": "send"}
+# Methods that share one quota and one wait, named after the group; any other method is its own group. Reads
+# are grouped as the sandbox's model guesses (nothing published): a wait held too widely costs a little time,
+# while a read refused during a penalty would lengthen it.
+GROUPS = {
+    "SendMessage": "send",
+    "SendMedia": "send",
+    "SendMultiMedia": "send",
+    "GetHistory": "history",
+    "GetMessages": "history",
+    "GetReplies": "history",
+}
 # The groups that publish into the target: SEND_INTERVAL spaces them even before anything is learned.
 SEND_GROUPS = frozenset({"send", "ForwardMessages"})
 RUN_UP_CALLS = 100_000  # an hour's quota is a few thousand calls: the run-up kept is far longer
@@ -110,7 +119,9 @@ class Budget:
         run_up, state.run_up = state.run_up, deque(maxlen=RUN_UP_CALLS)
         if not run_up:
             return None
-        calls, period = len(run_up), (now - run_up[0]) + seconds
+        # One call fewer than went through: a whole interval of slack for the jitter between this clock and
+        # Telegram's (calls spread exactly N per period meet a sliding window at its edge).
+        calls, period = max(1, len(run_up) - 1), (now - run_up[0]) + seconds
         old = state.lesson
         if old is not None and period / calls <= old.interval:
             # Refused while keeping to the lesson: it was too generous; one call fewer per its period at least.
