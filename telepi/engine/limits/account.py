@@ -136,7 +136,7 @@ class AccountLimiter:
                 kind = classify(exc)
                 if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
                     raise
-                self._learn(method, kind.seconds, kind.name)
+                self._learn(method, kind.seconds, kind.name.rstrip("0123456789").rstrip("_"))  # FLOOD_WAIT
                 if self.stop.is_set():
                     raise Stopping(method) from exc
                 handed = hand_back is not None and await hand_back()
