@@ -25,7 +25,7 @@ seconds), refusals by kind, penalties started, PEER_FLOOD. The quota-bound maxim
   quotas — for sends ``1 + T · K · 2000 / 3600``; ``fraction = N / that``;
 - *exact* (bursts included): ``T_min(N)``, the time an ideal client that knows the quotas needs for ``N``
   calls, sending each as soon as no quota refuses it (each quota a fixed window opened by its first call,
-  as the model counts): for 5,000 sends ``(7200 + 495) / K`` s; ``fraction = T_min(N) / T``.
+  as the model counts): for 5,000 sends ``(7200 + 490) / K`` s; ``fraction = T_min(N) / T``.
 
 ``--quick`` runs small sizes (correctness only). Every run must leave exactly one copy of each message.
 """
