@@ -132,6 +132,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts BIGINT;
     """,
+    # version 8: reserved, as in the SQLite schema
+    """
+    SELECT 1;
+    """,
+    # version 9: open work per source topic (ORDERED=topic), as in the SQLite schema
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -132,6 +132,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts INTEGER;
     """,
+    # version 8: a placeholder for the learned pacing's migration made on another branch; replaced by it at merge
+    """
+    SELECT 1;
+    """,
+    # version 9 (ORDERED=topic): open work per source topic, so a topic's head and a claim of one topic's
+    # run read only that topic's open rows
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

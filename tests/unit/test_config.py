@@ -81,7 +81,8 @@ def test_process_environment_overrides_the_env_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "ordered", "by_topic"), [("", True, False), ("true", True, False), ("Topic", True, True), ("off", False, False)]
+    ("text", "ordered", "by_topic"),
+    [("", True, False), ("true", True, False), ("Topic", True, True), ("off", False, False)],
 )
 def test_ordered_is_true_false_or_topic(tmp_path: Path, text: str, ordered: bool, by_topic: bool) -> None:
     settings = load_settings(write_session(tmp_path, {**GOOD_ENV, "ORDERED": text}), {})
