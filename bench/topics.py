@@ -1,7 +1,7 @@
 """Order within each topic (``ORDERED=topic``) against order across the chat (``ORDERED=true``), under
 Telegram's quotas (the sandbox's ``realistic`` flood model, its clock ``--scale`` times faster).
 
-    .venv/bin/python -m bench.topics [--messages 400] [--scale 5] [--forward-messages 2000] [--quick]
+    .venv/bin/python -m bench.topics [--messages 400] [--scale 5] [--forward-messages 400] [--quick]
 
 The source is a forum whose 3 topics and General interleave at random (70 % text, 30 % photos of 1-8 KiB,
 no replies); each run clones it into its own empty forum target with its own fresh checkpoint, every
@@ -232,7 +232,7 @@ async def _run(messages: int, forward_messages: int, scale: float, sessions: Seq
     }
 
 
-def run(*, messages: int = 400, forward_messages: int = 2000, scale: float = 5, quick: bool = False) -> dict[str, Any]:
+def run(*, messages: int = 400, forward_messages: int = 400, scale: float = 5, quick: bool = False) -> dict[str, Any]:
     if quick:
         messages, forward_messages, scale = min(messages, 60), min(forward_messages, 150), max(scale, 60)
     return asyncio.run(_run(messages, forward_messages, scale, SESSIONS))
@@ -270,7 +270,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.topics", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=400, help="scaling: messages copied per run")
-    parser.add_argument("--forward-messages", type=int, default=2000, help="forward: messages in the forum")
+    parser.add_argument("--forward-messages", type=int, default=400, help="forward: messages in the forum")
     parser.add_argument("--scale", type=float, default=5, help="the flood model's clock runs this many times faster")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
