@@ -200,6 +200,9 @@ class Worker:
         self._preparing = asyncio.Semaphore(options.window)
         self._slots = asyncio.Semaphore(options.window)  # ORDERED=topic: claims held and not yet published
         self._publishing: set[int] = set()  # ids of the units this session is publishing now (any lane)
+        # One send of this account at a time, lanes included: the account's flood quotas are one budget, and
+        # sends racing into a penalty lengthen it (and teach the pacing a far smaller window).
+        self._send_turn = asyncio.Lock()
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
@@ -511,9 +514,13 @@ class Worker:
                     await self._wait_replied(prepared)
             except Stopping:
                 return
-            if self._busy_for(_method(prepared)) and self._others_alive():
-                self._hand_back()  # another account can send it sooner than this one
-                return
+        async with self._send_turn:
+            await self._send_in_turn(unit, prepared, ids)
+
+    async def _send_in_turn(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
+        if self.options.ordered and self._busy_for(_method(prepared)) and self._others_alive():
+            self._hand_back()  # another account can send it sooner than this one
+            return
         self._map_reply(prepared)
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
