@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,6 +72,16 @@ class WorkItem:
     takeover: bool
     send_session: str | None  # the session that started sending it, if any
     send_started_at: float | None = None
+
+
+class AnyTopic(enum.Enum):
+    """Not restricted to one topic (a topic id may be None: a chat without topics)."""
+
+    ANY = "any"
+
+
+ANY_TOPIC = AnyTopic.ANY
+TopicFilter = int | None | AnyTopic
 
 
 @dataclass(frozen=True)

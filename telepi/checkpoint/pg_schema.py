@@ -146,6 +146,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, grp)
     );
     """,
+    # version 9: open work per source topic (ORDERED=topic), as in the SQLite schema
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

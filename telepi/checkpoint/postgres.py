@@ -23,7 +23,9 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
     STATUSES,
+    AnyTopic,
     ChangeItem,
     ChangeKind,
     Failure,
@@ -40,6 +42,7 @@ from telepi.checkpoint.model import (
     Skipped,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 from telepi.checkpoint.pg_schema import APPLICATION_ID, LATEST_VERSION, META, MIGRATIONS
@@ -50,6 +53,10 @@ T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
+_CLAIMABLE_NOW = (
+    "((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
+    "OR (status = 'processing' AND lease_expires < %(now)s))"
+)
 _CLAIMABLE = """
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s))
@@ -376,6 +383,8 @@ class PostgresStore:
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         below = "" if after is None else " AND source_msg_id > %(after)s"
         below += "" if before is None else " AND source_msg_id < %(before)s"
@@ -383,12 +392,15 @@ class PostgresStore:
         def work(db: _Tx) -> tuple[list[DictRow], float]:
             now = db.now()
             params = {"route": route_id, "now": now, "after": after, "before": before}
-            # SKIP LOCKED: rows another session is claiming right now are passed over, never waited for.
-            candidates = db.all(
-                f"SELECT * FROM messages WHERE {_CLAIMABLE}{below} ORDER BY source_msg_id LIMIT %(limit)s "
-                "FOR UPDATE SKIP LOCKED",
-                {**params, "limit": max(limit, 1)},
-            )
+            if topic_run:
+                candidates = _topic_run(db, params, below, topic, limit)
+            else:
+                # SKIP LOCKED: rows another session is claiming right now are passed over, never waited for.
+                candidates = db.all(
+                    f"SELECT * FROM messages WHERE {_CLAIMABLE}{below} ORDER BY source_msg_id LIMIT %(limit)s "
+                    "FOR UPDATE SKIP LOCKED",
+                    {**params, "limit": max(limit, 1)},
+                )
             if len(candidates) < at_least:
                 return [], now
             chosen: dict[int, DictRow] = {}
@@ -673,15 +685,27 @@ class PostgresStore:
         )
         return int(row["finished"]), int(row["known"])
 
-    def head(self, route_id: int) -> Head | None:
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
         row = self._run(
             lambda db: db.first(
-                "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
-                "OR (status = 'processing' AND lease_expires < %(now)s) AS claimable, "
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
                 "CASE status WHEN 'processing' THEN session END AS holder "
-                "FROM messages WHERE route_id = %(route)s AND status IN ('pending', 'processing') "
+                f"FROM messages WHERE route_id = %(route)s{in_topic} AND status IN ('pending', 'processing') "
                 "ORDER BY source_msg_id LIMIT 1",
-                {"route": route_id, "now": db.now()},
+                {"route": route_id, "now": db.now(), "topic": topic},
+            ),
+            write=False,
+        )
+        return None if row is None else Head(int(row["source_msg_id"]), bool(row["claimable"]), row["holder"])
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        row = self._run(
+            lambda db: db.first(
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
+                "CASE status WHEN 'processing' THEN session END AS holder FROM messages "
+                "WHERE route_id = %(route)s AND source_msg_id = %(id)s AND status IN ('pending', 'processing')",
+                {"route": route_id, "id": source_msg_id, "now": db.now()},
             ),
             write=False,
         )
@@ -1316,3 +1340,50 @@ _SAVE_PACE = (
 
 def _pace_values(pace: Pace) -> tuple[object, ...]:
     return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)
+
+
+def _in_topic(topic: int | AnyTopic | None) -> str:
+    """The SQL that keeps one topic's rows (None: a chat without topics), bound as ``%(topic)s``."""
+    return " AND topic_id IS NULL" if topic is None else " AND topic_id = %(topic)s"
+
+
+def _topic_run(db: _Tx, params: Mapping[str, object], below: str, topic: TopicFilter, limit: int) -> list[DictRow]:
+    """ORDERED=topic, as in the SQLite store: the lowest claimable row (of ``topic`` when given) and the open
+    rows of its topic after it while claimable. Rows another claim is taking right now (locked) end the
+    run like rows another session holds: the run is read first, then locked, and cut at the first row
+    that could not be locked or is no longer claimable."""
+    in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
+    start = db.first(
+        f"SELECT source_msg_id, topic_id FROM messages WHERE {_CLAIMABLE}{below}{in_topic} "
+        "ORDER BY source_msg_id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        {**params, "topic": topic},
+    )
+    if start is None:
+        return []
+    upto = "" if params.get("before") is None else " AND source_msg_id < %(before)s"
+    scan = {**params, "topic": start["topic_id"], "start": start["source_msg_id"], "limit": max(limit, 1)}
+    rows = db.all(
+        f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable FROM messages "
+        f"WHERE route_id = %(route)s{_in_topic(start['topic_id'])} AND status IN ('pending', 'processing') "
+        f"AND source_msg_id >= %(start)s{upto} ORDER BY source_msg_id LIMIT %(limit)s",
+        scan,
+    )
+    wanted: list[int] = []
+    for row in rows:
+        if not row["claimable"]:
+            break
+        wanted.append(int(row["source_msg_id"]))
+    locked = {
+        int(row["source_msg_id"]): row
+        for row in db.all(
+            f"SELECT * FROM messages WHERE {_CLAIMABLE} AND source_msg_id = ANY(%(ids)s::bigint[]) "
+            "ORDER BY source_msg_id FOR UPDATE SKIP LOCKED",
+            {**params, "ids": wanted},
+        )
+    }
+    run: list[DictRow] = []
+    for msg_id in wanted:
+        if msg_id not in locked:
+            break
+        run.append(locked[msg_id])
+    return run

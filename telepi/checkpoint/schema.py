@@ -147,6 +147,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, grp)
     ) WITHOUT ROWID;
     """,
+    # version 9 (ORDERED=topic): open work per source topic, so a topic's head and a claim of one topic's
+    # run read only that topic's open rows
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
     STATUSES,
+    AnyTopic,
     ChangeItem,
     ChangeKind,
     Failure,
@@ -35,6 +37,7 @@ from telepi.checkpoint.model import (
     Skipped,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
@@ -43,6 +46,10 @@ from telepi.errors import CheckpointError, CheckpointReplaced, PassingError, Use
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
+_CLAIMABLE_NOW = (
+    "((status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
+    "OR (status = 'processing' AND lease_expires < :now))"
+)
 _CLAIMABLE = """
     route_id = :route AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
@@ -291,6 +298,8 @@ class SqliteStore:
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         now = self._clock()
         params = {"route": route_id, "now": now, "after": after, "before": before}
@@ -299,11 +308,14 @@ class SqliteStore:
         with self._tx() as db:
             chosen: dict[int, sqlite3.Row] = {}
             albums_seen: set[int] = set()
-            candidates = db.execute(
-                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below} "
-                "ORDER BY source_msg_id LIMIT :limit",
-                {**params, "limit": max(limit, 1)},
-            ).fetchall()
+            if topic_run:
+                candidates = _topic_run(db, params, below, topic, limit)
+            else:
+                candidates = db.execute(
+                    f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below} "
+                    "ORDER BY source_msg_id LIMIT :limit",
+                    {**params, "limit": max(limit, 1)},
+                ).fetchall()
             if len(candidates) < at_least:
                 return []
             for row in candidates:
@@ -555,16 +567,24 @@ class SqliteStore:
             ).fetchone()
         return int(row[1]), int(row[0])
 
-    def head(self, route_id: int) -> Head | None:
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        index, in_topic = ("messages_open", "") if topic is ANY_TOPIC else ("messages_topic_open", _in_topic(topic))
         with self._tx(write=False) as db:
             row = db.execute(
-                "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
-                "OR (status = 'processing' AND lease_expires < :now), CASE status WHEN 'processing' THEN session END "
-                "FROM messages INDEXED BY "
-                "messages_open WHERE route_id = :route AND status IN ('pending', 'processing', 'failed') "
-                "AND status != 'failed' "
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW}, CASE status WHEN 'processing' THEN session END "
+                f"FROM messages INDEXED BY {index} WHERE route_id = :route{in_topic} "
+                "AND status IN ('pending', 'processing', 'failed') AND status != 'failed' "
                 "ORDER BY source_msg_id LIMIT 1",
-                {"route": route_id, "now": self._clock()},
+                {"route": route_id, "now": self._clock(), "topic": topic},
+            ).fetchone()
+        return None if row is None else Head(int(row[0]), bool(row[1]), row[2])
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW}, CASE status WHEN 'processing' THEN session END "
+                "FROM messages WHERE route_id = :route AND source_msg_id = :id AND status IN ('pending', 'processing')",
+                {"route": route_id, "id": source_msg_id, "now": self._clock()},
             ).fetchone()
         return None if row is None else Head(int(row[0]), bool(row[1]), row[2])
 
@@ -1125,6 +1145,40 @@ def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped
         ).fetchall()
         found.append(Skipped(str(reason or ""), int(count), [int(row[0]) for row in ids]))
     return sorted(found, key=lambda s: (-s.count, s.reason))
+
+
+def _in_topic(topic: int | AnyTopic | None) -> str:
+    """The SQL that keeps one topic's rows (None: a chat without topics), bound as ``:topic``."""
+    return " AND topic_id IS NULL" if topic is None else " AND topic_id = :topic"
+
+
+def _topic_run(
+    db: sqlite3.Connection, params: Mapping[str, object], below: str, topic: TopicFilter, limit: int
+) -> list[sqlite3.Row]:
+    """ORDERED=topic: the lowest claimable row (of ``topic`` when given) and the open rows of its topic that
+    follow it while claimable: a run with nothing of its topic held by another session in between, so it
+    may go out as one forward batch. Failed rows hold nothing back, so they are no gap."""
+    in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
+    start = db.execute(
+        f"SELECT source_msg_id, topic_id FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below}{in_topic} "
+        "ORDER BY source_msg_id LIMIT 1",
+        {**params, "topic": topic},
+    ).fetchone()
+    if start is None:
+        return []
+    upto = "" if params.get("before") is None else " AND source_msg_id < :before"
+    rows = db.execute(
+        f"SELECT *, {_CLAIMABLE_NOW} AS claimable_now FROM messages INDEXED BY messages_topic_open "
+        f"WHERE route_id = :route{_in_topic(start['topic_id'])} AND status IN ('pending', 'processing', 'failed') "
+        f"AND status != 'failed' AND source_msg_id >= :start{upto} ORDER BY source_msg_id LIMIT :limit",
+        {**params, "topic": start["topic_id"], "start": start["source_msg_id"], "limit": max(limit, 1)},
+    ).fetchall()
+    run: list[sqlite3.Row] = []
+    for row in rows:
+        if not row["claimable_now"]:
+            break
+        run.append(row)
+    return run
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
     ChangeItem,
     ChangeKind,
     Head,
@@ -17,6 +18,7 @@ from telepi.checkpoint.model import (
     SessionState,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 
@@ -47,10 +49,16 @@ class Store(Protocol):
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         """Lease the lowest-id claimable items (whole albums) to ``session``, only ids between ``after``
         and ``before`` when given (a session waiting for its turn takes over what stands before it);
-        nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning)."""
+        nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning).
+
+        With ``topic_run`` (ORDERED=topic) the items are one topic's run: the lowest claimable item (in
+        ``topic`` when given) and the open items of its topic after it while they are claimable, so no
+        item of that topic that another session holds lies between two of them."""
 
     def heartbeat(self, session: str, lease_seconds: float, pulse: Pulse | None = None) -> int:
         """Extend every lease ``session`` holds and mark the session alive, recording the ``pulse`` facts
@@ -120,11 +128,16 @@ class Store(Protocol):
         """Block up to ``timeout`` seconds for another session's write that may move the route's head;
         True when one came. Returns False at once when ``notifies`` is False."""
 
-    def head(self, route_id: int) -> Head | None:
-        """The lowest id still to publish and whether it is claimable right now, or None when nothing is.
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        """The lowest id still to publish (in ``topic`` when given) and whether it is claimable right now,
+        or None when nothing is.
 
         Failed rows are left aside: a message that spent its attempts must not hold the rest back forever
         (it is visible in ``telepi status`` and requeued by retry)."""
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        """This message while it is still to publish (pending or leased), whether it is claimable and who
+        holds it; None once done, skipped or failed, or when the route never planned it."""
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""

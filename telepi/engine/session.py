@@ -310,6 +310,7 @@ async def _run_route(
         WorkerOptions(
             mode=settings.mode,
             ordered=settings.ordered,
+            by_topic=settings.ordered_by_topic,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
             claim_size=claim_size(settings, route.source_protected),

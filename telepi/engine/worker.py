@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 from telethon import utils
 from telethon.tl import types
 
-from telepi.checkpoint.model import WorkItem
+from telepi.checkpoint.model import ANY_TOPIC, TopicFilter, WorkItem
 from telepi.checkpoint.store import Store
 from telepi.engine import appconfig, sender
 from telepi.engine.content import (
@@ -128,6 +128,7 @@ class WorkerOptions:
     max_attempts: int
     window: int = 4  # units claimed ahead and prepared in parallel
     claim_size: int = 1
+    by_topic: bool = False  # ORDERED=topic: order within each source topic, topics published side by side
 
 
 def units_of(items: Sequence[WorkItem]) -> list[Unit]:
@@ -196,6 +197,11 @@ class Worker:
         self.forwards_restricted = route.source_protected
         self.work_planned = asyncio.Event()  # set by the planner: claim now instead of at the next look
         self._preparing = asyncio.Semaphore(options.window)
+        self._slots = asyncio.Semaphore(options.window)  # ORDERED=topic: claims held and not yet published
+        self._publishing: set[int] = set()  # ids of the units this session is publishing now (any lane)
+        # One send of this account at a time, lanes included: the account's flood quotas are one budget, and
+        # sends racing into a penalty lengthen it (and teach the pacing a far smaller window).
+        self._send_turn = asyncio.Lock()
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
@@ -214,11 +220,11 @@ class Worker:
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(self.options.window)
         producer = asyncio.create_task(self._produce(queue, stop, work_done, planning))
         try:
-            while True:
-                entry = await queue.get()
-                if entry is None:
-                    break
-                await self._publish_claim(entry)
+            if self.options.by_topic:
+                await self._publish_by_topic(queue)
+            else:
+                while (entry := await queue.get()) is not None:
+                    await self._publish_claim(entry)
             await producer  # ended: re-raise what stopped it, if anything did
         finally:
             producer.cancel()
@@ -227,6 +233,37 @@ class Worker:
                 left = queue.get_nowait()
                 if left is not None:
                     left.cancel()
+
+    async def _publish_by_topic(self, queue: asyncio.Queue[Claimed | None]) -> None:
+        """ORDERED=topic: one lane per source topic publishes that topic's claims in order, lanes side by
+        side, so a topic waiting for its turn (or for a message in another topic it replies to) holds up no
+        other topic. Every claim goes to its lane at once: what this session holds is always on its way."""
+        lanes: dict[int | None, asyncio.Queue[Claimed | None]] = {}
+
+        async def lane(claims: asyncio.Queue[Claimed | None]) -> None:
+            try:
+                while (claimed := await claims.get()) is not None:
+                    try:
+                        await self._publish_claim(claimed)
+                    finally:
+                        self._slots.release()
+            finally:
+                while not claims.empty():
+                    if (left := claims.get_nowait()) is not None:
+                        left.cancel()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                while (entry := await queue.get()) is not None:
+                    topic = entry.items[0].topic_id
+                    if topic not in lanes:
+                        lanes[topic] = asyncio.Queue()
+                        group.create_task(lane(lanes[topic]))
+                    lanes[topic].put_nowait(entry)
+                for claims in lanes.values():
+                    claims.put_nowait(None)
+        except BaseExceptionGroup as failed:  # a lane stopped the session: its own error, as unordered
+            raise failed.exceptions[0]  # noqa: B904 - the group only wraps it
 
     async def _produce(
         self,
@@ -257,13 +294,17 @@ class Worker:
                 # Work claimed now would only wait for this account and hold the route up.
                 await _sleep_or_stop(stop, busy)
                 continue
-            # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
-            after = self._queued_up_to if self.options.ordered and not queue.empty() else None
+            # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn. By topic,
+            # each claim is the run of one topic from its lowest claimable message.
+            by_topic = self.options.by_topic
+            after = self._queued_up_to if self.options.ordered and not by_topic and not queue.empty() else None
             whole = (
                 self.options.claim_size >= FORWARD_BATCH
                 and planning()
                 and (short_since is None or time.monotonic() - short_since < WHOLE_BATCH_WAIT)
             )
+            if by_topic:
+                await self._slots.acquire()  # released by the lane once the claim is published
             self.work_planned.clear()  # before the claim: a plan during it wakes the next look
             items = self.store.claim(
                 self.route.route_id,
@@ -272,7 +313,10 @@ class Worker:
                 self.options.lease_seconds,
                 after=after,
                 at_least=self.options.claim_size if whole else 1,
+                topic_run=by_topic,
             )
+            if not items and by_topic:
+                self._slots.release()
             if not items and whole:  # the planner's next page is on its way: a short pause, not an idle
                 short_since = short_since or time.monotonic()
                 await _sleep_or_stop(stop, 0.02)
@@ -304,7 +348,8 @@ class Worker:
             unit.messages = [by_id[i] for i in unit.ids]
         keys = [self._forward_key(unit) for unit in units]
         if any(key is not None for key in keys):
-            units = forward_batches(units, keys, contiguous=self.options.ordered)
+            # A topic's run has no message of its topic that another session holds in between.
+            units = forward_batches(units, keys, contiguous=self.options.ordered and not self.options.by_topic)
         return [(unit, asyncio.create_task(self._prepare_in_turn(unit))) for unit in units]
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
@@ -454,14 +499,27 @@ class Worker:
         if not prepared.sendable:
             return
         ids = [item.source_msg_id for item, _ in prepared.sendable]
+        self._publishing.update(ids)
+        try:
+            await self._publish_prepared(unit, prepared, ids)
+        finally:
+            self._publishing.difference_update(ids)
+
+    async def _publish_prepared(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
         if self.options.ordered:
             try:
-                await self._wait_turn(ids[0])
+                await self._wait_turn(prepared.sendable[0][0])
+                if self.options.by_topic:
+                    await self._wait_replied(prepared)
             except Stopping:
                 return
-            if self._busy_for(_method(prepared)) and self._others_alive():
-                self._hand_back()  # another account can send it sooner than this one
-                return
+        async with self._send_turn:
+            await self._send_in_turn(unit, prepared, ids)
+
+    async def _send_in_turn(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
+        if self.options.ordered and self._busy_for(_method(prepared)) and self._others_alive():
+            self._hand_back()  # another account can send it sooner than this one
+            return
         self._map_reply(prepared)
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
@@ -777,16 +835,47 @@ class Worker:
                 exc,
             )
 
-    async def _wait_turn(self, first_id: int) -> None:
-        """Return once every message before ``first_id`` is published, publishing what nobody holds."""
+    async def _wait_replied(self, prepared: Prepared) -> None:
+        """ORDERED=topic: a reply waits until the message it answers is published, which may be in a topic
+        that is behind, for Telegram cannot point a sent message at another reply later. Publishes that
+        message itself when nobody holds it. It has a lower id, and every wait in this mode is for lower
+        ids only, so the lowest unit still held can always go: no two sessions wait for each other."""
+        replied = replied_id(prepared.sendable[0][1])
+        if replied is None:
+            return
+        pause = TURN_POLL[0]
+        while (awaited := self.store.open_item(self.route.route_id, replied)) is not None:
+            if self.limiter.stop.is_set():
+                raise Stopping("reply")
+            if awaited.claimable and not self._busy_for():
+                items = self.store.claim(
+                    self.route.route_id,
+                    self.session,
+                    1,
+                    self.options.lease_seconds,
+                    after=replied - 1,
+                    before=replied + 1,
+                )
+                if items:
+                    await self._publish_claim(self._claimed(items))
+                    continue
+            self.progress.touch()
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, TURN_POLL[1])
+
+    async def _wait_turn(self, first: WorkItem) -> None:
+        """Return once every message before ``first`` (of its topic, ORDERED=topic) is published,
+        publishing what nobody holds."""
+        first_id = first.source_msg_id
+        topic: TopicFilter = first.topic_id if self.options.by_topic else ANY_TOPIC
         pause = TURN_POLL[0]
         while True:
-            head = self.store.head(self.route.route_id)
+            head = self.store.head(self.route.route_id, topic)
             if head is None or head.source_msg_id >= first_id:
                 return
             if self.limiter.stop.is_set():
                 raise Stopping("turn")
-            if head.holder == self.session and not head.claimable:
+            if head.holder == self.session and not head.claimable and head.source_msg_id not in self._publishing:
                 # Ours but queued behind this unit (claimed back after a hand-over): let it go round.
                 self._hand_back()
             elif head.claimable and not self._busy_for():
@@ -796,6 +885,8 @@ class Worker:
                     self.options.claim_size,
                     self.options.lease_seconds,
                     before=first_id,
+                    topic_run=self.options.by_topic,
+                    topic=topic,
                 )
                 if items:
                     await self._publish_claim(self._claimed(items))

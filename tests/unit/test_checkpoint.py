@@ -225,6 +225,62 @@ def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: Checkp
     assert head is not None and head.claimable
 
 
+def forum_items(topics: str) -> list[NewItem]:
+    """Messages 1, 2, … in the topics named by each letter (a=1, b=2, …), interleaved as written."""
+    return [NewItem(i, topic_id=ord(letter) - ord("a") + 1) for i, letter in enumerate(topics, start=1)]
+
+
+def test_topic_run_takes_one_topics_messages_in_order(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("abcabcabca"))  # topic 1: 1 4 7 10, 2: 2 5 8, 3: 3 6 9
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, topic_run=True)] == [1, 4, 7]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [2, 5, 8]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True, topic=1)] == [10]
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 9, 30, topic_run=True, before=9)] == [3, 6]
+    assert store.claim(route.id, "s1", 9, 30, topic_run=True, topic=2) == []
+
+
+def test_topic_run_stops_at_a_message_another_session_holds(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("aaaaab"))
+    store.claim(route.id, "s1", 9, 30, after=2, before=4)  # s1 holds 3: no run of topic 1 may jump it
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [1, 2]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [4, 5]
+    store.fail(route.id, [3], "INTERNAL", "s1", retryable=True, max_attempts=1)  # spent: holds nobody back
+    assert [i.source_msg_id for i in store.claim(route.id, "s3", 9, 30, topic_run=True, at_least=2)] == []
+    assert [i.source_msg_id for i in store.claim(route.id, "s3", 9, 30, topic_run=True)] == [6]
+
+
+def test_topic_run_keeps_albums_whole_and_chats_without_topics_are_one_topic(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(
+        route.id, [NewItem(1, 7, 1), NewItem(2, 7, 1), NewItem(3, None, 2), NewItem(4, 8, 1), NewItem(5, 8, 1)]
+    )
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, topic_run=True)] == [1, 2, 4, 5]
+    plain = store.route("c", "d")
+    store.enqueue(plain.id, [NewItem(i) for i in (1, 2, 3)])
+    assert [i.source_msg_id for i in store.claim(plain.id, "s1", 2, 30, topic_run=True, topic=None)] == [1, 2]
+    head = store.head(plain.id, topic=None)
+    assert head is not None and (head.source_msg_id, head.claimable) == (1, False)
+
+
+def test_topic_head_and_open_item(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("abab"))
+    store.claim(route.id, "s1", 1, 30)  # 1 (topic 1)
+    head = store.head(route.id, topic=2)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (2, True, None)
+    head = store.head(route.id, topic=1)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (1, False, "s1")
+    assert store.head(route.id, topic=5) is None
+    item = store.open_item(route.id, 1)
+    assert item is not None and (item.claimable, item.holder) == (False, "s1")
+    store.complete(route.id, {1: 11}, "s1")
+    assert store.open_item(route.id, 1) is None and store.open_item(route.id, 99) is None
+    head = store.head(route.id, topic=1)
+    assert head is not None and head.source_msg_id == 3
+
+
 def test_hand_back_gives_unsent_and_refused_leases_to_others(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3, 4)])
