@@ -23,6 +23,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
+    SENDING_STALE_SECONDS,
     STATUSES,
     ChangeItem,
     ChangeKind,
@@ -49,10 +50,11 @@ T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
-_CLAIMABLE = """
+_CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s))
-         OR (status = 'processing' AND lease_expires < %(now)s))
+         OR (status = 'processing' AND (lease_expires < %(now)s
+             OR send_started_at < %(now)s - {SENDING_STALE_SECONDS})))
 """
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
@@ -456,14 +458,23 @@ class PostgresStore:
 
         return self._run(work)
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
         def work(db: _Tx) -> bool:
-            held = db.one(
-                "SELECT COUNT(*) AS n FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[])",
-                (route_id, session, db.now() + spare_seconds, list(source_ids)),
-            )["n"]
-            return bool(held == len(set(source_ids)))
+            now = db.now()
+            # Locked, then decided, as mark_sending: a claim of these rows is either seen here or waits.
+            held = db.all(
+                "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
+                "AND send_session = %s AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) "
+                "ORDER BY source_msg_id FOR UPDATE",
+                (route_id, session, session, now + spare_seconds, list(source_ids)),
+            )
+            if len(held) != len(set(source_ids)):
+                return False
+            db.run(
+                "UPDATE messages SET send_started_at = %s WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
+                (now, route_id, list(source_ids)),
+            )
+            return True
 
         return self._run(work)
 
@@ -676,7 +687,8 @@ class PostgresStore:
         row = self._run(
             lambda db: db.first(
                 "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
-                "OR (status = 'processing' AND lease_expires < %(now)s) AS claimable, "
+                "OR (status = 'processing' AND (lease_expires < %(now)s "
+                f"OR send_started_at < %(now)s - {SENDING_STALE_SECONDS})) AS claimable, "
                 "CASE status WHEN 'processing' THEN session END AS holder "
                 "FROM messages WHERE route_id = %(route)s AND status IN ('pending', 'processing') "
                 "ORDER BY source_msg_id LIMIT 1",

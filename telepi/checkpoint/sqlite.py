@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from telepi.checkpoint.model import (
+    SENDING_STALE_SECONDS,
     STATUSES,
     ChangeItem,
     ChangeKind,
@@ -42,10 +43,11 @@ from telepi.errors import CheckpointError, CheckpointReplaced, PassingError, Use
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
-_CLAIMABLE = """
+_CLAIMABLE = f"""
     route_id = :route AND status IN ('pending', 'processing', 'failed')
     AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
-         OR (status = 'processing' AND lease_expires < :now))
+         OR (status = 'processing' AND (lease_expires < :now
+             OR send_started_at < :now - {SENDING_STALE_SECONDS})))
 """
 
 
@@ -360,14 +362,22 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        with self._tx(write=False) as db:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        now = self._clock()
+        with self._tx() as db:
             held = db.execute(
                 f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
-                f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, self._clock() + spare_seconds, *source_ids),
+                f"AND send_session = ? AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, session, session, now + spare_seconds, *source_ids),
             ).fetchone()[0]
-        return bool(held == len(set(source_ids)))
+            if held != len(set(source_ids)):
+                return False
+            db.execute(
+                "UPDATE messages SET send_started_at = ? "
+                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
+                (now, route_id, *source_ids),
+            )
+            return True
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         now = self._clock()
@@ -558,7 +568,9 @@ class SqliteStore:
         with self._tx(write=False) as db:
             row = db.execute(
                 "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
-                "OR (status = 'processing' AND lease_expires < :now), CASE status WHEN 'processing' THEN session END "
+                "OR (status = 'processing' AND (lease_expires < :now "
+                f"OR send_started_at < :now - {SENDING_STALE_SECONDS})), "
+                "CASE status WHEN 'processing' THEN session END "
                 "FROM messages INDEXED BY "
                 "messages_open WHERE route_id = :route AND status IN ('pending', 'processing', 'failed') "
                 "AND status != 'failed' "

@@ -55,10 +55,11 @@ class Store(Protocol):
         """Extend every lease ``session`` holds and mark the session alive, recording the ``pulse`` facts
         (its heartbeat interval, since when Telegram is unreachable, bytes moved); returns leases extended."""
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        """Whether ``session`` still holds every one of these leases for at least ``spare_seconds`` more:
-        asked right before a send, so that no message is sent by a session whose lease may already be
-        someone else's by the time the request lands."""
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        """Right before the send request: whether ``session`` still holds every one of these leases for at
+        least ``spare_seconds`` more and its own *sending* mark on them (another session may have taken a
+        unit whose send went out SENDING_STALE_SECONDS ago). True restamps the mark: the send timeout counts
+        from the request, not from pacing or flood waits before it."""
         ...
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:

@@ -315,6 +315,7 @@ async def _run_route(
         ),
         reuploader=reuploader,
     )
+    worker.link = vitals.link
     wake = asyncio.Event()
     changes = ChangeApplier(
         client,
