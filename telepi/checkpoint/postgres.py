@@ -23,6 +23,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
+    REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
     ChangeItem,
@@ -1147,7 +1148,9 @@ class PostgresStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         rows = self._run(
             lambda db: db.all(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = %s", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason = ANY(%s) THEN 'review' "
+                "ELSE status END AS status, target_msg_id FROM messages WHERE route_id = %s",
+                (list(REVIEW_REASONS), route_id),
             ),
             write=False,
         )
@@ -1185,7 +1188,7 @@ class PostgresStore:
                     "status, session, target_msg_id, processed_at) VALUES (%s, %s, %s, %s, %s, %s, 'done', 'verify', "
                     "%s, %s) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
                     "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, "
-                    "lease_expires = NULL WHERE messages.status NOT IN ('done', 'processing')",
+                    "lease_expires = NULL, skip_reason = NULL WHERE messages.status NOT IN ('done', 'processing')",
                     (route_id, item.source_msg_id, item.grouped_id, item.topic_id, _new_random_id(), now, target, now),
                 )
             # Doubtful matches are never guessed: held back as skipped until a person looks

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from telepi.checkpoint.model import (
+    REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
     ChangeItem,
@@ -1040,7 +1041,10 @@ class SqliteStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         with self._tx(write=False) as db:
             rows = db.execute(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = ?", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason IN "
+                f"({_marks(REVIEW_REASONS)}) THEN 'review' ELSE status END, target_msg_id "
+                "FROM messages WHERE route_id = ?",
+                (*REVIEW_REASONS, route_id),
             ).fetchall()
         return {int(row[0]): (str(row[1]), None if row[2] is None else int(row[2])) for row in rows}
 
@@ -1066,7 +1070,8 @@ class SqliteStore:
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
-                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL "
+                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL, "
+                "skip_reason = NULL "
                 "WHERE messages.status NOT IN ('done', 'processing')",
                 [
                     (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)

@@ -235,7 +235,8 @@ class Store(Protocol):
 
     # verify and adopt
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
-        """Every row of the route: source id -> (status, target id)."""
+        """Every row of the route: source id -> (status, target id); a row skipped for review
+        (REVIEW_REASONS: a person decides, through ``telepi verify``) has the status ``review``."""
 
     def sending_count(self, route_id: int) -> int:
         """Rows of every route into the route's target whose send started and is not recorded yet (their

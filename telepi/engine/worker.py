@@ -839,7 +839,7 @@ class Worker:
         route into this target, showing what the copy would show (a caption moved to its follow-up shows
         none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
         any choice could be wrong: neither adopted nor sent again, the unit is skipped as
-        ``needs_review`` (visible in ``telepi status``; ``telepi retry --skipped needs_review`` sends it)."""
+        ``needs_review`` (visible in ``telepi status``; ``telepi verify`` resolves it)."""
         first = prepared.sendable[0][0]
         if first.send_session == self.session:
             return False  # our own earlier send: the same random_id makes Telegram return that message
@@ -872,7 +872,8 @@ class Worker:
         if len(runs) > 1:
             log.warning(
                 "%s: %d copies in the target could be the one %s made before it died; not adopting a guess "
-                "and not sending again: check the target, then  telepi retry --skipped needs_review  if none is",
+                "and not sending again: held for review; telepi verify --adopt records the copy once one is left, "
+                "telepi verify --requeue sends it when none is",
                 ids,
                 len(runs),
                 first.send_session,
