@@ -50,6 +50,10 @@ from telepi.errors import CheckpointError, NoCheckpoint, PassingError, UserFixab
 T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
+# A session stopped inside a transaction (SIGSTOP, a frozen VM) would hold its row locks until it resumes:
+# the server ends such a transaction after this long idle, and the others go on (every transaction of
+# telepi's is a few statements without a pause; the stopped session finds its connection gone on resuming).
+IDLE_IN_TRANSACTION_SECONDS = 10
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
 _CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
@@ -70,6 +74,10 @@ _FIXABLE_CONNECT = (
     "service file",
     "definition of service",
 )
+
+
+def _bounded_transactions(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}".encode())
 
 
 def redact(url: str) -> str:
@@ -148,6 +156,7 @@ class PostgresStore:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_bounded_transactions,
             open=False,
             name="telepi-checkpoint",
         )
@@ -245,7 +254,8 @@ class PostgresStore:
             )
 
     def _run(self, work: Callable[[_Tx], T], *, write: bool = True) -> T:
-        """``work`` as one transaction, again from the start after a deadlock or serialization failure."""
+        """``work`` as one transaction, again from the start after a deadlock, a serialization failure or
+        the server ending it while this process was stopped."""
         for attempt in range(_RETRIES):
             try:
                 with self._pool.connection() as conn, conn.transaction():
@@ -253,7 +263,13 @@ class PostgresStore:
                         conn.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     with conn.cursor(row_factory=dict_row) as cur:
                         return work(_Tx(cur, self._clock))
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+            # Ended by the server (this process was stopped mid-transaction, see IDLE_IN_TRANSACTION_SECONDS):
+            # nothing of it was committed, so it runs again from the start on a fresh connection.
+            except (
+                pg_errors.DeadlockDetected,
+                pg_errors.SerializationFailure,
+                pg_errors.IdleInTransactionSessionTimeout,
+            ):
                 if attempt == _RETRIES - 1:
                     raise PassingError(
                         f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries."
