@@ -113,8 +113,8 @@ async def _run(messages: int, rounds: int, tmp: Path) -> dict[str, Any]:
         "fill_seconds": round(filled, 1),
         "runs": runs,
         "summary": {
-            "baseline_seconds": baseline,
-            "verify_seconds": verify_seconds,
+            "baseline_seconds": round(baseline, 2),
+            "verify_seconds": round(verify_seconds, 2),
             "ratio": round(verify_seconds / baseline, 2),
         },
         "ok": ok,

@@ -102,6 +102,7 @@ async def verify(settings: Settings, options: Options) -> Outcome:
             message = by_id[source_id]
             note = "held for review; the one copy found: --adopt records it"
             result.findings.append(Finding("review", message.topic, source_id, result.adoptable[source_id], note))
+        result.findings.sort(key=lambda f: (f.topic or 0, KINDS.index(f.kind), f.source_id or 0, f.target_id or 0))
         outcome.in_review = len(held - resolved)
         return outcome
     finally:
