@@ -481,15 +481,15 @@ class PostgresStore:
             # Locked, then decided, as mark_sending: a claim of these rows is either seen here or waits.
             held = db.all(
                 "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND send_session = %s AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) "
-                "ORDER BY source_msg_id FOR UPDATE",
-                (route_id, session, session, now + spare_seconds, list(source_ids)),
+                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) ORDER BY source_msg_id FOR UPDATE",
+                (route_id, session, now + spare_seconds, list(source_ids)),
             )
             if len(held) != len(set(source_ids)):
                 return False
             db.run(
-                "UPDATE messages SET send_started_at = %s WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
-                (now, route_id, list(source_ids)),
+                "UPDATE messages SET send_session = %s, send_started_at = %s "
+                "WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
+                (session, now, route_id, list(source_ids)),
             )
             return True
 

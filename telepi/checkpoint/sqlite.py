@@ -368,15 +368,15 @@ class SqliteStore:
         with self._tx() as db:
             held = db.execute(
                 f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
-                f"AND send_session = ? AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, session, now + spare_seconds, *source_ids),
+                f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, session, now + spare_seconds, *source_ids),
             ).fetchone()[0]
             if held != len(set(source_ids)):
                 return False
             db.execute(
-                "UPDATE messages SET send_started_at = ? "
+                "UPDATE messages SET send_session = ?, send_started_at = ? "
                 f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
-                (now, route_id, *source_ids),
+                (session, now, route_id, *source_ids),
             )
             return True
 

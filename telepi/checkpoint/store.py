@@ -56,10 +56,10 @@ class Store(Protocol):
         (its heartbeat interval, since when Telegram is unreachable, bytes moved); returns leases extended."""
 
     def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        """Right before the send request: whether ``session`` still holds every one of these leases for at
-        least ``spare_seconds`` more and its own *sending* mark on them (another session may have taken a
-        unit whose send went out SENDING_STALE_SECONDS ago). True restamps the mark: the send timeout counts
-        from the request, not from pacing or flood waits before it."""
+        """Right before the send request, in one transaction: whether ``session`` still holds every one of
+        these leases for at least ``spare_seconds`` more (another session may also have taken a unit whose
+        send went out SENDING_STALE_SECONDS ago); if so, mark them *sending* by it as of now, so that the
+        send timeout counts from the request, not from pacing or flood waits before it."""
         ...
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:

@@ -478,10 +478,7 @@ class Worker:
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
-            if not self.store.mark_sending(self.route.route_id, ids, self.session):
-                log.debug("lost the lease on %s before sending; another session has it", ids)
-                return
-            targets = await self._send(prepared)
+            targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
         except HandedBack:
             return  # Telegram refused the send for now and the unit went to the other sessions
         except Stopping:
@@ -577,7 +574,7 @@ class Worker:
         hand_back = self._hand_back_on_flood(ids) if may_hand_back else None
         spare = min(self.options.lease_seconds / 3, LEASE_SPARE_SECONDS)
 
-        def still_ours() -> bool:  # asked right before the request: no send under a lease about to lapse
+        def still_ours() -> bool:  # right before the request: no send under a lease about to lapse; marks it sending
             return self.store.confirm_send(self.route.route_id, ids, self.session, spare)
 
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
