@@ -22,6 +22,15 @@ SessionState = Literal[
 ]
 PROBLEM_STATES: frozenset[str] = frozenset({"error", "revoked", "banned", "frozen", "limited", "blocked"})
 NEVER_COPYABLE: tuple[str, ...] = ("service_message", "deleted")  # skip reasons a plain retry leaves alone
+# Skip reasons that mean "a person (telepi verify) decides": a takeover that found several candidate copies,
+# an adoption that could not place repeated content. The ledger shows such rows as status "review".
+REVIEW_REASONS: tuple[str, ...] = ("needs_review", "adopt_review")
+# A send request without Telegram's answer this long is withdrawn by its session (never sent later, not even
+# after a reconnect); a unit whose send went out this long ago (SENDING_STALE_SECONDS, with a margin for the
+# request's way out) is then claimable by any session, whatever its holder's heartbeats say, and settled by
+# the takeover rules: no ordered route waits for a holder cut off from Telegram.
+SEND_TIMEOUT_SECONDS = 15.0
+SENDING_STALE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)

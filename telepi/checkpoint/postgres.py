@@ -24,6 +24,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
     ANY_TOPIC,
+    REVIEW_REASONS,
+    SENDING_STALE_SECONDS,
     STATUSES,
     AnyTopic,
     ChangeItem,
@@ -52,15 +54,18 @@ from telepi.errors import CheckpointError, NoCheckpoint, PassingError, UserFixab
 T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
+# A session stopped inside a transaction (SIGSTOP, a frozen VM) would hold its row locks until it resumes:
+# the server ends such a transaction after this long idle, and the others go on (every transaction of
+# telepi's is a few statements without a pause; the stopped session finds its connection gone on resuming).
+IDLE_IN_TRANSACTION_SECONDS = 10
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
 _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
-    "OR (status = 'processing' AND lease_expires < %(now)s))"
+    f"OR (status = 'processing' AND (lease_expires < %(now)s OR send_started_at < %(now)s - {SENDING_STALE_SECONDS})))"
 )
-_CLAIMABLE = """
+_CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
-    AND ((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s))
-         OR (status = 'processing' AND lease_expires < %(now)s))
+    AND {_CLAIMABLE_NOW}
 """
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
@@ -75,6 +80,10 @@ _FIXABLE_CONNECT = (
     "service file",
     "definition of service",
 )
+
+
+def _bounded_transactions(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}".encode())
 
 
 def redact(url: str) -> str:
@@ -153,6 +162,7 @@ class PostgresStore:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_bounded_transactions,
             open=False,
             name="telepi-checkpoint",
         )
@@ -250,7 +260,8 @@ class PostgresStore:
             )
 
     def _run(self, work: Callable[[_Tx], T], *, write: bool = True) -> T:
-        """``work`` as one transaction, again from the start after a deadlock or serialization failure."""
+        """``work`` as one transaction, again from the start after a deadlock, a serialization failure or
+        the server ending it while this process was stopped."""
         for attempt in range(_RETRIES):
             try:
                 with self._pool.connection() as conn, conn.transaction():
@@ -258,7 +269,13 @@ class PostgresStore:
                         conn.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     with conn.cursor(row_factory=dict_row) as cur:
                         return work(_Tx(cur, self._clock))
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+            # Ended by the server (this process was stopped mid-transaction, see IDLE_IN_TRANSACTION_SECONDS):
+            # nothing of it was committed, so it runs again from the start on a fresh connection.
+            except (
+                pg_errors.DeadlockDetected,
+                pg_errors.SerializationFailure,
+                pg_errors.IdleInTransactionSessionTimeout,
+            ):
                 if attempt == _RETRIES - 1:
                     raise PassingError(
                         f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries."
@@ -469,14 +486,23 @@ class PostgresStore:
 
         return self._run(work)
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
         def work(db: _Tx) -> bool:
-            held = db.one(
-                "SELECT COUNT(*) AS n FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[])",
-                (route_id, session, db.now() + spare_seconds, list(source_ids)),
-            )["n"]
-            return bool(held == len(set(source_ids)))
+            now = db.now()
+            # Locked, then decided, as mark_sending: a claim of these rows is either seen here or waits.
+            held = db.all(
+                "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
+                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) ORDER BY source_msg_id FOR UPDATE",
+                (route_id, session, now + spare_seconds, list(source_ids)),
+            )
+            if len(held) != len(set(source_ids)):
+                return False
+            db.run(
+                "UPDATE messages SET send_session = %s, send_started_at = %s "
+                "WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
+                (session, now, route_id, list(source_ids)),
+            )
+            return True
 
         return self._run(work)
 
@@ -1173,7 +1199,9 @@ class PostgresStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         rows = self._run(
             lambda db: db.all(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = %s", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason = ANY(%s) THEN 'review' "
+                "ELSE status END AS status, target_msg_id FROM messages WHERE route_id = %s",
+                (list(REVIEW_REASONS), route_id),
             ),
             write=False,
         )
@@ -1211,7 +1239,7 @@ class PostgresStore:
                     "status, session, target_msg_id, processed_at) VALUES (%s, %s, %s, %s, %s, %s, 'done', 'verify', "
                     "%s, %s) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
                     "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, "
-                    "lease_expires = NULL WHERE messages.status NOT IN ('done', 'processing')",
+                    "lease_expires = NULL, skip_reason = NULL WHERE messages.status NOT IN ('done', 'processing')",
                     (route_id, item.source_msg_id, item.grouped_id, item.topic_id, _new_random_id(), now, target, now),
                 )
             # Doubtful matches are never guessed: held back as skipped until a person looks

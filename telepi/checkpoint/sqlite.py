@@ -19,6 +19,8 @@ from pathlib import Path
 
 from telepi.checkpoint.model import (
     ANY_TOPIC,
+    REVIEW_REASONS,
+    SENDING_STALE_SECONDS,
     STATUSES,
     AnyTopic,
     ChangeItem,
@@ -48,12 +50,11 @@ _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
 _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
-    "OR (status = 'processing' AND lease_expires < :now))"
+    f"OR (status = 'processing' AND (lease_expires < :now OR send_started_at < :now - {SENDING_STALE_SECONDS})))"
 )
-_CLAIMABLE = """
+_CLAIMABLE = f"""
     route_id = :route AND status IN ('pending', 'processing', 'failed')
-    AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
-         OR (status = 'processing' AND lease_expires < :now))
+    AND {_CLAIMABLE_NOW}
 """
 
 
@@ -373,14 +374,22 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        with self._tx(write=False) as db:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        now = self._clock()
+        with self._tx() as db:
             held = db.execute(
                 f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
                 f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, self._clock() + spare_seconds, *source_ids),
+                (route_id, session, now + spare_seconds, *source_ids),
             ).fetchone()[0]
-        return bool(held == len(set(source_ids)))
+            if held != len(set(source_ids)):
+                return False
+            db.execute(
+                "UPDATE messages SET send_session = ?, send_started_at = ? "
+                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
+                (session, now, route_id, *source_ids),
+            )
+            return True
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         now = self._clock()
@@ -1062,7 +1071,10 @@ class SqliteStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         with self._tx(write=False) as db:
             rows = db.execute(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = ?", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason IN "
+                f"({_marks(REVIEW_REASONS)}) THEN 'review' ELSE status END, target_msg_id "
+                "FROM messages WHERE route_id = ?",
+                (*REVIEW_REASONS, route_id),
             ).fetchall()
         return {int(row[0]): (str(row[1]), None if row[2] is None else int(row[2])) for row in rows}
 
@@ -1088,7 +1100,8 @@ class SqliteStore:
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
-                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL "
+                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL, "
+                "skip_reason = NULL "
                 "WHERE messages.status NOT IN ('done', 'processing')",
                 [
                     (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)

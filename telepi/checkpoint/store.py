@@ -64,10 +64,11 @@ class Store(Protocol):
         """Extend every lease ``session`` holds and mark the session alive, recording the ``pulse`` facts
         (its heartbeat interval, since when Telegram is unreachable, bytes moved); returns leases extended."""
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        """Whether ``session`` still holds every one of these leases for at least ``spare_seconds`` more:
-        asked right before a send, so that no message is sent by a session whose lease may already be
-        someone else's by the time the request lands."""
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        """Right before the send request, in one transaction: whether ``session`` still holds every one of
+        these leases for at least ``spare_seconds`` more (another session may also have taken a unit whose
+        send went out SENDING_STALE_SECONDS ago); if so, mark them *sending* by it as of now, so that the
+        send timeout counts from the request, not from pacing or flood waits before it."""
         ...
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
@@ -254,7 +255,8 @@ class Store(Protocol):
 
     # verify and adopt
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
-        """Every row of the route: source id -> (status, target id)."""
+        """Every row of the route: source id -> (status, target id); a row skipped for review
+        (REVIEW_REASONS: a person decides, through ``telepi verify``) has the status ``review``."""
 
     def sending_count(self, route_id: int) -> int:
         """Rows of every route into the route's target whose send started and is not recorded yet (their

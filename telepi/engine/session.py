@@ -317,6 +317,7 @@ async def _run_route(
         ),
         reuploader=reuploader,
     )
+    worker.link = vitals.link
     wake = asyncio.Event()
     changes = ChangeApplier(
         client,

@@ -19,12 +19,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from telethon import utils
 from telethon.tl import types
 
-from telepi.checkpoint.model import ANY_TOPIC, TopicFilter, WorkItem
+from telepi.checkpoint.model import ANY_TOPIC, SEND_TIMEOUT_SECONDS, TopicFilter, WorkItem
 from telepi.checkpoint.store import Store
 from telepi.engine import appconfig, sender
 from telepi.engine.content import (
@@ -50,6 +50,7 @@ from telepi.telegram.errors import Classified, ErrorKind, classify, classify_nam
 
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
+T = TypeVar("T")
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
@@ -207,6 +208,9 @@ class Worker:
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
         self._caption_limit: int | None = None  # from the account's app config, read once
         self._caption_limit_lock = asyncio.Lock()
+        # Whether Telegram is reachable right now (the session sets the client's transport state): cut off,
+        # the session claims nothing and gives its unsent work to the others instead of holding it.
+        self.link: Callable[[], bool] = lambda: True
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -289,6 +293,10 @@ class Worker:
         idle = 0.05
         short_since: float | None = None  # when a whole forward batch was first not there yet
         while not stop.is_set():
+            if not self.link():
+                self._hand_back()  # what this session cannot send now, another one can
+                await _sleep_or_stop(stop, 0.2)
+                continue
             busy = self._busy_for() if self.options.ordered else 0.0
             if busy:
                 # Work claimed now would only wait for this account and hold the route up.
@@ -520,14 +528,14 @@ class Worker:
         if self.options.ordered and self._busy_for(_method(prepared)) and self._others_alive():
             self._hand_back()  # another account can send it sooner than this one
             return
+        if not self.link():
+            self._hand_back()  # cut off from Telegram: a send now would only wait in the client's queue
+            return
         self._map_reply(prepared)
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
-            if not self.store.mark_sending(self.route.route_id, ids, self.session):
-                log.debug("lost the lease on %s before sending; another session has it", ids)
-                return
-            targets = await self._send(prepared)
+            targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
         except HandedBack:
             return  # Telegram refused the send for now and the unit went to the other sessions
         except Stopping:
@@ -623,18 +631,20 @@ class Worker:
         hand_back = self._hand_back_on_flood(ids) if may_hand_back else None
         spare = min(self.options.lease_seconds / 3, LEASE_SPARE_SECONDS)
 
-        def still_ours() -> bool:  # asked right before the request: no send under a lease about to lapse
-            return self.store.holds_lease(self.route.route_id, ids, self.session, spare)
+        def still_ours() -> bool:  # right before the request: no send under a lease about to lapse; marks it sending
+            return self.store.confirm_send(self.route.route_id, ids, self.session, spare)
 
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
                 method,
-                lambda: sender.forward(
-                    self.client,
-                    self.route.source_peer,
-                    placement,
-                    [i.source_msg_id for i in items],
-                    [i.random_id for i in items],
+                lambda: _answered(
+                    sender.forward(
+                        self.client,
+                        self.route.source_peer,
+                        placement,
+                        [i.source_msg_id for i in items],
+                        [i.random_id for i in items],
+                    )
                 ),
                 hand_back=hand_back,
                 guard=still_ours,
@@ -643,14 +653,17 @@ class Worker:
             item = items[0]
             target = await self.limiter.call(
                 method,
-                lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
+                lambda: _answered(sender.send_one(self.client, placement, item.random_id, prepared.outs[0])),
                 hand_back=hand_back,
                 guard=still_ours,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
         by_random = await self.limiter.call(
-            method, lambda: sender.send_album(self.client, placement, members), hand_back=hand_back, guard=still_ours
+            method,
+            lambda: _answered(sender.send_album(self.client, placement, members)),
+            hand_back=hand_back,
+            guard=still_ours,
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
@@ -794,6 +807,8 @@ class Worker:
         backoff = min(2.0**attempts, 300.0)
         if isinstance(exc, FloodWaitTooLong):
             backoff = max(backoff, exc.seconds)
+        if isinstance(exc, SendTimedOut):
+            backoff = 0.0  # the unit is in doubt: whoever can reach Telegram settles it by the takeover rules now
         log.warning(
             "attempt %d on %s failed: %s; retrying in %.0fs",
             attempts,
@@ -878,7 +893,7 @@ class Worker:
             if head.holder == self.session and not head.claimable and head.source_msg_id not in self._publishing:
                 # Ours but queued behind this unit (claimed back after a hand-over): let it go round.
                 self._hand_back()
-            elif head.claimable and not self._busy_for():
+            elif head.claimable and not self._busy_for() and self.link():
                 items = self.store.claim(
                     self.route.route_id,
                     self.session,
@@ -909,7 +924,7 @@ class Worker:
         route into this target, showing what the copy would show (a caption moved to its follow-up shows
         none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
         any choice could be wrong: neither adopted nor sent again, the unit is skipped as
-        ``needs_review`` (visible in ``telepi status``; ``telepi retry --skipped needs_review`` sends it)."""
+        ``needs_review`` (visible in ``telepi status``; ``telepi verify`` resolves it)."""
         first = prepared.sendable[0][0]
         if first.send_session == self.session:
             return False  # our own earlier send: the same random_id makes Telegram return that message
@@ -942,7 +957,8 @@ class Worker:
         if len(runs) > 1:
             log.warning(
                 "%s: %d copies in the target could be the one %s made before it died; not adopting a guess "
-                "and not sending again: check the target, then  telepi retry --skipped needs_review  if none is",
+                "and not sending again: held for review; telepi verify --adopt records the copy once one is left, "
+                "telepi verify --requeue sends it when none is",
                 ids,
                 len(runs),
                 first.send_session,
@@ -1002,6 +1018,22 @@ def _captions_apart(outs: list[Outgoing]) -> list[Outgoing]:
     if not any(long):
         return [caption_apart(out) for out in outs]
     return [caption_apart(out) if too_long else out for out, too_long in zip(outs, long, strict=True)]
+
+
+class SendTimedOut(TimeoutError):
+    """Telegram did not answer a send within SEND_TIMEOUT_SECONDS (cut off, say): the request was withdrawn
+    and never goes out later; its unit stays marked sending, so whoever takes it looks in the target first."""
+
+
+async def _answered(send: Awaitable[T]) -> T:
+    """The send's answer, or SendTimedOut: past the timeout another session may take the unit over
+    (SENDING_STALE_SECONDS), so this one must no longer be able to send it. The client drops a cancelled
+    request from its queue (telepi.telegram.client), so a reconnect does not send it after all."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            return await send
+    except TimeoutError as exc:
+        raise SendTimedOut(f"no answer to the send within {SEND_TIMEOUT_SECONDS:.0f}s: withdrawn") from exc
 
 
 def _method(prepared: Prepared) -> str:
