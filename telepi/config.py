@@ -42,7 +42,7 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "SHARED_DB_PATH": ("../shared/checkpoint.db", "shared checkpoint, relative to the session directory"),
     "SHARED_DB_URL": ("", "postgresql://… checkpoint shared across hosts instead of the file (secret)"),
     "MODE": ("auto", "auto | forward | copy | reupload"),
-    "ORDERED": ("true", "publish in source order even with several sessions"),
+    "ORDERED": ("true", "true: source order across the chat | topic: within each forum topic | false"),
     "LIVE": ("true", "keep following new messages after the history is copied"),
     "SYNC_EDITS": ("true", "apply source edits to the copies"),
     "SYNC_DELETES": ("false", "delete copies when the source message is deleted"),
@@ -50,7 +50,7 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "TO_ID": ("", "last source message id to copy"),
     "LEASE_SECONDS": ("120", "how long a claimed message stays leased without a heartbeat"),
     "MAX_ATTEMPTS": ("5", "attempts before a message is marked failed"),
-    "SEND_INTERVAL": ("0.5", "least seconds between two sends of this account (pacing)"),
+    "SEND_INTERVAL": ("2", "least seconds between two sends of this account until a refusal teaches a slower pace"),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
     "TG_DC": ("", "test only: host:port of a local Telegram (the sandbox)"),
     "TG_SERVER_KEY": ("", "test only: PEM public key of that server"),
@@ -85,6 +85,7 @@ class Settings:
     dc_address: tuple[str, int] | None
     server_key_path: Path | None
     warnings: tuple[str, ...] = ()
+    ordered_by_topic: bool = False  # ORDERED=topic: order kept within each source topic, topics run side by side
     shared_db_url: str = field(default="", repr=False)  # may hold a password: never shown
 
     @property
@@ -165,6 +166,20 @@ class _Reader:
             return False
         self.problem(key, "is not a boolean", f"set {key} to true or false")
         return default
+
+    def order(self, key: str) -> bool | Literal["topic"]:
+        """True/False like a boolean, or ``topic``; the default is true."""
+        if self.raw(key).lower() == "topic":
+            return "topic"
+        value = self.raw(key).lower()
+        if not value or value in _TRUE or value in _FALSE:
+            return self.boolean(key, True)
+        self.problem(
+            key,
+            "is not true, false or topic",
+            f"set {key} to true (source order across the chat), topic (order within each forum topic) or false",
+        )
+        return True
 
     def seconds(self, key: str, default: float, low: float, high: float) -> float:
         def parse(text: str) -> float:
@@ -275,6 +290,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
             )
         )
 
+    ordered = read.order("ORDERED")
     mode_text = read.raw("MODE").lower() or "auto"
     mode: Mode = "auto"
     if mode_text in MODES:
@@ -306,7 +322,8 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         auto_create_topics=read.boolean("AUTO_CREATE_TOPICS", True),
         shared_db_path=(directory / (read.raw("SHARED_DB_PATH") or "../shared/checkpoint.db")).resolve(),
         mode=mode,
-        ordered=read.boolean("ORDERED", True),
+        ordered=ordered is not False,
+        ordered_by_topic=ordered == "topic",
         live=read.boolean("LIVE", True),
         sync_edits=read.boolean("SYNC_EDITS", True),
         sync_deletes=read.boolean("SYNC_DELETES", False),
@@ -314,7 +331,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         to_id=to_id,
         lease_seconds=read.integer("LEASE_SECONDS", 120, 10, 86400) or 120,
         max_attempts=read.integer("MAX_ATTEMPTS", 5, 1, 100) or 5,
-        send_interval=read.seconds("SEND_INTERVAL", 0.5, 0.0, 60.0),
+        send_interval=read.seconds("SEND_INTERVAL", 2.0, 0.0, 60.0),
         log_level=log_level,
         dc_address=read.parsed("TG_DC", _parse_address, "set TG_DC to host:port, or remove it to use Telegram"),
         server_key_path=_server_key(directory, read),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,15 @@ SessionState = Literal[
 ]
 PROBLEM_STATES: frozenset[str] = frozenset({"error", "revoked", "banned", "frozen", "limited", "blocked"})
 NEVER_COPYABLE: tuple[str, ...] = ("service_message", "deleted")  # skip reasons a plain retry leaves alone
+# Skip reasons that mean "a person (telepi verify) decides": a takeover that found several candidate copies,
+# an adoption that could not place repeated content. The ledger shows such rows as status "review".
+REVIEW_REASONS: tuple[str, ...] = ("needs_review", "adopt_review")
+# A send request without Telegram's answer this long is withdrawn by its session (never sent later, not even
+# after a reconnect); a unit whose send went out this long ago (SENDING_STALE_SECONDS, with a margin for the
+# request's way out) is then claimable by any session, whatever its holder's heartbeats say, and settled by
+# the takeover rules: no ordered route waits for a holder cut off from Telegram.
+SEND_TIMEOUT_SECONDS = 15.0
+SENDING_STALE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,16 @@ class WorkItem:
     takeover: bool
     send_session: str | None  # the session that started sending it, if any
     send_started_at: float | None = None
+
+
+class AnyTopic(enum.Enum):
+    """Not restricted to one topic (a topic id may be None: a chat without topics)."""
+
+    ANY = "any"
+
+
+ANY_TOPIC = AnyTopic.ANY
+TopicFilter = int | None | AnyTopic
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,40 @@ class FloodTotal:
 
 
 @dataclass(frozen=True)
+class Pace:
+    """What an account learned of one method group's quota from a refusal: at most ``calls`` calls per
+    ``period`` seconds, spread evenly (``telepi/engine/limits/budget.py``)."""
+
+    group: str  # "send" (SendMessage, SendMedia, SendMultiMedia) or a method's own name
+    calls: int
+    period: float
+    learned_at: float  # wall clock
+    reason: str  # "FLOOD_WAIT 2983 s"
+    session: str  # the session that met it
+    wait_until: float | None = None  # wall clock: the end of the wait it was learned from
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.calls
+
+    @property
+    def per_minute(self) -> float:
+        return 60.0 * self.calls / self.period
+
+    @classmethod
+    def from_row(cls, row: Any) -> Pace:
+        return cls(
+            group=row["grp"],
+            calls=row["calls"],
+            period=row["period"],
+            learned_at=row["learned_at"],
+            reason=row["reason"],
+            session=row["session"],
+            wait_until=row["wait_until"],
+        )
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     name: str
     host: str
@@ -159,9 +213,10 @@ class SessionInfo:
     bytes_down: int = 0
     bytes_up: int = 0
     flood_waits: list[FloodTotal] = field(default_factory=list)
+    paces: list[Pace] = field(default_factory=list)  # what its account learned (every session of it shares them)
 
     @classmethod
-    def from_row(cls, row: Any, flood_waits: list[FloodTotal]) -> SessionInfo:
+    def from_row(cls, row: Any, flood_waits: list[FloodTotal], paces: list[Pace] | None = None) -> SessionInfo:
         """From a ``sessions`` row with its ``done_total`` and ``done_recent`` counts, of either backend."""
         return cls(
             name=row["name"],
@@ -180,6 +235,7 @@ class SessionInfo:
             bytes_down=row["bytes_down"],
             bytes_up=row["bytes_up"],
             flood_waits=flood_waits,
+            paces=list(paces or []),
         )
 
     @property

@@ -132,6 +132,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts BIGINT;
     """,
+    # version 8: what each account learned of Telegram's quotas, as in the SQLite schema
+    """
+    CREATE TABLE paces (
+        user_id     BIGINT NOT NULL,
+        grp         TEXT NOT NULL,
+        calls       INTEGER NOT NULL,
+        period      DOUBLE PRECISION NOT NULL,
+        learned_at  DOUBLE PRECISION NOT NULL,
+        reason      TEXT NOT NULL,
+        session     TEXT NOT NULL,
+        wait_until  DOUBLE PRECISION,
+        PRIMARY KEY (user_id, grp)
+    );
+    """,
+    # version 9: open work per source topic (ORDERED=topic), as in the SQLite schema
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -23,7 +23,11 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
+    REVIEW_REASONS,
+    SENDING_STALE_SECONDS,
     STATUSES,
+    AnyTopic,
     ChangeItem,
     ChangeKind,
     Failure,
@@ -31,6 +35,7 @@ from telepi.checkpoint.model import (
     Head,
     Lease,
     NewItem,
+    Pace,
     Pulse,
     Route,
     RouteReport,
@@ -39,6 +44,7 @@ from telepi.checkpoint.model import (
     Skipped,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 from telepi.checkpoint.pg_schema import APPLICATION_ID, LATEST_VERSION, META, MIGRATIONS
@@ -48,11 +54,18 @@ from telepi.errors import CheckpointError, NoCheckpoint, PassingError, UserFixab
 T = TypeVar("T")
 _RETRIES = 20
 _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording edits and deletes of a route
+# A session stopped inside a transaction (SIGSTOP, a frozen VM) would hold its row locks until it resumes:
+# the server ends such a transaction after this long idle, and the others go on (every transaction of
+# telepi's is a few statements without a pause; the stopped session finds its connection gone on resuming).
+IDLE_IN_TRANSACTION_SECONDS = 10
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
-_CLAIMABLE = """
+_CLAIMABLE_NOW = (
+    "((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
+    f"OR (status = 'processing' AND (lease_expires < %(now)s OR send_started_at < %(now)s - {SENDING_STALE_SECONDS})))"
+)
+_CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
-    AND ((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s))
-         OR (status = 'processing' AND lease_expires < %(now)s))
+    AND {_CLAIMABLE_NOW}
 """
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
@@ -67,6 +80,10 @@ _FIXABLE_CONNECT = (
     "service file",
     "definition of service",
 )
+
+
+def _bounded_transactions(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}".encode())
 
 
 def redact(url: str) -> str:
@@ -145,6 +162,7 @@ class PostgresStore:
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_bounded_transactions,
             open=False,
             name="telepi-checkpoint",
         )
@@ -242,7 +260,8 @@ class PostgresStore:
             )
 
     def _run(self, work: Callable[[_Tx], T], *, write: bool = True) -> T:
-        """``work`` as one transaction, again from the start after a deadlock or serialization failure."""
+        """``work`` as one transaction, again from the start after a deadlock, a serialization failure or
+        the server ending it while this process was stopped."""
         for attempt in range(_RETRIES):
             try:
                 with self._pool.connection() as conn, conn.transaction():
@@ -250,7 +269,13 @@ class PostgresStore:
                         conn.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     with conn.cursor(row_factory=dict_row) as cur:
                         return work(_Tx(cur, self._clock))
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+            # Ended by the server (this process was stopped mid-transaction, see IDLE_IN_TRANSACTION_SECONDS):
+            # nothing of it was committed, so it runs again from the start on a fresh connection.
+            except (
+                pg_errors.DeadlockDetected,
+                pg_errors.SerializationFailure,
+                pg_errors.IdleInTransactionSessionTimeout,
+            ):
                 if attempt == _RETRIES - 1:
                     raise PassingError(
                         f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries."
@@ -375,6 +400,8 @@ class PostgresStore:
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         below = "" if after is None else " AND source_msg_id > %(after)s"
         below += "" if before is None else " AND source_msg_id < %(before)s"
@@ -382,12 +409,15 @@ class PostgresStore:
         def work(db: _Tx) -> tuple[list[DictRow], float]:
             now = db.now()
             params = {"route": route_id, "now": now, "after": after, "before": before}
-            # SKIP LOCKED: rows another session is claiming right now are passed over, never waited for.
-            candidates = db.all(
-                f"SELECT * FROM messages WHERE {_CLAIMABLE}{below} ORDER BY source_msg_id LIMIT %(limit)s "
-                "FOR UPDATE SKIP LOCKED",
-                {**params, "limit": max(limit, 1)},
-            )
+            if topic_run:
+                candidates = _topic_run(db, params, below, topic, limit)
+            else:
+                # SKIP LOCKED: rows another session is claiming right now are passed over, never waited for.
+                candidates = db.all(
+                    f"SELECT * FROM messages WHERE {_CLAIMABLE}{below} ORDER BY source_msg_id LIMIT %(limit)s "
+                    "FOR UPDATE SKIP LOCKED",
+                    {**params, "limit": max(limit, 1)},
+                )
             if len(candidates) < at_least:
                 return [], now
             chosen: dict[int, DictRow] = {}
@@ -456,14 +486,23 @@ class PostgresStore:
 
         return self._run(work)
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
         def work(db: _Tx) -> bool:
-            held = db.one(
-                "SELECT COUNT(*) AS n FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[])",
-                (route_id, session, db.now() + spare_seconds, list(source_ids)),
-            )["n"]
-            return bool(held == len(set(source_ids)))
+            now = db.now()
+            # Locked, then decided, as mark_sending: a claim of these rows is either seen here or waits.
+            held = db.all(
+                "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
+                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) ORDER BY source_msg_id FOR UPDATE",
+                (route_id, session, now + spare_seconds, list(source_ids)),
+            )
+            if len(held) != len(set(source_ids)):
+                return False
+            db.run(
+                "UPDATE messages SET send_session = %s, send_started_at = %s "
+                "WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
+                (session, now, route_id, list(source_ids)),
+            )
+            return True
 
         return self._run(work)
 
@@ -672,15 +711,27 @@ class PostgresStore:
         )
         return int(row["finished"]), int(row["known"])
 
-    def head(self, route_id: int) -> Head | None:
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
         row = self._run(
             lambda db: db.first(
-                "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
-                "OR (status = 'processing' AND lease_expires < %(now)s) AS claimable, "
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
                 "CASE status WHEN 'processing' THEN session END AS holder "
-                "FROM messages WHERE route_id = %(route)s AND status IN ('pending', 'processing') "
+                f"FROM messages WHERE route_id = %(route)s{in_topic} AND status IN ('pending', 'processing') "
                 "ORDER BY source_msg_id LIMIT 1",
-                {"route": route_id, "now": db.now()},
+                {"route": route_id, "now": db.now(), "topic": topic},
+            ),
+            write=False,
+        )
+        return None if row is None else Head(int(row["source_msg_id"]), bool(row["claimable"]), row["holder"])
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        row = self._run(
+            lambda db: db.first(
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
+                "CASE status WHEN 'processing' THEN session END AS holder FROM messages "
+                "WHERE route_id = %(route)s AND source_msg_id = %(id)s AND status IN ('pending', 'processing')",
+                {"route": route_id, "id": source_msg_id, "now": db.now()},
             ),
             write=False,
         )
@@ -1089,6 +1140,16 @@ class PostgresStore:
             )
         )
 
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        self._run(lambda db: db.run(_SAVE_PACE, (user_id, *_pace_values(pace))))
+
+    def paces(self, user_id: int) -> list[Pace]:
+        return self._run(
+            lambda db: [
+                Pace.from_row(r) for r in db.all("SELECT * FROM paces WHERE user_id = %s ORDER BY grp", (user_id,))
+            ]
+        )
+
     # ---- reporting --------------------------------------------------------------------------
 
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
@@ -1099,8 +1160,11 @@ class PostgresStore:
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.all("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
+            paces: dict[int, list[Pace]] = {}
+            for row in db.all("SELECT * FROM paces ORDER BY user_id, grp"):
+                paces.setdefault(row["user_id"], []).append(Pace.from_row(row))
             sessions = [
-                SessionInfo.from_row(row, floods.get(row["name"], []))
+                SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.all(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1135,7 +1199,9 @@ class PostgresStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         rows = self._run(
             lambda db: db.all(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = %s", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason = ANY(%s) THEN 'review' "
+                "ELSE status END AS status, target_msg_id FROM messages WHERE route_id = %s",
+                (list(REVIEW_REASONS), route_id),
             ),
             write=False,
         )
@@ -1173,7 +1239,7 @@ class PostgresStore:
                     "status, session, target_msg_id, processed_at) VALUES (%s, %s, %s, %s, %s, %s, 'done', 'verify', "
                     "%s, %s) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
                     "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, "
-                    "lease_expires = NULL WHERE messages.status NOT IN ('done', 'processing')",
+                    "lease_expires = NULL, skip_reason = NULL WHERE messages.status NOT IN ('done', 'processing')",
                     (route_id, item.source_msg_id, item.grouped_id, item.topic_id, _new_random_id(), now, target, now),
                 )
             # Doubtful matches are never guessed: held back as skipped until a person looks
@@ -1290,3 +1356,62 @@ def _requeue_filter(
         conditions.append("source_msg_id = ANY(%s::bigint[])")
         params.append(list(source_ids))
     return conditions, params
+
+
+_SAVE_PACE = (
+    "INSERT INTO paces (user_id, grp, calls, period, learned_at, reason, session, wait_until) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, grp) DO UPDATE SET calls = excluded.calls, "
+    "period = excluded.period, learned_at = excluded.learned_at, reason = excluded.reason, "
+    "session = excluded.session, wait_until = excluded.wait_until"
+)
+
+
+def _pace_values(pace: Pace) -> tuple[object, ...]:
+    return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)
+
+
+def _in_topic(topic: int | AnyTopic | None) -> str:
+    """The SQL that keeps one topic's rows (None: a chat without topics), bound as ``%(topic)s``."""
+    return " AND topic_id IS NULL" if topic is None else " AND topic_id = %(topic)s"
+
+
+def _topic_run(db: _Tx, params: Mapping[str, object], below: str, topic: TopicFilter, limit: int) -> list[DictRow]:
+    """ORDERED=topic, as in the SQLite store: the lowest claimable row (of ``topic`` when given) and the open
+    rows of its topic after it while claimable. Rows another claim is taking right now (locked) end the
+    run like rows another session holds: the run is read first, then locked, and cut at the first row
+    that could not be locked or is no longer claimable."""
+    in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
+    start = db.first(
+        f"SELECT source_msg_id, topic_id FROM messages WHERE {_CLAIMABLE}{below}{in_topic} "
+        "ORDER BY source_msg_id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        {**params, "topic": topic},
+    )
+    if start is None:
+        return []
+    upto = "" if params.get("before") is None else " AND source_msg_id < %(before)s"
+    scan = {**params, "topic": start["topic_id"], "start": start["source_msg_id"], "limit": max(limit, 1)}
+    rows = db.all(
+        f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable FROM messages "
+        f"WHERE route_id = %(route)s{_in_topic(start['topic_id'])} AND status IN ('pending', 'processing') "
+        f"AND source_msg_id >= %(start)s{upto} ORDER BY source_msg_id LIMIT %(limit)s",
+        scan,
+    )
+    wanted: list[int] = []
+    for row in rows:
+        if not row["claimable"]:
+            break
+        wanted.append(int(row["source_msg_id"]))
+    locked = {
+        int(row["source_msg_id"]): row
+        for row in db.all(
+            f"SELECT * FROM messages WHERE {_CLAIMABLE} AND source_msg_id = ANY(%(ids)s::bigint[]) "
+            "ORDER BY source_msg_id FOR UPDATE SKIP LOCKED",
+            {**params, "ids": wanted},
+        )
+    }
+    run: list[DictRow] = []
+    for msg_id in wanted:
+        if msg_id not in locked:
+            break
+        run.append(locked[msg_id])
+    return run

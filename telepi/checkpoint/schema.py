@@ -132,6 +132,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts INTEGER;
     """,
+    # version 8: what each account learned of Telegram's quotas (telepi/engine/limits/budget.py), per account
+    # (sessions.user_id: an account's sessions on any host share it) and method group, with when and why
+    """
+    CREATE TABLE paces (
+        user_id     INTEGER NOT NULL,
+        grp         TEXT NOT NULL,     -- 'send' (SendMessage, SendMedia, SendMultiMedia) or the method's name
+        calls       INTEGER NOT NULL,  -- at most this many calls per period, spread evenly
+        period      REAL NOT NULL,
+        learned_at  REAL NOT NULL,
+        reason      TEXT NOT NULL,     -- 'FLOOD_WAIT 2983 s'
+        session     TEXT NOT NULL,     -- the session that met it
+        wait_until  REAL,              -- the end of that wait: a restart sits out the rest
+        PRIMARY KEY (user_id, grp)
+    ) WITHOUT ROWID;
+    """,
+    # version 9 (ORDERED=topic): open work per source topic, so a topic's head and a claim of one topic's
+    # run read only that topic's open rows
+    """
+    CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

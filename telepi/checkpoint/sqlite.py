@@ -18,7 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
+    REVIEW_REASONS,
+    SENDING_STALE_SECONDS,
     STATUSES,
+    AnyTopic,
     ChangeItem,
     ChangeKind,
     Failure,
@@ -26,6 +30,7 @@ from telepi.checkpoint.model import (
     Head,
     Lease,
     NewItem,
+    Pace,
     Pulse,
     Route,
     RouteReport,
@@ -34,6 +39,7 @@ from telepi.checkpoint.model import (
     Skipped,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 from telepi.checkpoint.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
@@ -42,10 +48,13 @@ from telepi.errors import CheckpointError, CheckpointReplaced, PassingError, Use
 _CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
-_CLAIMABLE = """
+_CLAIMABLE_NOW = (
+    "((status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
+    f"OR (status = 'processing' AND (lease_expires < :now OR send_started_at < :now - {SENDING_STALE_SECONDS})))"
+)
+_CLAIMABLE = f"""
     route_id = :route AND status IN ('pending', 'processing', 'failed')
-    AND ((status = 'pending' AND (not_before IS NULL OR not_before <= :now))
-         OR (status = 'processing' AND lease_expires < :now))
+    AND {_CLAIMABLE_NOW}
 """
 
 
@@ -290,6 +299,8 @@ class SqliteStore:
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         now = self._clock()
         params = {"route": route_id, "now": now, "after": after, "before": before}
@@ -298,11 +309,14 @@ class SqliteStore:
         with self._tx() as db:
             chosen: dict[int, sqlite3.Row] = {}
             albums_seen: set[int] = set()
-            candidates = db.execute(
-                f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below} "
-                "ORDER BY source_msg_id LIMIT :limit",
-                {**params, "limit": max(limit, 1)},
-            ).fetchall()
+            if topic_run:
+                candidates = _topic_run(db, params, below, topic, limit)
+            else:
+                candidates = db.execute(
+                    f"SELECT * FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below} "
+                    "ORDER BY source_msg_id LIMIT :limit",
+                    {**params, "limit": max(limit, 1)},
+                ).fetchall()
             if len(candidates) < at_least:
                 return []
             for row in candidates:
@@ -360,14 +374,22 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        with self._tx(write=False) as db:
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        now = self._clock()
+        with self._tx() as db:
             held = db.execute(
                 f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
                 f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, self._clock() + spare_seconds, *source_ids),
+                (route_id, session, now + spare_seconds, *source_ids),
             ).fetchone()[0]
-        return bool(held == len(set(source_ids)))
+            if held != len(set(source_ids)):
+                return False
+            db.execute(
+                "UPDATE messages SET send_session = ?, send_started_at = ? "
+                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
+                (session, now, route_id, *source_ids),
+            )
+            return True
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         now = self._clock()
@@ -554,16 +576,24 @@ class SqliteStore:
             ).fetchone()
         return int(row[1]), int(row[0])
 
-    def head(self, route_id: int) -> Head | None:
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        index, in_topic = ("messages_open", "") if topic is ANY_TOPIC else ("messages_topic_open", _in_topic(topic))
         with self._tx(write=False) as db:
             row = db.execute(
-                "SELECT source_msg_id, (status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
-                "OR (status = 'processing' AND lease_expires < :now), CASE status WHEN 'processing' THEN session END "
-                "FROM messages INDEXED BY "
-                "messages_open WHERE route_id = :route AND status IN ('pending', 'processing', 'failed') "
-                "AND status != 'failed' "
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW}, CASE status WHEN 'processing' THEN session END "
+                f"FROM messages INDEXED BY {index} WHERE route_id = :route{in_topic} "
+                "AND status IN ('pending', 'processing', 'failed') AND status != 'failed' "
                 "ORDER BY source_msg_id LIMIT 1",
-                {"route": route_id, "now": self._clock()},
+                {"route": route_id, "now": self._clock(), "topic": topic},
+            ).fetchone()
+        return None if row is None else Head(int(row[0]), bool(row[1]), row[2])
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        with self._tx(write=False) as db:
+            row = db.execute(
+                f"SELECT source_msg_id, {_CLAIMABLE_NOW}, CASE status WHEN 'processing' THEN session END "
+                "FROM messages WHERE route_id = :route AND source_msg_id = :id AND status IN ('pending', 'processing')",
+                {"route": route_id, "id": source_msg_id, "now": self._clock()},
             ).fetchone()
         return None if row is None else Head(int(row[0]), bool(row[1]), row[2])
 
@@ -938,6 +968,16 @@ class SqliteStore:
                 (session, method, seconds, self._clock()),
             )
 
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        with self._tx() as db:
+            db.execute(_SAVE_PACE, (user_id, *_pace_values(pace)))
+
+    def paces(self, user_id: int) -> list[Pace]:
+        with self._tx(write=False) as db:
+            return [
+                Pace.from_row(r) for r in db.execute("SELECT * FROM paces WHERE user_id = ? ORDER BY grp", (user_id,))
+            ]
+
     # ---- reporting --------------------------------------------------------------------------
 
     def report(self, failures: int = 10, skipped_ids: int = 5) -> StatusReport:
@@ -948,8 +988,11 @@ class SqliteStore:
             floods: dict[str, list[FloodTotal]] = {}
             for row in db.execute("SELECT * FROM flood_waits ORDER BY session, method"):
                 floods.setdefault(row["session"], []).append(FloodTotal(row["method"], row["waits"], row["seconds"]))
+            paces: dict[int, list[Pace]] = {}
+            for row in db.execute("SELECT * FROM paces ORDER BY user_id, grp"):
+                paces.setdefault(row["user_id"], []).append(Pace.from_row(row))
             sessions = [
-                SessionInfo.from_row(row, floods.get(row["name"], []))
+                SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.execute(
                     """SELECT s.*,
                          (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
@@ -1028,7 +1071,10 @@ class SqliteStore:
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
         with self._tx(write=False) as db:
             rows = db.execute(
-                "SELECT source_msg_id, status, target_msg_id FROM messages WHERE route_id = ?", (route_id,)
+                "SELECT source_msg_id, CASE WHEN status = 'skipped' AND skip_reason IN "
+                f"({_marks(REVIEW_REASONS)}) THEN 'review' ELSE status END, target_msg_id "
+                "FROM messages WHERE route_id = ?",
+                (*REVIEW_REASONS, route_id),
             ).fetchall()
         return {int(row[0]): (str(row[1]), None if row[2] is None else int(row[2])) for row in rows}
 
@@ -1054,7 +1100,8 @@ class SqliteStore:
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
-                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL "
+                "target_msg_id = excluded.target_msg_id, processed_at = excluded.processed_at, lease_expires = NULL, "
+                "skip_reason = NULL "
                 "WHERE messages.status NOT IN ('done', 'processing')",
                 [
                     (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)
@@ -1111,6 +1158,40 @@ def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped
         ).fetchall()
         found.append(Skipped(str(reason or ""), int(count), [int(row[0]) for row in ids]))
     return sorted(found, key=lambda s: (-s.count, s.reason))
+
+
+def _in_topic(topic: int | AnyTopic | None) -> str:
+    """The SQL that keeps one topic's rows (None: a chat without topics), bound as ``:topic``."""
+    return " AND topic_id IS NULL" if topic is None else " AND topic_id = :topic"
+
+
+def _topic_run(
+    db: sqlite3.Connection, params: Mapping[str, object], below: str, topic: TopicFilter, limit: int
+) -> list[sqlite3.Row]:
+    """ORDERED=topic: the lowest claimable row (of ``topic`` when given) and the open rows of its topic that
+    follow it while claimable: a run with nothing of its topic held by another session in between, so it
+    may go out as one forward batch. Failed rows hold nothing back, so they are no gap."""
+    in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
+    start = db.execute(
+        f"SELECT source_msg_id, topic_id FROM messages INDEXED BY messages_open WHERE {_CLAIMABLE}{below}{in_topic} "
+        "ORDER BY source_msg_id LIMIT 1",
+        {**params, "topic": topic},
+    ).fetchone()
+    if start is None:
+        return []
+    upto = "" if params.get("before") is None else " AND source_msg_id < :before"
+    rows = db.execute(
+        f"SELECT *, {_CLAIMABLE_NOW} AS claimable_now FROM messages INDEXED BY messages_topic_open "
+        f"WHERE route_id = :route{_in_topic(start['topic_id'])} AND status IN ('pending', 'processing', 'failed') "
+        f"AND status != 'failed' AND source_msg_id >= :start{upto} ORDER BY source_msg_id LIMIT :limit",
+        {**params, "topic": start["topic_id"], "start": start["source_msg_id"], "limit": max(limit, 1)},
+    ).fetchall()
+    run: list[sqlite3.Row] = []
+    for row in rows:
+        if not row["claimable_now"]:
+            break
+        run.append(row)
+    return run
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
@@ -1190,3 +1271,15 @@ def _statements(script: str) -> list[str]:
             statements.append(pending.strip())
             pending = ""
     return statements
+
+
+_SAVE_PACE = (
+    "INSERT INTO paces (user_id, grp, calls, period, learned_at, reason, session, wait_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, grp) DO UPDATE SET calls = excluded.calls, "
+    "period = excluded.period, learned_at = excluded.learned_at, reason = excluded.reason, "
+    "session = excluded.session, wait_until = excluded.wait_until"
+)
+
+
+def _pace_values(pace: Pace) -> tuple[object, ...]:
+    return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)

@@ -7,15 +7,18 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from telepi.checkpoint.model import (
+    ANY_TOPIC,
     ChangeItem,
     ChangeKind,
     Head,
     NewItem,
+    Pace,
     Pulse,
     Route,
     SessionState,
     StatusReport,
     TopicClaim,
+    TopicFilter,
     WorkItem,
 )
 
@@ -46,19 +49,26 @@ class Store(Protocol):
         after: int | None = None,
         before: int | None = None,
         at_least: int = 1,
+        topic_run: bool = False,
+        topic: TopicFilter = ANY_TOPIC,
     ) -> list[WorkItem]:
         """Lease the lowest-id claimable items (whole albums) to ``session``, only ids between ``after``
         and ``before`` when given (a session waiting for its turn takes over what stands before it);
-        nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning)."""
+        nothing unless ``at_least`` are claimable (a forward batch is not cut short while planning).
+
+        With ``topic_run`` (ORDERED=topic) the items are one topic's run: the lowest claimable item (in
+        ``topic`` when given) and the open items of its topic after it while they are claimable, so no
+        item of that topic that another session holds lies between two of them."""
 
     def heartbeat(self, session: str, lease_seconds: float, pulse: Pulse | None = None) -> int:
         """Extend every lease ``session`` holds and mark the session alive, recording the ``pulse`` facts
         (its heartbeat interval, since when Telegram is unreachable, bytes moved); returns leases extended."""
 
-    def holds_lease(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        """Whether ``session`` still holds every one of these leases for at least ``spare_seconds`` more:
-        asked right before a send, so that no message is sent by a session whose lease may already be
-        someone else's by the time the request lands."""
+    def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        """Right before the send request, in one transaction: whether ``session`` still holds every one of
+        these leases for at least ``spare_seconds`` more (another session may also have taken a unit whose
+        send went out SENDING_STALE_SECONDS ago); if so, mark them *sending* by it as of now, so that the
+        send timeout counts from the request, not from pacing or flood waits before it."""
         ...
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
@@ -119,11 +129,16 @@ class Store(Protocol):
         """Block up to ``timeout`` seconds for another session's write that may move the route's head;
         True when one came. Returns False at once when ``notifies`` is False."""
 
-    def head(self, route_id: int) -> Head | None:
-        """The lowest id still to publish and whether it is claimable right now, or None when nothing is.
+    def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
+        """The lowest id still to publish (in ``topic`` when given) and whether it is claimable right now,
+        or None when nothing is.
 
         Failed rows are left aside: a message that spent its attempts must not hold the rest back forever
         (it is visible in ``telepi status`` and requeued by retry)."""
+
+    def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
+        """This message while it is still to publish (pending or leased), whether it is claimable and who
+        holds it; None once done, skipped or failed, or when the route never planned it."""
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         """Target message ids of copied source messages (for replies, edits, deletes)."""
@@ -228,13 +243,20 @@ class Store(Protocol):
     def record_flood_wait(self, session: str, method: str, seconds: float) -> None:
         """Count a FLOOD_WAIT of ``seconds`` Telegram asked of ``method`` (for the metrics)."""
 
+    def save_pace(self, user_id: int, pace: Pace) -> None:
+        """Keep what account ``user_id`` learned of ``pace.group``'s quota, replacing what it knew before."""
+
+    def paces(self, user_id: int) -> list[Pace]:
+        """What account ``user_id`` learned, by group."""
+
     def set_session_state(
         self, name: str, state: SessionState, detail: str = "", wait_until: float | None = None
     ) -> None: ...
 
     # verify and adopt
     def ledger(self, route_id: int) -> dict[int, tuple[str, int | None]]:
-        """Every row of the route: source id -> (status, target id)."""
+        """Every row of the route: source id -> (status, target id); a row skipped for review
+        (REVIEW_REASONS: a person decides, through ``telepi verify``) has the status ``review``."""
 
     def sending_count(self, route_id: int) -> int:
         """Rows of every route into the route's target whose send started and is not recorded yet (their

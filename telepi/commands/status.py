@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from telepi.checkpoint import is_url, open_checkpoint
-from telepi.checkpoint.model import SessionInfo, StatusReport
+from telepi.checkpoint.model import Pace, SessionInfo, StatusReport
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
 from telepi.errors import NoCheckpoint
@@ -71,6 +72,28 @@ def session_health(session: SessionInfo, now: float) -> str:
     return judge(session, now).text
 
 
+# Methods that share one quota and one wait (engine/limits/budget.py).
+GROUP_LABELS = {"send": "SendMessage/SendMedia/SendMultiMedia", "history": "GetHistory/GetMessages/GetReplies"}
+
+
+def pace_line(pace: Pace) -> str:
+    """``paced to 38/min on SendMessage, learned from FLOOD_WAIT 2983 s at 14:02`` (local time)."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(pace.learned_at))
+    label = GROUP_LABELS.get(pace.group, pace.group)
+    return f"paced to {pace.per_minute:.3g}/min on {label}, learned from {pace.reason} at {when}"
+
+
+def _paces_by_account(sessions: list[SessionInfo]) -> list[tuple[str, list[Pace]]]:
+    """Each account's lessons once, with the names of its sessions (they share them)."""
+    names: dict[int, list[str]] = {}
+    paces: dict[int, list[Pace]] = {}
+    for session in sessions:
+        if session.user_id is not None and session.paces:
+            names.setdefault(session.user_id, []).append(session.name)
+            paces[session.user_id] = session.paces
+    return [(", ".join(names[user]), paces[user]) for user in names]
+
+
 def report_json(db_path: Path | str, report: StatusReport | None) -> str:
     if report is None:
         return json.dumps({"path": str(db_path), "exists": False, "routes": [], "sessions": [], "failures": []})
@@ -88,6 +111,9 @@ def report_json(db_path: Path | str, report: StatusReport | None) -> str:
         session_data["per_minute"] = session.per_minute
         session_data["needs_action"] = session.needs_action
         session_data["fix"] = session.detail if session.needs_action else None
+        for pace_data, pace in zip(session_data["paces"], session.paces, strict=True):
+            pace_data["per_minute"] = pace.per_minute
+            pace_data["line"] = pace_line(pace)
     return json.dumps(data, indent=2)
 
 
@@ -167,6 +193,9 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None) -
                 console.print(
                     Text.assemble((_clean(f"{session.name} needs you"), "bold red"), _clean(f": {fix}")), soft_wrap=True
                 )
+        for names, paces in _paces_by_account(report.sessions):
+            for pace in paces:
+                console.print(_plain(f"{names}: {pace_line(pace)}"), soft_wrap=True)
     else:
         console.print("No session has registered yet.")
 

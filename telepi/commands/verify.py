@@ -19,7 +19,7 @@ from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.messages import identity, skip_reason, topic_of
 from telepi.engine.progress import Progress
-from telepi.engine.reconcile import KINDS, Reconciliation, Seen, reconcile
+from telepi.engine.reconcile import KINDS, Finding, Reconciliation, Seen, reconcile
 from telepi.engine.session import NotLoggedIn, resolve_chat
 from telepi.errors import ConfigError, Problem
 from telepi.telegram.client import make_client
@@ -40,10 +40,11 @@ class Outcome:
     result: Reconciliation
     adopted: int = 0
     requeued: int = 0
+    in_review: int = 0  # units held for review (needs_review, adopt_review) that this run left unresolved
 
     @property
     def exit_code(self) -> int:
-        return 0 if not self.result.problems() or self.adopted or self.requeued else 1
+        return 0 if not (self.result.problems() or self.in_review) or self.adopted or self.requeued else 1
 
 
 async def verify(settings: Settings, options: Options) -> Outcome:
@@ -73,14 +74,18 @@ async def verify(settings: Settings, options: Options) -> Outcome:
             Seen(m.id, identity(m), topic_of(m, is_forum), getattr(m, "grouped_id", None)) for m in source_messages
         ]
         seen_target = [Seen(m.id, identity(m)) for m in target_messages]
-        result = reconcile(seen_source, seen_target, store.ledger(route.id))
+        ledger = store.ledger(route.id)
+        result = reconcile(seen_source, seen_target, ledger)
         outcome = Outcome(route, len(seen_source), len(seen_target), result)
         by_id = {m.id: m for m in seen_source}
+        held = {s for s, (status, _) in ledger.items() if status == "review" and s in by_id}
+        resolved: set[int] = set()
         if options.adopt:
             copies = [(_item(by_id[s]), t) for s, t in result.adoptable.items()]
             review = [_item(by_id[f.source_id]) for f in result.findings if f.kind == "review" and f.source_id]
             newest = max((m.id for m in target_messages), default=0)
             outcome.adopted = store.adopt(route.id, copies, review, newest)
+            resolved |= held & set(result.adoptable)
         if options.requeue:
             ledger = store.ledger(route.id)
             missing = [
@@ -88,9 +93,17 @@ async def verify(settings: Settings, options: Options) -> Outcome:
                 for f in result.findings
                 if f.kind == "missing"
                 and f.source_id
-                and ledger.get(f.source_id, ("", None))[0] in ("", "done", "failed")
+                and ledger.get(f.source_id, ("", None))[0] in ("", "done", "failed", "review")
             ]
             outcome.requeued = store.requeue_missing(route.id, missing)
+            resolved |= held & {item.source_msg_id for item in missing}
+        # A unit held for review whose one copy content identity found: --adopt records it.
+        for source_id in sorted(held & set(result.adoptable) - resolved):
+            message = by_id[source_id]
+            note = "held for review; the one copy found: --adopt records it"
+            result.findings.append(Finding("review", message.topic, source_id, result.adoptable[source_id], note))
+        result.findings.sort(key=lambda f: (f.topic or 0, KINDS.index(f.kind), f.source_id or 0, f.target_id or 0))
+        outcome.in_review = len(held - resolved)
         return outcome
     finally:
         await client.disconnect()
@@ -120,8 +133,11 @@ def _route(store: Checkpoint, settings: Settings, source: Any, target: Any, opti
 
 
 async def _read(client: Any, peer: Any) -> list[Any]:
-    """The chat's content messages, oldest first (service messages are not copied, so not compared)."""
-    return [m async for m in client.iter_messages(peer, reverse=True) if skip_reason(m) is None]
+    """The chat's content messages, oldest first (service messages are not copied, so not compared).
+    Without Telethon's own pause (``wait_time``: 1 s after every 100 messages for a whole history, 17
+    minutes a 100,000-message chat): the account's gateway waits out what Telegram asks instead, as
+    the planner's reads do."""
+    return [m async for m in client.iter_messages(peer, reverse=True, wait_time=0) if skip_reason(m) is None]
 
 
 def _item(message: Seen) -> NewItem:
@@ -146,12 +162,17 @@ def render(outcome: Outcome, say: Callable[[str], object]) -> None:
         target = "" if finding.target_id is None else f" -> target {finding.target_id}"
         note = f" ({finding.note})" if finding.note else ""
         say(f"  {finding.kind.replace('_', ' '):<15} source {finding.source_id}{target}{note}")
-    if outcome.adopted or any(f.kind == "review" for f in result.findings):
+    if outcome.in_review:
+        say(
+            f"{outcome.in_review} messages are held for review (telepi status: needs_review, adopt_review): "
+            "one copy found in the target -> --adopt records it; none -> --requeue sends it; several -> delete "
+            "all but one in the target, then --adopt"
+        )
+    if outcome.adopted:
         reviews = sum(f.kind == "review" for f in result.findings)
         say(
             f"adopted {outcome.adopted} copies from the target; {reviews} doubtful matches held back for review "
-            "as skipped (adopt_review: check them in the target; telepi retry --skipped adopt_review copies them); "
-            "the next run copies what is missing"
+            "(adopt_review); the next run copies what is missing"
         )
     if outcome.requeued:
         say(f"requeued {outcome.requeued} missing messages; running sessions copy them")
@@ -166,6 +187,7 @@ def as_json(outcome: Outcome) -> str:
             "findings": [asdict(f) for f in outcome.result.findings],
             "adopted": outcome.adopted,
             "requeued": outcome.requeued,
+            "in_review": outcome.in_review,
         },
         indent=2,
     )

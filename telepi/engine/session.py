@@ -181,6 +181,7 @@ async def run_session(
         target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
         source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
+        limiter.know_account(me.id)  # what the account learned of its quotas, in any session, before a send
         route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
         _bind_per_account_route(store, settings, route.id, me.id, source, target)
         accounts = {me.id, *store.session_user_ids()}
@@ -309,12 +310,14 @@ async def _run_route(
         WorkerOptions(
             mode=settings.mode,
             ordered=settings.ordered,
+            by_topic=settings.ordered_by_topic,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
             claim_size=claim_size(settings, route.source_protected),
         ),
         reuploader=reuploader,
     )
+    worker.link = vitals.link
     wake = asyncio.Event()
     changes = ChangeApplier(
         client,

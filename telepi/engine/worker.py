@@ -19,12 +19,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from telethon import utils
 from telethon.tl import types
 
-from telepi.checkpoint.model import WorkItem
+from telepi.checkpoint.model import ANY_TOPIC, SEND_TIMEOUT_SECONDS, TopicFilter, WorkItem
 from telepi.checkpoint.store import Store
 from telepi.engine import appconfig, sender
 from telepi.engine.content import (
@@ -50,9 +50,9 @@ from telepi.telegram.errors import Classified, ErrorKind, classify, classify_nam
 
 log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
+T = TypeVar("T")
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
-FULL_WINDOW_SECONDS = 0.02  # ...and one whose learned window is full for longer than this
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 # With a checkpoint that notifies (PostgreSQL), waiting for another session's head is woken by its writes;
 # a lease running out is no write, so the head is looked at again after this long all the same.
@@ -129,6 +129,7 @@ class WorkerOptions:
     max_attempts: int
     window: int = 4  # units claimed ahead and prepared in parallel
     claim_size: int = 1
+    by_topic: bool = False  # ORDERED=topic: order within each source topic, topics published side by side
 
 
 def units_of(items: Sequence[WorkItem]) -> list[Unit]:
@@ -197,11 +198,19 @@ class Worker:
         self.forwards_restricted = route.source_protected
         self.work_planned = asyncio.Event()  # set by the planner: claim now instead of at the next look
         self._preparing = asyncio.Semaphore(options.window)
+        self._slots = asyncio.Semaphore(options.window)  # ORDERED=topic: claims held and not yet published
+        self._publishing: set[int] = set()  # ids of the units this session is publishing now (any lane)
+        # One send of this account at a time, lanes included: the account's flood quotas are one budget, and
+        # sends racing into a penalty lengthen it (and teach the pacing a far smaller window).
+        self._send_turn = asyncio.Lock()
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
         self._caption_limit: int | None = None  # from the account's app config, read once
         self._caption_limit_lock = asyncio.Lock()
+        # Whether Telegram is reachable right now (the session sets the client's transport state): cut off,
+        # the session claims nothing and gives its unsent work to the others instead of holding it.
+        self.link: Callable[[], bool] = lambda: True
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -215,11 +224,11 @@ class Worker:
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(self.options.window)
         producer = asyncio.create_task(self._produce(queue, stop, work_done, planning))
         try:
-            while True:
-                entry = await queue.get()
-                if entry is None:
-                    break
-                await self._publish_claim(entry)
+            if self.options.by_topic:
+                await self._publish_by_topic(queue)
+            else:
+                while (entry := await queue.get()) is not None:
+                    await self._publish_claim(entry)
             await producer  # ended: re-raise what stopped it, if anything did
         finally:
             producer.cancel()
@@ -228,6 +237,37 @@ class Worker:
                 left = queue.get_nowait()
                 if left is not None:
                     left.cancel()
+
+    async def _publish_by_topic(self, queue: asyncio.Queue[Claimed | None]) -> None:
+        """ORDERED=topic: one lane per source topic publishes that topic's claims in order, lanes side by
+        side, so a topic waiting for its turn (or for a message in another topic it replies to) holds up no
+        other topic. Every claim goes to its lane at once: what this session holds is always on its way."""
+        lanes: dict[int | None, asyncio.Queue[Claimed | None]] = {}
+
+        async def lane(claims: asyncio.Queue[Claimed | None]) -> None:
+            try:
+                while (claimed := await claims.get()) is not None:
+                    try:
+                        await self._publish_claim(claimed)
+                    finally:
+                        self._slots.release()
+            finally:
+                while not claims.empty():
+                    if (left := claims.get_nowait()) is not None:
+                        left.cancel()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                while (entry := await queue.get()) is not None:
+                    topic = entry.items[0].topic_id
+                    if topic not in lanes:
+                        lanes[topic] = asyncio.Queue()
+                        group.create_task(lane(lanes[topic]))
+                    lanes[topic].put_nowait(entry)
+                for claims in lanes.values():
+                    claims.put_nowait(None)
+        except BaseExceptionGroup as failed:  # a lane stopped the session: its own error, as unordered
+            raise failed.exceptions[0]  # noqa: B904 - the group only wraps it
 
     async def _produce(
         self,
@@ -253,18 +293,26 @@ class Worker:
         idle = 0.05
         short_since: float | None = None  # when a whole forward batch was first not there yet
         while not stop.is_set():
+            if not self.link():
+                self._hand_back()  # what this session cannot send now, another one can
+                await _sleep_or_stop(stop, 0.2)
+                continue
             busy = self._busy_for() if self.options.ordered else 0.0
             if busy:
                 # Work claimed now would only wait for this account and hold the route up.
                 await _sleep_or_stop(stop, busy)
                 continue
-            # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn.
-            after = self._queued_up_to if self.options.ordered and not queue.empty() else None
+            # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn. By topic,
+            # each claim is the run of one topic from its lowest claimable message.
+            by_topic = self.options.by_topic
+            after = self._queued_up_to if self.options.ordered and not by_topic and not queue.empty() else None
             whole = (
                 self.options.claim_size >= FORWARD_BATCH
                 and planning()
                 and (short_since is None or time.monotonic() - short_since < WHOLE_BATCH_WAIT)
             )
+            if by_topic:
+                await self._slots.acquire()  # released by the lane once the claim is published
             self.work_planned.clear()  # before the claim: a plan during it wakes the next look
             items = self.store.claim(
                 self.route.route_id,
@@ -273,7 +321,10 @@ class Worker:
                 self.options.lease_seconds,
                 after=after,
                 at_least=self.options.claim_size if whole else 1,
+                topic_run=by_topic,
             )
+            if not items and by_topic:
+                self._slots.release()
             if not items and whole:  # the planner's next page is on its way: a short pause, not an idle
                 short_since = short_since or time.monotonic()
                 await _sleep_or_stop(stop, 0.02)
@@ -305,7 +356,8 @@ class Worker:
             unit.messages = [by_id[i] for i in unit.ids]
         keys = [self._forward_key(unit) for unit in units]
         if any(key is not None for key in keys):
-            units = forward_batches(units, keys, contiguous=self.options.ordered)
+            # A topic's run has no message of its topic that another session holds in between.
+            units = forward_batches(units, keys, contiguous=self.options.ordered and not self.options.by_topic)
         return [(unit, asyncio.create_task(self._prepare_in_turn(unit))) for unit in units]
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
@@ -455,22 +507,35 @@ class Worker:
         if not prepared.sendable:
             return
         ids = [item.source_msg_id for item, _ in prepared.sendable]
+        self._publishing.update(ids)
+        try:
+            await self._publish_prepared(unit, prepared, ids)
+        finally:
+            self._publishing.difference_update(ids)
+
+    async def _publish_prepared(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
         if self.options.ordered:
             try:
-                await self._wait_turn(ids[0])
+                await self._wait_turn(prepared.sendable[0][0])
+                if self.options.by_topic:
+                    await self._wait_replied(prepared)
             except Stopping:
                 return
-            if self._busy_for(_method(prepared)) and self._others_alive():
-                self._hand_back()  # another account can send it sooner than this one
-                return
+        async with self._send_turn:
+            await self._send_in_turn(unit, prepared, ids)
+
+    async def _send_in_turn(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
+        if self.options.ordered and self._busy_for(_method(prepared)) and self._others_alive():
+            self._hand_back()  # another account can send it sooner than this one
+            return
+        if not self.link():
+            self._hand_back()  # cut off from Telegram: a send now would only wait in the client's queue
+            return
         self._map_reply(prepared)
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
-            if not self.store.mark_sending(self.route.route_id, ids, self.session):
-                log.debug("lost the lease on %s before sending; another session has it", ids)
-                return
-            targets = await self._send(prepared)
+            targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
         except HandedBack:
             return  # Telegram refused the send for now and the unit went to the other sessions
         except Stopping:
@@ -566,18 +631,20 @@ class Worker:
         hand_back = self._hand_back_on_flood(ids) if may_hand_back else None
         spare = min(self.options.lease_seconds / 3, LEASE_SPARE_SECONDS)
 
-        def still_ours() -> bool:  # asked right before the request: no send under a lease about to lapse
-            return self.store.holds_lease(self.route.route_id, ids, self.session, spare)
+        def still_ours() -> bool:  # right before the request: no send under a lease about to lapse; marks it sending
+            return self.store.confirm_send(self.route.route_id, ids, self.session, spare)
 
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
                 method,
-                lambda: sender.forward(
-                    self.client,
-                    self.route.source_peer,
-                    placement,
-                    [i.source_msg_id for i in items],
-                    [i.random_id for i in items],
+                lambda: _answered(
+                    sender.forward(
+                        self.client,
+                        self.route.source_peer,
+                        placement,
+                        [i.source_msg_id for i in items],
+                        [i.random_id for i in items],
+                    )
                 ),
                 hand_back=hand_back,
                 guard=still_ours,
@@ -586,14 +653,17 @@ class Worker:
             item = items[0]
             target = await self.limiter.call(
                 method,
-                lambda: sender.send_one(self.client, placement, item.random_id, prepared.outs[0]),
+                lambda: _answered(sender.send_one(self.client, placement, item.random_id, prepared.outs[0])),
                 hand_back=hand_back,
                 guard=still_ours,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
         by_random = await self.limiter.call(
-            method, lambda: sender.send_album(self.client, placement, members), hand_back=hand_back, guard=still_ours
+            method,
+            lambda: _answered(sender.send_album(self.client, placement, members)),
+            hand_back=hand_back,
+            guard=still_ours,
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
@@ -682,11 +752,9 @@ class Worker:
 
     def _busy_for(self, method: str | None = None) -> float:
         """Ordered: how long this account would hold the route's next message beyond what is worth
-        waiting for (0: it may send). Pacing up to HANDOVER_SECONDS is sat out; a full learned window
-        is not, for it frees only as its oldest call leaves it while another account could send now."""
-        paced = self.limiter.ready_in() - HANDOVER_SECONDS
-        window = self.limiter.window_full_for(method)
-        return max(paced, window if window > FULL_WINDOW_SECONDS else 0.0, 0.0)
+        waiting for (0: it may send). Pacing (``SEND_INTERVAL`` or a learned spread) and flood waits up to
+        HANDOVER_SECONDS are sat out."""
+        return max(self.limiter.ready_in(method) - HANDOVER_SECONDS, 0.0)
 
     def _others_alive(self) -> bool:
         looked, count = self._others
@@ -739,6 +807,8 @@ class Worker:
         backoff = min(2.0**attempts, 300.0)
         if isinstance(exc, FloodWaitTooLong):
             backoff = max(backoff, exc.seconds)
+        if isinstance(exc, SendTimedOut):
+            backoff = 0.0  # the unit is in doubt: whoever can reach Telegram settles it by the takeover rules now
         log.warning(
             "attempt %d on %s failed: %s; retrying in %.0fs",
             attempts,
@@ -780,25 +850,58 @@ class Worker:
                 exc,
             )
 
-    async def _wait_turn(self, first_id: int) -> None:
-        """Return once every message before ``first_id`` is published, publishing what nobody holds."""
+    async def _wait_replied(self, prepared: Prepared) -> None:
+        """ORDERED=topic: a reply waits until the message it answers is published, which may be in a topic
+        that is behind, for Telegram cannot point a sent message at another reply later. Publishes that
+        message itself when nobody holds it. It has a lower id, and every wait in this mode is for lower
+        ids only, so the lowest unit still held can always go: no two sessions wait for each other."""
+        replied = replied_id(prepared.sendable[0][1])
+        if replied is None:
+            return
+        pause = TURN_POLL[0]
+        while (awaited := self.store.open_item(self.route.route_id, replied)) is not None:
+            if self.limiter.stop.is_set():
+                raise Stopping("reply")
+            if awaited.claimable and not self._busy_for():
+                items = self.store.claim(
+                    self.route.route_id,
+                    self.session,
+                    1,
+                    self.options.lease_seconds,
+                    after=replied - 1,
+                    before=replied + 1,
+                )
+                if items:
+                    await self._publish_claim(self._claimed(items))
+                    continue
+            self.progress.touch()
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, TURN_POLL[1])
+
+    async def _wait_turn(self, first: WorkItem) -> None:
+        """Return once every message before ``first`` (of its topic, ORDERED=topic) is published,
+        publishing what nobody holds."""
+        first_id = first.source_msg_id
+        topic: TopicFilter = first.topic_id if self.options.by_topic else ANY_TOPIC
         pause = TURN_POLL[0]
         while True:
-            head = self.store.head(self.route.route_id)
+            head = self.store.head(self.route.route_id, topic)
             if head is None or head.source_msg_id >= first_id:
                 return
             if self.limiter.stop.is_set():
                 raise Stopping("turn")
-            if head.holder == self.session and not head.claimable:
+            if head.holder == self.session and not head.claimable and head.source_msg_id not in self._publishing:
                 # Ours but queued behind this unit (claimed back after a hand-over): let it go round.
                 self._hand_back()
-            elif head.claimable and not self._busy_for():
+            elif head.claimable and not self._busy_for() and self.link():
                 items = self.store.claim(
                     self.route.route_id,
                     self.session,
                     self.options.claim_size,
                     self.options.lease_seconds,
                     before=first_id,
+                    topic_run=self.options.by_topic,
+                    topic=topic,
                 )
                 if items:
                     await self._publish_claim(self._claimed(items))
@@ -821,7 +924,7 @@ class Worker:
         route into this target, showing what the copy would show (a caption moved to its follow-up shows
         none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
         any choice could be wrong: neither adopted nor sent again, the unit is skipped as
-        ``needs_review`` (visible in ``telepi status``; ``telepi retry --skipped needs_review`` sends it)."""
+        ``needs_review`` (visible in ``telepi status``; ``telepi verify`` resolves it)."""
         first = prepared.sendable[0][0]
         if first.send_session == self.session:
             return False  # our own earlier send: the same random_id makes Telegram return that message
@@ -854,7 +957,8 @@ class Worker:
         if len(runs) > 1:
             log.warning(
                 "%s: %d copies in the target could be the one %s made before it died; not adopting a guess "
-                "and not sending again: check the target, then  telepi retry --skipped needs_review  if none is",
+                "and not sending again: held for review; telepi verify --adopt records the copy once one is left, "
+                "telepi verify --requeue sends it when none is",
                 ids,
                 len(runs),
                 first.send_session,
@@ -914,6 +1018,22 @@ def _captions_apart(outs: list[Outgoing]) -> list[Outgoing]:
     if not any(long):
         return [caption_apart(out) for out in outs]
     return [caption_apart(out) if too_long else out for out, too_long in zip(outs, long, strict=True)]
+
+
+class SendTimedOut(TimeoutError):
+    """Telegram did not answer a send within SEND_TIMEOUT_SECONDS (cut off, say): the request was withdrawn
+    and never goes out later; its unit stays marked sending, so whoever takes it looks in the target first."""
+
+
+async def _answered(send: Awaitable[T]) -> T:
+    """The send's answer, or SendTimedOut: past the timeout another session may take the unit over
+    (SENDING_STALE_SECONDS), so this one must no longer be able to send it. The client drops a cancelled
+    request from its queue (telepi.telegram.client), so a reconnect does not send it after all."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+            return await send
+    except TimeoutError as exc:
+        raise SendTimedOut(f"no answer to the send within {SEND_TIMEOUT_SECONDS:.0f}s: withdrawn") from exc
 
 
 def _method(prepared: Prepared) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from telethon import TelegramClient
 from telethon.crypto import AuthKey, rsa
+from telethon.extensions.messagepacker import MessagePacker
 from telethon.sessions import MemorySession
 
 from telepi.config import Settings
@@ -26,10 +27,30 @@ from telepi.config import Settings
 Middleware = Callable[[Any, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
+class WithdrawingPacker(MessagePacker):  # type: ignore[misc]
+    """Telethon's send queue without the requests whose caller gave up. Telethon 1.45 keeps a cancelled
+    request queued (``MessagePacker.get`` packs it all the same) and, after a reconnect, sends again every
+    request not yet answered (``MTProtoSender._reconnect`` re-queues ``_pending_state``): a send withdrawn
+    at its timeout while the link was down would still land once the link came back, after another
+    session had taken its message over."""
+
+    async def get(self) -> Any:
+        live = [state for state in self._deque if not state.future.cancelled()]
+        if len(live) != len(self._deque):
+            self._deque.clear()
+            self._deque.extend(live)
+        return await super().get()
+
+
 class GatedClient(TelegramClient):  # type: ignore[misc]
-    """A TelegramClient whose every request goes through ``middleware`` (None: straight through)."""
+    """A TelegramClient whose every request goes through ``middleware`` (None: straight through), and
+    whose withdrawn (cancelled) requests are never sent later (:class:`WithdrawingPacker`)."""
 
     middleware: Middleware | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sender._send_queue.__class__ = WithdrawingPacker  # created by the sender once, kept for its life
 
     async def _call(
         self, sender: Any, request: Any, ordered: bool = False, flood_sleep_threshold: int | None = None

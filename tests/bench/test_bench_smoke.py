@@ -64,3 +64,34 @@ def test_quick_live_bench_copies_once_in_order(tmp_path: Path) -> None:
     assert live.main(["--quick", "--sessions", "1", "--json", str(out)]) == 0  # 0: copies once and in order
     [one] = json.loads(out.read_text())["runs"]
     assert {"text", "album", "edit", "delete"} <= set(one["telepi"]) and one["echo"]
+
+
+def test_quick_pacing_bench_copies_once_and_counts_refusals() -> None:
+    from bench import pacing
+
+    report = pacing.run(quick=True)
+    assert report["ok"] is True  # every run: one copy of each message, exit 0
+    assert [(r["label"], r["mode"]) for r in report["runs"]] == [
+        ("telepi", "copy"),
+        ("baseline", "copy"),
+        ("telepi", "forward"),
+        ("baseline", "forward"),
+        ("telepi restart", "copy"),
+    ]
+    for run_ in report["runs"]:
+        assert run_["calls"] > 0 and run_["seconds"] >= 0 and run_["refused"] >= 0
+    restart = report["runs"][-1]
+    assert restart["paces"] and "refused_after_restart" in restart  # it learned, and was started again
+    assert pacing.ideal_seconds("sends", 5000) == 7200 + 490  # the docstring's T_min: 1,000 sends in 50 bursts
+
+
+def test_quick_topics_bench_keeps_each_topic_in_order(tmp_path: Path) -> None:
+    from bench.topics import run as topics
+
+    report = topics(quick=True)
+    assert report["ok"] is True  # every run: each topic exactly once and in order, route-wide in chat order too
+    assert {(r["accounts"], r["ordered"]) for r in report["scaling"]} == {
+        (k, o) for k in (1, 2, 4) for o in ("true", "topic")
+    }
+    assert [r["ordered"] for r in report["forward"]] == ["true", "topic"]
+    assert all(r["forward_requests"] > 0 for r in report["forward"])

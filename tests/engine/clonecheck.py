@@ -83,3 +83,38 @@ def assert_copies(
 
 def topic_titles(sb: Sandbox, chat: str) -> list[str]:
     return sorted(t["title"] for t in sb.topics(chat))
+
+
+def assert_clone_per_topic(sb: Sandbox, source: str, target: str) -> None:
+    """ORDERED=topic: each source topic's messages are in its target topic exactly once and in order
+    (content, albums), and every reply points at the copy of what its original answers, in any topic.
+    The order across topics is free."""
+    src, dst = content(sb.messages(source)), content(sb.messages(target))
+    assert len(dst) == len(src), f"{len(src)} source messages, {len(dst)} in the target"
+    src_titles, dst_titles = titles(sb, source), titles(sb, target)
+    by_topic: dict[str | None, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for m in src:
+        by_topic.setdefault(src_titles.get(m["topic"]), ([], []))[0].append(m)
+    for m in dst:
+        by_topic.setdefault(dst_titles.get(m["topic"]), ([], []))[1].append(m)
+    copy_of: dict[int, int] = {}
+    for title, (originals, copies) in by_topic.items():
+        assert [m["id"] for m in copies] == sorted(m["id"] for m in copies)  # the target's own order
+        assert len(copies) == len(originals), f"topic {title!r}: {len(originals)} messages, {len(copies)} copies"
+        albums: dict[int, int] = {}
+        for position, (s, d) in enumerate(zip(originals, copies, strict=True)):
+            where = f"topic {title!r} message #{position} (source id {s['id']}, target id {d['id']})"
+            assert same_copy(s, d), where
+            if s["grouped_id"] is not None:
+                assert (
+                    d["grouped_id"] is not None
+                    and albums.setdefault(s["grouped_id"], d["grouped_id"]) == d["grouped_id"]
+                ), where
+            else:
+                assert d["grouped_id"] is None, where
+            copy_of[s["id"]] = d["id"]
+    dst_by_id = {m["id"]: m for m in dst}
+    for s in src:
+        replied = _reply(s)
+        expected = copy_of.get(replied) if replied is not None else None
+        assert _reply(dst_by_id[copy_of[s["id"]]]) == expected, f"source {s['id']} replies to {replied}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,58 @@ async def test_a_caption_follow_up_whose_media_lies_beyond_the_look_back_is_no_u
         await run_all([directory])
         await run_all([directory])  # started again on the same checkpoint: nothing unrecorded (before: exit 78)
         assert len(content(sb.messages("target"))) == 51
+
+
+def hold_for_review(directory: Path, ids: list[int]) -> None:
+    """Leave rows as a takeover that found several candidate copies leaves them: skipped ``needs_review``."""
+    db = sqlite3.connect(checkpoint_of(directory))
+    with db:
+        db.execute(
+            f"UPDATE messages SET status = 'skipped', skip_reason = 'needs_review', session = 'session2' "
+            f"WHERE source_msg_id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+    db.close()
+
+
+async def test_verify_resolves_messages_held_for_review(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": t} for t in ("same", "same", "alpha", "gamma", "beta")]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
+        await run_all([directory])
+        source = content(sb.messages("source"))
+        copy_of = {s["id"]: t["id"] for s, t in zip(source, content(sb.messages("target")), strict=True)}
+        same1, same2, alpha, _gamma, beta = (m["id"] for m in source)
+        hold_for_review(directory, [same1, same2, alpha, beta])
+        await sb.delete("target", copy_of[alpha], as_account="alice")  # alpha: no copy in the target
+        extra = await sb.post("target", "beta", as_account="bob")  # beta: two copies, either could be it
+
+        code = await asyncio.to_thread(main, ["verify", str(directory)])
+        out = capsys.readouterr().out
+        assert code == 1, out  # held for review is something to fix, not a clean clone
+        for look_alike in (same1, same2):  # repeated content, placed by its neighbours' copies: one copy each
+            assert f"review          source {look_alike} -> target {copy_of[look_alike]} (held for review" in out
+        assert f"missing         source {alpha}" in out, out
+        assert f"review          source {beta} -> target {copy_of[beta]}" in out, out  # both copies named
+        assert f"duplicated      source {beta} -> target {extra}" in out, out
+        assert "4 messages are held for review" in out, out
+
+        code = await asyncio.to_thread(main, ["verify", str(directory), "--adopt", "--requeue"])
+        out = capsys.readouterr().out
+        assert "adopted 2 copies" in out and "requeued 1 missing" in out, out
+        assert "1 messages are held for review" in out, out  # beta: a person deletes one copy first
+        await run_all([directory])  # alpha sent again
+        await sb.delete("target", extra, as_account="alice")
+        code = await asyncio.to_thread(main, ["verify", str(directory), "--adopt"])
+        assert "adopted 1 copies" in capsys.readouterr().out
+
+        outcome = await verify(load_settings(directory, {}), Options())
+        assert outcome.in_review == 0
+        assert {f.kind for f in outcome.result.findings} <= {"out_of_order"}, outcome.result.findings  # alpha, late
+        assert outcome.result.pairs == {**copy_of, alpha: outcome.result.pairs[alpha]}
+        texts = [m["text"] for m in content(sb.messages("target"))]
+        assert sorted(texts) == sorted(m["text"] for m in source)  # each once: nothing adopted twice or resent
+        store = SqliteStore(checkpoint_of(directory), create=False)
+        assert {entry.reason for entry in store.report().routes[0].skipped} == {"service_message"}  # topic creation
+        store.close()

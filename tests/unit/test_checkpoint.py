@@ -225,6 +225,62 @@ def test_head_is_the_next_message_to_publish_and_says_who_holds_it(store: Checkp
     assert head is not None and head.claimable
 
 
+def forum_items(topics: str) -> list[NewItem]:
+    """Messages 1, 2, … in the topics named by each letter (a=1, b=2, …), interleaved as written."""
+    return [NewItem(i, topic_id=ord(letter) - ord("a") + 1) for i, letter in enumerate(topics, start=1)]
+
+
+def test_topic_run_takes_one_topics_messages_in_order(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("abcabcabca"))  # topic 1: 1 4 7 10, 2: 2 5 8, 3: 3 6 9
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, topic_run=True)] == [1, 4, 7]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [2, 5, 8]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True, topic=1)] == [10]
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 9, 30, topic_run=True, before=9)] == [3, 6]
+    assert store.claim(route.id, "s1", 9, 30, topic_run=True, topic=2) == []
+
+
+def test_topic_run_stops_at_a_message_another_session_holds(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("aaaaab"))
+    store.claim(route.id, "s1", 9, 30, after=2, before=4)  # s1 holds 3: no run of topic 1 may jump it
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [1, 2]
+    assert [i.source_msg_id for i in store.claim(route.id, "s2", 9, 30, topic_run=True)] == [4, 5]
+    store.fail(route.id, [3], "INTERNAL", "s1", retryable=True, max_attempts=1)  # spent: holds nobody back
+    assert [i.source_msg_id for i in store.claim(route.id, "s3", 9, 30, topic_run=True, at_least=2)] == []
+    assert [i.source_msg_id for i in store.claim(route.id, "s3", 9, 30, topic_run=True)] == [6]
+
+
+def test_topic_run_keeps_albums_whole_and_chats_without_topics_are_one_topic(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(
+        route.id, [NewItem(1, 7, 1), NewItem(2, 7, 1), NewItem(3, None, 2), NewItem(4, 8, 1), NewItem(5, 8, 1)]
+    )
+    assert [i.source_msg_id for i in store.claim(route.id, "s1", 3, 30, topic_run=True)] == [1, 2, 4, 5]
+    plain = store.route("c", "d")
+    store.enqueue(plain.id, [NewItem(i) for i in (1, 2, 3)])
+    assert [i.source_msg_id for i in store.claim(plain.id, "s1", 2, 30, topic_run=True, topic=None)] == [1, 2]
+    head = store.head(plain.id, topic=None)
+    assert head is not None and (head.source_msg_id, head.claimable) == (1, False)
+
+
+def test_topic_head_and_open_item(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, forum_items("abab"))
+    store.claim(route.id, "s1", 1, 30)  # 1 (topic 1)
+    head = store.head(route.id, topic=2)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (2, True, None)
+    head = store.head(route.id, topic=1)
+    assert head is not None and (head.source_msg_id, head.claimable, head.holder) == (1, False, "s1")
+    assert store.head(route.id, topic=5) is None
+    item = store.open_item(route.id, 1)
+    assert item is not None and (item.claimable, item.holder) == (False, "s1")
+    store.complete(route.id, {1: 11}, "s1")
+    assert store.open_item(route.id, 1) is None and store.open_item(route.id, 99) is None
+    head = store.head(route.id, topic=1)
+    assert head is not None and head.source_msg_id == 3
+
+
 def test_hand_back_gives_unsent_and_refused_leases_to_others(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3, 4)])
@@ -447,3 +503,27 @@ def test_a_per_account_route_binds_to_its_first_account(store: Checkpoint) -> No
     assert store.bind_route(route.id, 200) == 100
     store.register_session("bob", "h", 1, user_id=100)
     assert store.sessions_of_user(100) == ["bob"]
+
+
+def test_paces_are_kept_per_account_and_group_and_shown_with_every_session_of_the_account(
+    store: Checkpoint, checkpoint_target: Path | str
+) -> None:
+    from telepi.checkpoint.model import Pace
+
+    store.register_session("bob-a", "host1", 1, user_id=42)
+    store.register_session("bob-b", "host2", 2, user_id=42)  # the same account on another host
+    store.register_session("carol", "host1", 3, user_id=7)
+    first = Pace("send", 20, 31.0, learned_at=1000.0, reason="FLOOD_WAIT 30 s", session="bob-a", wait_until=1030.0)
+    store.save_pace(42, first)
+    store.save_pace(42, Pace("GetHistory", 30, 60.0, learned_at=1001.0, reason="FLOOD_WAIT 30 s", session="bob-b"))
+    assert [p.group for p in store.paces(42)] == ["GetHistory", "send"] and store.paces(7) == []
+    stricter = Pace("send", 1999, 5990.0, learned_at=4000.0, reason="FLOOD_WAIT 3000 s", session="bob-b")
+    store.save_pace(42, stricter)  # a later lesson of the group replaces the earlier one
+    assert store.paces(42)[1] == stricter
+    sessions = {s.name: s for s in store.report().sessions}
+    assert sessions["bob-a"].paces == sessions["bob-b"].paces == store.paces(42)
+    assert sessions["carol"].paces == []
+    assert raw_rows(checkpoint_target, "SELECT user_id, grp, calls, reason FROM paces ORDER BY grp") == [
+        (42, "GetHistory", 30, "FLOOD_WAIT 30 s"),
+        (42, "send", 1999, "FLOOD_WAIT 3000 s"),
+    ]

@@ -56,6 +56,28 @@ def test_a_claim_skips_rows_another_claim_holds_instead_of_waiting(url: str) -> 
     store.close()
 
 
+def test_a_session_stopped_inside_a_transaction_holds_the_others_up_only_for_the_idle_timeout(url: str) -> None:
+    stopped, running = open_checkpoint(url), open_checkpoint(url)
+    route = running.route("a", "b")
+    running.enqueue(route.id, [NewItem(1)])
+    assert isinstance(stopped, PostgresStore)
+    with stopped._pool.connection() as conn:  # one of the stopped session's own connections
+        conn.execute(b"BEGIN")
+        conn.execute(b"UPDATE messages SET attempts = attempts WHERE source_msg_id = 1")  # its row lock, held
+        started = time.monotonic()
+        taken = running.claim(route.id, "s2", 1, 60)  # the row is locked: skipped, not waited for
+        assert taken == [] and time.monotonic() - started < 1.0
+        running.complete(route.id, {1: 100}, "s2")  # a write that must wait for the lock
+        waited = time.monotonic() - started
+        with pytest.raises(psycopg.Error, match="idle-in-transaction"):  # resumed: its transaction was ended
+            conn.execute(b"SELECT 1")
+    assert 9.0 < waited < 15.0, waited  # IDLE_IN_TRANSACTION_SECONDS, not until the stopped one resumes
+    assert running.ledger(route.id) == {1: ("done", 100)}
+    assert stopped.ledger(route.id) == {1: ("done", 100)}  # and the resumed session goes on
+    running.close()
+    stopped.close()
+
+
 def test_concurrent_claims_from_many_threads_never_lease_an_item_twice(url: str) -> None:
     store = PostgresStore(url, pool_size=8)
     route = store.route("a", "b")

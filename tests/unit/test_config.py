@@ -80,6 +80,15 @@ def test_process_environment_overrides_the_env_file(tmp_path: Path) -> None:
     assert settings.ordered is False
 
 
+@pytest.mark.parametrize(
+    ("text", "ordered", "by_topic"),
+    [("", True, False), ("true", True, False), ("Topic", True, True), ("off", False, False)],
+)
+def test_ordered_is_true_false_or_topic(tmp_path: Path, text: str, ordered: bool, by_topic: bool) -> None:
+    settings = load_settings(write_session(tmp_path, {**GOOD_ENV, "ORDERED": text}), {})
+    assert (settings.ordered, settings.ordered_by_topic) == (ordered, by_topic)
+
+
 @pytest.mark.parametrize("text", ["true", "TRUE", "1", "yes", "Yes", "on"])
 def test_booleans_accept_true_spellings(tmp_path: Path, text: str) -> None:
     directory = write_session(tmp_path, {**GOOD_ENV, "SYNC_DELETES": text})
@@ -114,7 +123,7 @@ def test_every_problem_is_listed_at_once_without_secrets(tmp_path: Path) -> None
     assert "SOURCE_CHAT is missing or empty" in message
     assert "TARGET_CHAT='12' is a positive number" in message
     assert "MODE='fast' is not a transfer mode: set MODE to auto, forward, copy or reupload" in message
-    assert "ORDERED='maybe' is not a boolean: set ORDERED to true or false" in message
+    assert "ORDERED='maybe' is not true, false or topic: set ORDERED to true (source order across the chat)" in message
     assert "FROM_ID=10 is greater than TO_ID=5" in message
     assert "LEASE_SECONDS='1' is out of range (must be between 10 and 86400)" in message
     assert message.startswith("8 configuration problems in")

@@ -360,3 +360,24 @@ def test_prometheus_output_parses_and_says_what_the_checkpoint_says(tmp_path: Pa
     refused = status(str(db), "--textfile", str(tmp_path / "absent" / "telepi.prom"), cwd=tmp_path)
     assert refused.returncode == 78 and "cannot write the metrics to" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_what_an_account_learned_is_one_line_per_group_in_text_and_json(tmp_path: Path) -> None:
+    from telepi.checkpoint.model import Pace
+
+    db = tmp_path / "sessions" / "shared" / "checkpoint.db"
+    store = SqliteStore(db)
+    store.register_session("bob-a", "h1", 1, user_id=42)
+    store.register_session("bob-b", "h2", 2, user_id=42)
+    learned_at = time.mktime((2026, 12, 1, 14, 2, 0, 0, 0, -1))  # local time, as status prints it
+    store.save_pace(42, Pace("send", 2000, 3158.0, learned_at, "FLOOD_WAIT 2983 s", "bob-a"))
+    store.close()
+
+    text = status("sessions", cwd=tmp_path).stdout
+    line = "bob-a, bob-b: paced to 38/min on SendMessage/SendMedia/SendMultiMedia, learned from FLOOD_WAIT 2983 s at"
+    assert line in text and "2026-12-01 14:02" in text
+    assert text.count("paced to") == 1  # the account's lesson once, not once per session
+    sessions = {s["name"]: s for s in json.loads(status(str(db), "--json", cwd=tmp_path).stdout)["sessions"]}
+    [pace] = sessions["bob-b"]["paces"]
+    assert (pace["group"], pace["calls"], pace["period"], pace["session"]) == ("send", 2000, 3158.0, "bob-a")
+    assert pace["per_minute"] == pytest.approx(38.0, abs=0.01) and pace["line"].startswith("paced to 38/min")

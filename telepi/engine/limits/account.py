@@ -1,7 +1,8 @@
 """Per-account pacing and flood waits: honoured per method, visible, and never a reason to skip a message.
 
-A flood wait holds back only the method Telegram named (a wait on ``GetHistory`` does not stop sends);
-``SEND_INTERVAL`` spaces the account's sends only.
+A flood wait holds back only the method group Telegram named (a wait on ``GetHistory`` does not stop sends;
+one on ``SendMessage`` holds ``SendMedia`` too); ``SEND_INTERVAL`` spaces the account's sends until a
+refusal teaches the group a slower spread (``budget.py``), which the checkpoint keeps for the account.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from telepi.checkpoint.store import Store
-from telepi.engine.limits.learned import LearnedPace
+from telepi.engine.limits.budget import Budget, group_of
 from telepi.engine.progress import Progress
 from telepi.telegram.errors import ErrorKind, classify
 
@@ -56,41 +57,50 @@ class AccountLimiter:
         min_interval: float = 0.0,
         on_long_wait: Callable[[int], Awaitable[None]] | None = None,
         stop: asyncio.Event | None = None,
+        user_id: int | None = None,
     ) -> None:
         self.store = store
         self.session = session
         self.progress = progress
-        self.min_interval = min_interval
         self.on_long_wait = on_long_wait
         self.stop = stop or asyncio.Event()
-        self._next_send = 0.0
-        self._blocked_until: dict[str, float] = {}  # method -> monotonic end of its flood wait
-        self._lock = asyncio.Lock()
-        self.learned = LearnedPace()
+        self._blocked_until: dict[str, float] = {}  # method group -> monotonic end of its flood wait
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.budget = Budget(min_interval)
+        self.user_id: int | None = None
+        if user_id is not None:
+            self.know_account(user_id)
+
+    def know_account(self, user_id: int) -> None:
+        """The account is known: what it learned before, in any session on any host, holds from now on."""
+        self.user_id = user_id
+        for pace in self.store.paces(user_id):
+            self.budget.adopt(pace)
+            log.info(
+                "%s: %s paced to %.1f/min (learned from %s), from the checkpoint",
+                self.session,
+                pace.group,
+                pace.per_minute,
+                pace.reason,
+                extra={"event": "pace_loaded", "method": pace.group},
+            )
 
     def ready_in(self, method: str | None = None) -> float:
         """Seconds until this account may call ``method`` again (without one: send), pacing and flood waits."""
         methods = (method,) if method is not None else SEND_METHODS
-        blocked = max((self._blocked_until.get(m, 0.0) for m in methods), default=0.0)
-        return max(self._next_send, blocked) - time.monotonic()
-
-    def window_full_for(self, method: str | None = None) -> float:
-        """Seconds until the window learned for ``method`` (without one: for every method) lets a call go."""
-        return self.learned.ready_in(method) if method is not None else self.learned.ready_in_any()
+        return max(
+            max(self._blocked_until.get(group_of(m), 0.0) - time.monotonic(), self.budget.ready_in(m)) for m in methods
+        )
 
     async def pace(self, method: str) -> None:
-        async with self._lock:
-            delay = self._next_send - time.monotonic()
+        async with self._locks.setdefault(group_of(method), asyncio.Lock()):
+            delay = self.budget.book(method)
             if delay > 0:
                 await asyncio.sleep(delay)
-            delay = self.learned.book(method)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next_send = time.monotonic() + self.min_interval
 
     async def _sit_out(self, method: str) -> None:
-        """Before any call: the rest of a flood wait Telegram gave this method (another task met it)."""
-        delay = self._blocked_until.get(method, 0.0) - time.monotonic()
+        """Before any call: the rest of a flood wait Telegram gave this method's group (another task met it)."""
+        delay = self._blocked_until.get(group_of(method), 0.0) - time.monotonic()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -111,12 +121,12 @@ class AccountLimiter:
 
         With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
-        ``paced`` calls (the sends) keep ``SEND_INTERVAL`` and the learned windows. ``guard`` is asked
+        Every call keeps its group's learned spread, and the send groups ``SEND_INTERVAL`` (``paced`` is
+        kept for the callers' sake: the budget knows which groups send). ``guard`` is asked
         after every wait, right before the request with no await in between: False raises LeaseLost."""
         while True:
             await self._sit_out(method)
-            if paced:
-                await self.pace(method)
+            await self.pace(method)  # unpaced methods too: their run-up is what a refusal teaches
             if guard is not None and not guard():
                 raise LeaseLost(method)
             token = GOVERNED.set(True)
@@ -126,8 +136,7 @@ class AccountLimiter:
                 kind = classify(exc)
                 if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
                     raise
-                if paced:
-                    self._learn(method, kind.seconds)
+                self._learn(method, kind.seconds, kind.name.rstrip("0123456789").rstrip("_"))  # FLOOD_WAIT
                 if self.stop.is_set():
                     raise Stopping(method) from exc
                 handed = hand_back is not None and await hand_back()
@@ -137,21 +146,27 @@ class AccountLimiter:
             finally:
                 GOVERNED.reset(token)
 
-    def _learn(self, method: str, seconds: int) -> None:
-        lesson = self.learned.flood_wait(method, seconds)
-        if lesson is not None:
-            log.info(
-                "%s: from now on at most %d %s calls per %.1fs (learned from the flood wait)",
-                self.session,
-                lesson.limit,
-                method,
-                lesson.window,
-                extra={"event": "pace_learned", "method": method},
-            )
+    def _learn(self, method: str, seconds: int, error: str) -> None:
+        pace = self.budget.refused(method, seconds, error, self.session)
+        if pace is None:
+            return
+        log.info(
+            "%s: paced to %.1f/min on %s (%d calls per %.0fs), learned from %s",
+            self.session,
+            pace.per_minute,
+            pace.group,
+            pace.calls,
+            pace.period,
+            pace.reason,
+            extra={"event": "pace_learned", "method": pace.group},
+        )
+        if self.user_id is not None:
+            self.store.save_pace(self.user_id, pace)
 
     async def wait(self, seconds: int, method: str, error: str) -> None:
         seconds = max(1, seconds)
-        self._blocked_until[method] = max(self._blocked_until.get(method, 0.0), time.monotonic() + seconds)
+        group = group_of(method)
+        self._blocked_until[group] = max(self._blocked_until.get(group, 0.0), time.monotonic() + seconds)
         until = time.time() + seconds
         detail = f"{seconds}s on {method}"
         log.warning(
