@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -32,12 +31,12 @@ import pytest
 
 from telepi.checkpoint import SqliteStore
 from telepi.sandbox.worldfile import generate_history
-from tests.e2e.container import CACHE, Container, fresh_container, locked, missing_requirement
+from tests.e2e.container import CACHE, Container, fresh_container, locked
+from tests.e2e.harness import REPO, copy_key, prerequisites, snapshot_source, wait_for
 from tests.e2e.sandbox_thread import SandboxThread
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "deploy" / "ansible"
 ROOT = "/srv/telepi/sessions"
 KEY_IN_CONTAINER = "/usr/local/lib/telepi-e2e/sandbox-key.pem"  # the sandbox's public key (TG_SERVER_KEY)
@@ -185,11 +184,6 @@ def pip_env_for_the_host() -> tuple[dict[str, str], str | None]:
     return env, cert
 
 
-def copy_key(message: dict[str, Any]) -> tuple[str, str]:
-    media = message["media"]
-    return (message["text"] or "", "" if media is None else f"{media['kind']}:{media.get('sha256', '')}")
-
-
 def make_local_sessions(sandbox: SandboxThread, local: Path) -> str:
     """Log bob and carol in to the sandbox (their .env and .session files), add `broken`; returns the API hash."""
 
@@ -217,29 +211,9 @@ def make_local_sessions(sandbox: SandboxThread, local: Path) -> str:
     return api_hash.group(1)
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(f"e2e container: {reason}")
-    bin_dir = Path(sys.executable).parent
-    ansible_playbook = shutil.which("ansible-playbook", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    if ansible_playbook is None:
-        pytest.skip("e2e container: ansible-playbook is not installed (pip install ansible-core)")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def say(line: str) -> None:
-        with capture.global_and_fixture_disabled():
-            print(f"\n[e2e] {line}", end="", flush=True)
-
+    ansible_playbook, say = prerequisites(request, "e2e")
     started = time.monotonic()
     state = tmp_path_factory.mktemp("sandbox")
     key_file = CACHE / "sandbox-key.pem"  # the test sandbox's own key, kept: generating one takes seconds
@@ -254,10 +228,7 @@ def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         booting = time.monotonic()
         container.boot()
         say(f"container booted in {time.monotonic() - booting:.1f} s")
-        source = container.workdir / "source"
-        shutil.copytree(REPO / "telepi", source / "telepi", ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(REPO / name, source / name)
+        source = snapshot_source(container.workdir / "source")
         local = container.workdir / "local"
         api_hash = make_local_sessions(sandbox, local)
         deployment = Deployment(container, local, source, ansible_playbook, say, sandbox, api_hash)

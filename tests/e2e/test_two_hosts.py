@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,12 +27,12 @@ from typing import Any
 import pytest
 
 from telepi.sandbox.worldfile import generate_history
-from tests.e2e.container import CACHE, Container, free_port, fresh_container, locked, missing_requirement
+from tests.e2e.container import CACHE, Container, free_port, fresh_container, locked
+from tests.e2e.harness import REPO, copy_key, prerequisites, snapshot_source, wait_for
 from tests.e2e.sandbox_thread import SandboxThread
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "deploy" / "ansible"
 EXAMPLE = ANSIBLE_DIR / "inventory.multi-host.example.ini"
 ROOT = "/srv/telepi/sessions"
@@ -62,19 +60,6 @@ def sandbox_world() -> dict[str, Any]:
         "accounts": [{"name": n, "phone": f"+1555030000{i}", "code": "12345"} for i, n in enumerate(accounts)],
         "chats": [source, target],
     }
-
-
-def copy_key(message: dict[str, Any]) -> tuple[str, str]:
-    media = message["media"]
-    return (message["text"] or "", "" if media is None else f"{media['kind']}:{media.get('sha256', '')}")
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 @dataclass
@@ -176,19 +161,7 @@ class Hosts:
 
 @pytest.fixture(scope="module")
 def hosts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(f"e2e container: {reason}")
-    bin_dir = Path(sys.executable).parent
-    ansible_playbook = shutil.which("ansible-playbook", path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    if ansible_playbook is None:
-        pytest.skip("e2e container: ansible-playbook is not installed (pip install ansible-core)")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def say(line: str) -> None:
-        with capture.global_and_fixture_disabled():
-            print(f"\n[e2e two hosts] {line}", end="", flush=True)
-
+    ansible_playbook, say = prerequisites(request, "e2e two hosts")
     started = time.monotonic()
     workdir = tmp_path_factory.mktemp("two-hosts")
     key_file = CACHE / "sandbox-key.pem"
@@ -207,10 +180,7 @@ def hosts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         for container in containers.values():
             container.boot()
         say(f"two containers booted {time.monotonic() - started:.1f} s after the start")
-        source = workdir / "source"
-        shutil.copytree(REPO / "telepi", source / "telepi", ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy2(REPO / name, source / name)
+        source = snapshot_source(workdir / "source")
         local = workdir / "local"
 
         async def logins(sb: Any) -> None:
