@@ -48,7 +48,9 @@ def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
     assert {"forward_requests_per_100_messages"} == set(forward["targets"])
 
     checkpoint = results["scenarios"]["checkpoint"]
-    assert [s["processes"] for s in checkpoint["summary"]] == [1, 2, 4]
+    assert [(s["backend"], s["processes"]) for s in checkpoint["summary"]] == [
+        (backend, k) for backend in ("sqlite", "postgres") for k in (1, 4, 16)
+    ]
     assert all(r["checks"]["double_leases"] == 0 and r["ok"] for r in checkpoint["runs"])
 
     cost = results["scenarios"]["cost"]
