@@ -43,6 +43,8 @@ class _Side(Protocol):
     def rows(self, table: Table, columns: Sequence[str], ordered: bool) -> Iterator[tuple[Any, ...]]: ...
     def write(self, table: Table, columns: Sequence[str], rows: Iterator[tuple[Any, ...]]) -> None: ...
     def after_write(self, table: Table) -> None: ...
+    def pause_triggers(self) -> None: ...
+    def resume_triggers(self) -> None: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
 
@@ -55,6 +57,7 @@ class _Sqlite:
         self._db.execute("PRAGMA foreign_keys = ON")
         # One snapshot for the whole read, one transaction for the whole write.
         self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        self._triggers: list[tuple[str, str]] = []
 
     def tables(self) -> dict[str, Table]:
         names = [
@@ -89,6 +92,16 @@ class _Sqlite:
     def after_write(self, table: Table) -> None:
         pass  # an INTEGER PRIMARY KEY continues after its largest value by itself
 
+    def pause_triggers(self) -> None:
+        # SQLite cannot switch a trigger off: dropped here and created again from its own text, in this transaction.
+        self._triggers = self._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        for name, _ in self._triggers:
+            self._db.execute(f"DROP TRIGGER {_quote(name)}")
+
+    def resume_triggers(self) -> None:
+        for _, sql in self._triggers:
+            self._db.execute(sql)
+
     def commit(self) -> None:
         self._db.execute("COMMIT")
 
@@ -107,6 +120,7 @@ class _Postgres:
         if not write:
             self._db.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         self._text: dict[str, set[str]] = {}
+        self._triggered: list[str] = []
 
     def tables(self) -> dict[str, Table]:
         cur = self._db.cursor()
@@ -178,6 +192,21 @@ class _Postgres:
                 (_quote(table.name), column),
             )
 
+    def pause_triggers(self) -> None:
+        self._triggered = [
+            str(row[0])
+            for row in self._db.execute(
+                b"SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                b"WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+            )
+        ]
+        for table in self._triggered:
+            self._db.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER".encode())
+
+    def resume_triggers(self) -> None:
+        for table in self._triggered:
+            self._db.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER".encode())
+
     def commit(self) -> None:
         self._db.commit()
 
@@ -238,9 +267,12 @@ def copy_tables(source: _Side, dest: _Side) -> list[Copied]:
             "or remove that checkpoint first."
         )
     order = copy_order(theirs)
+    # Every table is copied as it is, counters kept by triggers included: the triggers would count twice.
+    dest.pause_triggers()
     for table in order:
         dest.write(ours[table.name], table.columns, source.rows(table, table.columns, ordered=False))
         dest.after_write(ours[table.name])
+    dest.resume_triggers()
     copied = [verify_table(source, dest, table, ours[table.name]) for table in order]
     dest.commit()
     return copied

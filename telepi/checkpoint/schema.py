@@ -132,6 +132,39 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE routes ADD COLUMN source_pts INTEGER;
     """,
+    # version 8: done messages counted per route and session as they become done, so `telepi status` reads
+    # the counts instead of counting a history that only grows; triggers keep them, whatever writes a row
+    """
+    CREATE TABLE done_counts (
+        route_id  INTEGER NOT NULL REFERENCES routes(id),
+        session   TEXT NOT NULL,                -- '' for rows done without one (telepi verify --adopt)
+        done      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (route_id, session)
+    ) WITHOUT ROWID;
+    INSERT INTO done_counts (route_id, session, done)
+        SELECT route_id, COALESCE(session, ''), COUNT(*) FROM messages WHERE status = 'done'
+        GROUP BY route_id, COALESCE(session, '');
+    CREATE TRIGGER done_counts_insert AFTER INSERT ON messages WHEN NEW.status = 'done'
+    BEGIN
+        INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)
+            ON CONFLICT (route_id, session) DO UPDATE SET done = done + 1;
+    END;
+    CREATE TRIGGER done_counts_leave AFTER UPDATE OF status, session ON messages
+        WHEN OLD.status = 'done' AND (NEW.status != 'done' OR NEW.session IS NOT OLD.session)
+    BEGIN
+        UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
+    END;
+    CREATE TRIGGER done_counts_enter AFTER UPDATE OF status, session ON messages
+        WHEN NEW.status = 'done' AND (OLD.status != 'done' OR NEW.session IS NOT OLD.session)
+    BEGIN
+        INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)
+            ON CONFLICT (route_id, session) DO UPDATE SET done = done + 1;
+    END;
+    CREATE TRIGGER done_counts_delete AFTER DELETE ON messages WHEN OLD.status = 'done'
+    BEGIN
+        UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
+    END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -548,11 +548,16 @@ class SqliteStore:
 
     def route_counts(self, route_id: int) -> tuple[int, int]:
         with self._tx(write=False) as db:
-            row = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status IN ('done', 'skipped')), 0) FROM messages WHERE route_id = ?",
-                (route_id,),
+            # From the counters and the open and skipped rows' indexes: a progress line must not read the history.
+            done, skipped, open_rows = db.execute(
+                "SELECT (SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = :route), "
+                "(SELECT COUNT(*) FROM messages INDEXED BY messages_skipped "
+                "WHERE route_id = :route AND status = 'skipped'), "
+                "(SELECT COUNT(*) FROM messages INDEXED BY messages_open "
+                "WHERE route_id = :route AND status IN ('pending', 'processing', 'failed'))",
+                {"route": route_id},
             ).fetchone()
-        return int(row[1]), int(row[0])
+        return int(done + skipped), int(done + skipped + open_rows)
 
     def head(self, route_id: int) -> Head | None:
         with self._tx(write=False) as db:
@@ -951,11 +956,11 @@ class SqliteStore:
             sessions = [
                 SessionInfo.from_row(row, floods.get(row["name"], []))
                 for row in db.execute(
+                    # Totals from the counters, the last 5 minutes from the time index: never the whole history.
                     """SELECT s.*,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
-                            AS done_total,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done'
-                            AND m.processed_at >= ?) AS done_recent
+                         (SELECT COALESCE(SUM(c.done), 0) FROM done_counts c WHERE c.session = s.name) AS done_total,
+                         (SELECT COUNT(*) FROM messages m INDEXED BY messages_processed
+                            WHERE m.processed_at >= ? AND m.session = s.name AND m.status = 'done') AS done_recent
                        FROM sessions s ORDER BY s.name""",
                     (now - 300,),
                 )
@@ -970,7 +975,8 @@ class SqliteStore:
                     at=row["processed_at"],
                 )
                 for row in db.execute(
-                    "SELECT * FROM messages WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
+                    "SELECT * FROM messages INDEXED BY messages_open WHERE status IN ('pending', 'processing', "
+                    "'failed') AND status != 'processing' AND last_error IS NOT NULL "
                     "ORDER BY processed_at DESC LIMIT ?",
                     (failures,),
                 )
@@ -978,11 +984,19 @@ class SqliteStore:
         return StatusReport(str(self.path), now, reports, sessions, latest_failures)
 
     def _route_report(self, db: sqlite3.Connection, route: Route, now: float, skipped_ids: int) -> RouteReport:
+        # Open rows counted from their own index, skipped ones from theirs, done ones from the counters.
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for status, count in db.execute(
-            "SELECT status, COUNT(*) FROM messages WHERE route_id = ? GROUP BY status", (route.id,)
+            "SELECT status, COUNT(*) FROM messages INDEXED BY messages_open "
+            "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed') GROUP BY status",
+            (route.id,),
         ):
             counts[status] = count
+        counts["done"] = db.execute(
+            "SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = ?", (route.id,)
+        ).fetchone()[0]
+        skipped = _skipped(db, route.id, skipped_ids)
+        counts["skipped"] = sum(group.count for group in skipped)
         leases = [
             Lease(
                 route_id=route.id,
@@ -993,7 +1007,8 @@ class SqliteStore:
                 sending=row["send_started_at"] is not None,
             )
             for row in db.execute(
-                "SELECT * FROM messages WHERE route_id = ? AND status = 'processing' ORDER BY source_msg_id",
+                "SELECT * FROM messages INDEXED BY messages_open WHERE route_id = ? "
+                "AND status IN ('pending', 'processing', 'failed') AND status = 'processing' ORDER BY source_msg_id",
                 (route.id,),
             )
         ]
@@ -1020,7 +1035,7 @@ class SqliteStore:
             done_last_5min=recent,
             leases=[lease for lease in leases if lease.expires_in >= 0],
             expired=[lease for lease in leases if lease.expires_in < 0],
-            skipped=_skipped(db, route.id, skipped_ids),
+            skipped=skipped,
         )
 
     # ---- verify and adopt (telepi verify) ---------------------------------------------------

@@ -40,6 +40,11 @@ def sqlite_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         return {name: sorted(db.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in names}
 
 
+def schema_of(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
 def with_env(directory: Path, **env: str) -> None:
     lines = [line for line in (directory / ".env").read_text().splitlines() if line.split("=")[0] not in env]
     (directory / ".env").write_text("\n".join([*lines, *(f"{k}={v}" for k, v in env.items())]) + "\n")
@@ -64,6 +69,7 @@ async def test_round_trip_through_postgres_is_equal_and_sessions_carry_on_there(
         again = await asyncio.to_thread(copy, url, back)
         assert again.returncode == 0, again.stderr
         assert sqlite_tables(back) == before  # every table, every row, every value
+        assert schema_of(back) == schema_of(original)  # the triggers that keep counters came back too
 
         # The copied ids continue: a route created on PostgreSQL after the copy gets the next id.
         store = open_checkpoint(url)
