@@ -144,6 +144,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO done_counts (route_id, session, done)
         SELECT route_id, COALESCE(session, ''), COUNT(*) FROM messages WHERE status = 'done'
         GROUP BY route_id, COALESCE(session, '');
+    -- Open rows by status (counts and leases read no row of the table) and the open rows with an error (the
+    -- latest failures): both as small as the work in flight, whatever the size of the history.
+    CREATE INDEX messages_open_status ON messages (route_id, status, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    CREATE INDEX messages_errors ON messages (processed_at)
+        WHERE last_error IS NOT NULL AND status IN ('failed', 'pending');
     CREATE FUNCTION telepi_done_counts() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status = 'done' THEN

@@ -1124,8 +1124,7 @@ class PostgresStore:
                     at=row["processed_at"],
                 )
                 for row in db.all(
-                    "SELECT * FROM messages WHERE status IN ('pending', 'processing', 'failed') "
-                    "AND status != 'processing' AND last_error IS NOT NULL "
+                    "SELECT * FROM messages WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
                     "ORDER BY processed_at DESC NULLS LAST LIMIT %s",
                     (failures,),
                 )
@@ -1248,8 +1247,7 @@ def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteR
             sending=row["send_started_at"] is not None,
         )
         for row in db.all(
-            "SELECT * FROM messages WHERE route_id = %s AND status IN ('pending', 'processing', 'failed') "
-            "AND status = 'processing' ORDER BY source_msg_id",
+            "SELECT * FROM messages WHERE route_id = %s AND status = 'processing' ORDER BY source_msg_id",
             (route.id,),
         )
     ]

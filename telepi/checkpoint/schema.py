@@ -144,6 +144,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO done_counts (route_id, session, done)
         SELECT route_id, COALESCE(session, ''), COUNT(*) FROM messages WHERE status = 'done'
         GROUP BY route_id, COALESCE(session, '');
+    -- Open rows by status (counts and leases read no row of the table) and the open rows with an error (the
+    -- latest failures): both as small as the work in flight, whatever the size of the history.
+    CREATE INDEX messages_open_status ON messages (route_id, status, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    CREATE INDEX messages_errors ON messages (processed_at)
+        WHERE last_error IS NOT NULL AND status IN ('failed', 'pending');
     CREATE TRIGGER done_counts_insert AFTER INSERT ON messages WHEN NEW.status = 'done'
     BEGIN
         INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)

@@ -553,7 +553,7 @@ class SqliteStore:
                 "SELECT (SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = :route), "
                 "(SELECT COUNT(*) FROM messages INDEXED BY messages_skipped "
                 "WHERE route_id = :route AND status = 'skipped'), "
-                "(SELECT COUNT(*) FROM messages INDEXED BY messages_open "
+                "(SELECT COUNT(*) FROM messages INDEXED BY messages_open_status "
                 "WHERE route_id = :route AND status IN ('pending', 'processing', 'failed'))",
                 {"route": route_id},
             ).fetchone()
@@ -975,8 +975,8 @@ class SqliteStore:
                     at=row["processed_at"],
                 )
                 for row in db.execute(
-                    "SELECT * FROM messages INDEXED BY messages_open WHERE status IN ('pending', 'processing', "
-                    "'failed') AND status != 'processing' AND last_error IS NOT NULL "
+                    "SELECT * FROM messages INDEXED BY messages_errors "
+                    "WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
                     "ORDER BY processed_at DESC LIMIT ?",
                     (failures,),
                 )
@@ -987,7 +987,7 @@ class SqliteStore:
         # Open rows counted from their own index, skipped ones from theirs, done ones from the counters.
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for status, count in db.execute(
-            "SELECT status, COUNT(*) FROM messages INDEXED BY messages_open "
+            "SELECT status, COUNT(*) FROM messages INDEXED BY messages_open_status "
             "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed') GROUP BY status",
             (route.id,),
         ):
@@ -1007,7 +1007,7 @@ class SqliteStore:
                 sending=row["send_started_at"] is not None,
             )
             for row in db.execute(
-                "SELECT * FROM messages INDEXED BY messages_open WHERE route_id = ? "
+                "SELECT * FROM messages INDEXED BY messages_open_status WHERE route_id = ? "
                 "AND status IN ('pending', 'processing', 'failed') AND status = 'processing' ORDER BY source_msg_id",
                 (route.id,),
             )

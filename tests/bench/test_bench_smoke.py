@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.__main__ import run
 
-SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "cost")
+SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "history", "cost")
 
 
 def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
@@ -52,6 +52,12 @@ def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
         (backend, k) for backend in ("sqlite", "postgres") for k in (1, 4, 16)
     ]
     assert all(r["checks"]["double_leases"] == 0 and r["ok"] for r in checkpoint["runs"])
+
+    history = results["scenarios"]["history"]
+    assert {(s["backend"], s["op"]) for s in history["summary"]} == {
+        (backend, op) for backend in ("sqlite", "postgres") for op in ("claim", "head", "report")
+    }
+    assert all(r["ok"] for r in history["runs"]) and {r["history"] for r in history["runs"]} == {0, 5_000}
 
     cost = results["scenarios"]["cost"]
     assert cost["summary"]["telepi_cpu_seconds_per_1000"] > 0
