@@ -52,8 +52,10 @@ class _Side(Protocol):
 class _Sqlite:
     def __init__(self, path: Path, *, write: bool) -> None:
         self.where = str(path)
-        uri = f"file:{path}" if write else f"file:{path}?mode=ro"
-        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+        if write:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        else:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA foreign_keys = ON")
         # One snapshot for the whole read, one transaction for the whole write.
         self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
