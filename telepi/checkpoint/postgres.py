@@ -665,7 +665,7 @@ class PostgresStore:
         row = self._run(
             # From the counters and the open and skipped rows' indexes: a progress line must not read the history.
             lambda db: db.one(
-                "SELECT (SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = %(route)s) "
+                "SELECT (SELECT COALESCE(SUM(done), 0)::bigint FROM done_counts WHERE route_id = %(route)s) "
                 "+ (SELECT COUNT(*) FROM messages WHERE route_id = %(route)s AND status = 'skipped') AS finished, "
                 "(SELECT COUNT(*) FROM messages WHERE route_id = %(route)s "
                 "AND status IN ('pending', 'processing', 'failed')) AS open",
@@ -1107,7 +1107,8 @@ class PostgresStore:
                 for row in db.all(
                     # Totals from the counters, the last 5 minutes from the time index: never the whole history.
                     """SELECT s.*,
-                         (SELECT COALESCE(SUM(c.done), 0) FROM done_counts c WHERE c.session = s.name) AS done_total,
+                         (SELECT COALESCE(SUM(c.done), 0)::bigint FROM done_counts c WHERE c.session = s.name)
+                            AS done_total,
                          (SELECT COUNT(*) FROM messages m WHERE m.processed_at >= %s AND m.session = s.name
                             AND m.status = 'done') AS done_recent
                        FROM sessions s ORDER BY s.name""",
@@ -1233,7 +1234,7 @@ def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteR
     ):
         counts[row["status"]] = int(row["n"])
     counts["done"] = int(
-        db.one("SELECT COALESCE(SUM(done), 0) AS n FROM done_counts WHERE route_id = %s", (route.id,))["n"]
+        db.one("SELECT COALESCE(SUM(done), 0)::bigint AS n FROM done_counts WHERE route_id = %s", (route.id,))["n"]
     )
     skipped = _skipped(db, route.id, skipped_ids)
     counts["skipped"] = sum(group.count for group in skipped)

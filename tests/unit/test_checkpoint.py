@@ -478,5 +478,6 @@ def test_done_counts_follow_every_way_a_row_enters_or_leaves_done(
     per_session, per_route = truth()
     assert per_session == {"s1": 3, "s2": 2} and per_route == {route.id: 5, other.id: 1}  # the case is what it says
     assert {s.name: s.done_total for s in report.sessions} == per_session
+    assert all(type(s.done_total) is int for s in report.sessions)  # not a Decimal: status --json prints it
     assert {r.route.id: r.counts["done"] for r in report.routes} == per_route
     assert store.route_counts(route.id) == (5, 8)
