@@ -271,14 +271,13 @@ class SqliteStore:
             for i in items
         ]
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(
+            # rowcount, not total_changes: the rows the done counters' triggers write are not this call's.
+            return db.executemany(
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, skip_reason, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO NOTHING",
                 rows,
-            )
-            return db.total_changes - before
+            ).rowcount
 
     def claim(
         self,
@@ -1064,8 +1063,7 @@ class SqliteStore:
     ) -> int:
         now = self._clock()
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(
+            adopted = db.executemany(  # rowcount: without the rows the done counters' triggers write
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
@@ -1075,8 +1073,7 @@ class SqliteStore:
                     (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)
                     for i, target in copies
                 ],
-            )
-            adopted = db.total_changes - before
+            ).rowcount
             # Doubtful matches are never guessed: held back as skipped until a person looks
             # (telepi retry --skipped adopt_review sends them).
             db.executemany(
@@ -1096,17 +1093,16 @@ class SqliteStore:
     def requeue_missing(self, route_id: int, items: Sequence[NewItem]) -> int:
         now = self._clock()
         with self._tx() as db:
-            before = db.total_changes
             # A new random_id: the lost copy's one may still be remembered by Telegram and the resend dropped.
-            db.executemany(
+            # rowcount, not total_changes: the rows the done counters' triggers write are not this call's.
+            return db.executemany(
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'pending', "
                 "random_id = excluded.random_id, target_msg_id = NULL, attempts = 0, not_before = NULL, "
                 "session = NULL, lease_expires = NULL, send_session = NULL, send_started_at = NULL, "
                 "skip_reason = NULL, last_error = NULL, processed_at = NULL WHERE messages.status != 'processing'",
                 [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items],
-            )
-            return db.total_changes - before
+            ).rowcount
 
 
 def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped]:
