@@ -3,7 +3,7 @@
     .venv/bin/python -m bench all [--quick] [--only scaling,forward,checkpoint,cost,transfer]
                                   [--json bench/results/latest.json] [--chart bench/results/scaling.png]
                                   [--transfer-args "--big"]
-    .venv/bin/python -m bench scaling|forward|checkpoint|cost|transfer [--quick] …
+    .venv/bin/python -m bench scaling|forward|checkpoint|history|cost|transfer [--quick] …
 
 Scenarios (each runs its own baseline in the same run, interleaved with the measured side, and
 reports the ratio; see each module's docstring):
@@ -11,7 +11,8 @@ reports the ratio; see each module's docstring):
 - ``transfer``   streaming reupload vs Telethon's download-then-upload (``bench/transfer.py``)
 - ``scaling``    1, 2, 4 accounts on one route, ordered and unordered, under a per-account send limit
 - ``forward``    ``MODE=forward`` vs ``MODE=copy``: send requests per 100 messages, messages/min
-- ``checkpoint`` claim → complete cycles per second with 1, 2, 4 processes on one SQLite file
+- ``checkpoint`` claim → complete cycles per second with 1, 4, 16 processes, on SQLite and on PostgreSQL
+- ``history``    claim, head and status on a route of 1,000,000 done messages vs none, both backends
 - ``cost``       CPU seconds per 1,000 copied text messages for the whole ``telepi run`` process
 
 The JSON (default ``bench/results/latest.json``) holds every scenario's settings, runs, summary and
@@ -43,8 +44,8 @@ from typing import Any
 from bench.common import ROOT, print_table
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "cost")
-MINE = ("scaling", "forward", "checkpoint", "cost")
+SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "history", "cost")
+MINE = ("scaling", "forward", "checkpoint", "history", "cost")
 
 
 # ---- scenario runners: each returns its report (a JSON-able dict) and prints its table ----------
@@ -80,8 +81,16 @@ def _forward(args: argparse.Namespace) -> dict[str, Any]:
 def _checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     from bench import checkpoint
 
-    report = checkpoint.run(items=args.items, rounds=args.rounds, quick=args.quick)
+    report = checkpoint.run(items=args.items, rounds=args.rounds, quick=args.quick, backend=args.backend)
     print_table(checkpoint.table(report))
+    return report
+
+
+def _history(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import history
+
+    report = history.run(history=args.history_rows, backend=args.backend, quick=args.quick)
+    print_table(history.table(report))
     return report
 
 
@@ -114,6 +123,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "scaling": _scaling,
     "forward": _forward,
     "checkpoint": _checkpoint,
+    "history": _history,
     "cost": _cost,
 }
 
@@ -192,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--forward-messages", type=int, default=10_000, help="forward: messages in the channel")
     group.add_argument("--forward-cap", type=float, default=30, help="forward: stop a run after this many seconds")
     group.add_argument("--items", type=int, default=10_000, help="checkpoint: items per run")
-    group.add_argument("--rounds", type=int, default=2, help="checkpoint: rounds of 1, 2, 4 processes")
+    group.add_argument("--rounds", type=int, default=2, help="checkpoint: rounds of 1, 4, 16 processes")
+    group.add_argument(
+        "--backend", choices=("sqlite", "postgres", "both"), default="both", help="checkpoint, history: the store"
+    )
+    group.add_argument("--history-rows", type=int, default=1_000_000, help="history: done rows on the long route")
     group.add_argument("--cost-messages", type=int, default=1500, help="cost: text messages")
     parser.add_argument(
         "--transfer-args", help='arguments for bench/transfer.py, e.g. "--big" to compare on a 2 GiB file'

@@ -88,22 +88,24 @@ def verify_copies(sb: Any, target: str, expected: int) -> dict[str, Any]:
 
 
 async def session_dirs(
-    sb: Any, root: Path, count: int, target: str, checkpoint: Path, *, source: str = SOURCE, **env: str
+    sb: Any, root: Path, count: int, target: str, checkpoint: Path | str, *, source: str = SOURCE, **env: str
 ) -> list[Path]:
-    """``count`` logged-in session directories (one account each) on the route source → ``target``.
+    """``count`` logged-in session directories (one account each) on the route source → ``target``, sharing
+    the SQLite file ``checkpoint`` or, for a ``postgresql://`` URL, that database (``SHARED_DB_URL``).
 
     The checkpoint is created here, before any session starts: sessions that create a new checkpoint
     at the same moment can fail with "database is locked" (see the bench report)."""
-    from telepi.checkpoint import SqliteStore
+    from telepi.checkpoint import is_url, open_checkpoint
 
-    SqliteStore(checkpoint).close()
+    open_checkpoint(checkpoint).close()
+    where = {"SHARED_DB_URL": checkpoint} if is_url(checkpoint) else {"SHARED_DB_PATH": str(checkpoint)}
     return [
         await sb.session_dir(
             root / f"session{i + 1}",
             ACCOUNTS[i],
             SOURCE_CHAT=str(sb.chat(source).id),
             TARGET_CHAT=str(sb.chat(target).id),
-            **{"SHARED_DB_PATH": str(checkpoint), "LIVE": "false", "SEND_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
+            **{**where, "LIVE": "false", "SEND_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
         )
         for i in range(count)
     ]
@@ -168,18 +170,26 @@ async def run_sessions(directories: Sequence[Path], timeout: float, *, stop_afte
     return SessionsRun(seconds, started_at, started_at + seconds, _children_cpu() - before, codes, stopped)
 
 
-def done_span(checkpoint: Path) -> tuple[int, float | None, float | None]:
+def done_span(checkpoint: Path | str) -> tuple[int, float | None, float | None]:
     """How many messages the checkpoint marks done, and when the first and the last were recorded."""
+    query = "SELECT COUNT(*), MIN(processed_at), MAX(processed_at) FROM messages WHERE status = 'done'"
+    if isinstance(checkpoint, str):
+        import psycopg
+
+        with psycopg.connect(checkpoint) as pg:
+            found = pg.execute(query.encode()).fetchone()
+        assert found is not None
+        count, first, last = found
+        return int(count), first, last
     db = sqlite3.connect(f"file:{checkpoint}?mode=ro", uri=True)
     try:
-        row = db.execute("SELECT COUNT(*), MIN(processed_at), MAX(processed_at) FROM messages WHERE status = 'done'")
-        count, first, last = row.fetchone()
+        count, first, last = db.execute(query).fetchone()
     finally:
         db.close()
     return int(count), first, last
 
 
-def phases(run: SessionsRun, checkpoint: Path) -> dict[str, float | None]:
+def phases(run: SessionsRun, checkpoint: Path | str) -> dict[str, float | None]:
     """Where a run's wall time went: start-up until the first copy was recorded, the copying, and the
     tail from the last copy to the last exit; and the throughput of the copying alone."""
     count, first, last = done_span(checkpoint)

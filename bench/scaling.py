@@ -51,9 +51,9 @@ def target_name(sessions: int, ordered: bool) -> str:
 
 
 async def _run(
-    messages: int, per_minute: int, window: float, sessions: Sequence[int], timeout: float
+    messages: int, per_minute: int, window: float, sessions: Sequence[int], timeout: float, server: Any = None
 ) -> dict[str, Any]:
-    from telepi.checkpoint import SqliteStore
+    from telepi.checkpoint import open_checkpoint
     from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
     configs = [(k, ordered) for k in sessions for ordered in (False, True)]
@@ -65,7 +65,8 @@ async def _run(
             for k, ordered in configs:
                 target = target_name(k, ordered)
                 root = Path(tmp) / target
-                checkpoint = root / "shared" / "checkpoint.db"
+                # --backend postgres: a fresh database of the bench's server, SHARED_DB_URL for the sessions
+                checkpoint = server.new_database() if server is not None else root / "shared" / "checkpoint.db"
                 directories = await session_dirs(
                     sb, root, k, target, checkpoint, MODE="copy", ORDERED="true" if ordered else "false"
                 )
@@ -78,7 +79,7 @@ async def _run(
                 if ordered:
                     check["in_order"] = [copy_key(m) for m in contents(sb, target)] == source_keys
                     check["ok"] = check["ok"] and check["in_order"]
-                store = SqliteStore(checkpoint, create=False)
+                store = open_checkpoint(checkpoint, create=False)
                 shares = {s.name: s.done_total for s in store.report(failures=0).sessions}
                 store.close()
                 sends = sum(sb.faults.calls[m] for m in SEND_METHODS)
@@ -137,6 +138,7 @@ async def _run(
     return {
         "scenario": "scaling",
         "settings": {
+            "backend": "sqlite" if server is None else "postgres (a local server, durable defaults)",
             "messages": messages,
             "mix": "70% text, 30% photos (1-8 KiB), plain channel",
             "sessions": list(sessions),
@@ -164,11 +166,21 @@ def run(
     window: float = 1.0,
     quick: bool = False,
     timeout: float = 900,
+    backend: str = "sqlite",
 ) -> dict[str, Any]:
+    from telepi.sandbox.pgserver import start_server
+
     sessions = SESSIONS
     if quick:
         messages, per_minute = min(messages, 100), max(per_minute, 6000)
-    return asyncio.run(_run(messages, per_minute, window, sessions, timeout))
+    server = start_server(durable=True) if backend == "postgres" else None
+    if backend == "postgres" and server is None:
+        raise SystemExit("--backend postgres: PostgreSQL is not installed here (scripts/setup.sh dev installs it)")
+    try:
+        return asyncio.run(_run(messages, per_minute, window, sessions, timeout, server))
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:
@@ -237,11 +249,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--per-minute", type=int, default=900, help="sends per minute per account and method")
     parser.add_argument("--window", type=float, default=1.0, help="seconds of the sliding rate window")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite", help="the shared checkpoint")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--chart", type=Path)
     args = parser.parse_args(argv)
-    report = run(messages=args.messages, per_minute=args.per_minute, window=args.window, quick=args.quick)
+    report = run(
+        messages=args.messages, per_minute=args.per_minute, window=args.window, quick=args.quick, backend=args.backend
+    )
     print_table(table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))

@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(handler=_cmd_verify)
 
+    checkpoint = commands.add_parser("checkpoint", help="move the shared checkpoint (SQLite <-> PostgreSQL)")
+    checkpoint_verbs = checkpoint.add_subparsers(dest="verb", required=True, metavar="VERB")
+    copy = checkpoint_verbs.add_parser(
+        "copy", help="copy SRC into an empty DST while no session runs, verified row for row"
+    )
+    copy.add_argument("src", help="checkpoint.db path or postgresql:// URL to copy from")
+    copy.add_argument("dst", help="new or empty checkpoint.db path or postgresql:// URL to copy into")
+    copy.set_defaults(handler=_cmd_checkpoint_copy)
+
     demo = commands.add_parser("demo", help="watch a full clone against the built-in local Telegram (no account)")
     demo.add_argument("--messages", type=int, default=300, help="history size (default 300)")
     demo.add_argument("--video-mib", type=int, default=64, help="size of the large video (default 64 MiB)")
@@ -185,6 +194,14 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     from telepi.commands.retry import retry
 
     print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
+    return 0
+
+
+def _cmd_checkpoint_copy(args: argparse.Namespace) -> int:
+    from telepi.commands.copy import copy
+
+    for line in copy(args.src, args.dst):
+        print(line)
     return 0
 
 

@@ -151,6 +151,45 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
         WHERE status IN ('pending', 'processing', 'failed');
     """,
+    # version 10: done messages counted per route and session by a trigger, as in the SQLite schema. Each
+    # session completes under its own counter row, so sessions on several hosts never wait for each other here.
+    """
+    CREATE TABLE done_counts (
+        route_id  BIGINT NOT NULL REFERENCES routes(id),
+        session   TEXT NOT NULL,
+        done      BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (route_id, session)
+    );
+    INSERT INTO done_counts (route_id, session, done)
+        SELECT route_id, COALESCE(session, ''), COUNT(*) FROM messages WHERE status = 'done'
+        GROUP BY route_id, COALESCE(session, '');
+    -- Open rows by status (counts and leases read no row of the table) and the open rows with an error (the
+    -- latest failures): both as small as the work in flight, whatever the size of the history.
+    CREATE INDEX messages_open_status ON messages (route_id, status, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    CREATE INDEX messages_errors ON messages (processed_at)
+        WHERE last_error IS NOT NULL AND status IN ('failed', 'pending');
+    CREATE FUNCTION telepi_done_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status = 'done' THEN
+            UPDATE done_counts SET done = done - 1
+                WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status = 'done' THEN
+            INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)
+                ON CONFLICT (route_id, session) DO UPDATE SET done = done_counts.done + 1;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER done_counts_insert AFTER INSERT ON messages
+        FOR EACH ROW WHEN (NEW.status = 'done') EXECUTE FUNCTION telepi_done_counts();
+    CREATE TRIGGER done_counts_update AFTER UPDATE OF status, session ON messages
+        FOR EACH ROW WHEN ((OLD.status = 'done' OR NEW.status = 'done')
+            AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.session IS DISTINCT FROM NEW.session))
+        EXECUTE FUNCTION telepi_done_counts();
+    CREATE TRIGGER done_counts_delete AFTER DELETE ON messages
+        FOR EACH ROW WHEN (OLD.status = 'done') EXECUTE FUNCTION telepi_done_counts();
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

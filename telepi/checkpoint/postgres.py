@@ -702,14 +702,17 @@ class PostgresStore:
 
     def route_counts(self, route_id: int) -> tuple[int, int]:
         row = self._run(
+            # From the counters and the open and skipped rows' indexes: a progress line must not read the history.
             lambda db: db.one(
-                "SELECT COUNT(*) AS known, COUNT(*) FILTER (WHERE status IN ('done', 'skipped')) AS finished "
-                "FROM messages WHERE route_id = %s",
-                (route_id,),
+                "SELECT (SELECT COALESCE(SUM(done), 0)::bigint FROM done_counts WHERE route_id = %(route)s) "
+                "+ (SELECT COUNT(*) FROM messages WHERE route_id = %(route)s AND status = 'skipped') AS finished, "
+                "(SELECT COUNT(*) FROM messages WHERE route_id = %(route)s "
+                "AND status IN ('pending', 'processing', 'failed')) AS open",
+                {"route": route_id},
             ),
             write=False,
         )
-        return int(row["finished"]), int(row["known"])
+        return int(row["finished"]), int(row["finished"] + row["open"])
 
     def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
         in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
@@ -1166,11 +1169,12 @@ class PostgresStore:
             sessions = [
                 SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.all(
+                    # Totals from the counters, the last 5 minutes from the time index: never the whole history.
                     """SELECT s.*,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
+                         (SELECT COALESCE(SUM(c.done), 0)::bigint FROM done_counts c WHERE c.session = s.name)
                             AS done_total,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done'
-                            AND m.processed_at >= %s) AS done_recent
+                         (SELECT COUNT(*) FROM messages m WHERE m.processed_at >= %s AND m.session = s.name
+                            AND m.status = 'done') AS done_recent
                        FROM sessions s ORDER BY s.name""",
                     (now - 300,),
                 )
@@ -1287,9 +1291,19 @@ def _notify_head(db: _Tx, route_id: int) -> None:
 
 
 def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteReport:
+    # Open rows counted from their own index, skipped ones from theirs, done ones from the counters.
     counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for row in db.all("SELECT status, COUNT(*) AS n FROM messages WHERE route_id = %s GROUP BY status", (route.id,)):
+    for row in db.all(
+        "SELECT status, COUNT(*) AS n FROM messages WHERE route_id = %s "
+        "AND status IN ('pending', 'processing', 'failed') GROUP BY status",
+        (route.id,),
+    ):
         counts[row["status"]] = int(row["n"])
+    counts["done"] = int(
+        db.one("SELECT COALESCE(SUM(done), 0)::bigint AS n FROM done_counts WHERE route_id = %s", (route.id,))["n"]
+    )
+    skipped = _skipped(db, route.id, skipped_ids)
+    counts["skipped"] = sum(group.count for group in skipped)
     leases = [
         Lease(
             route_id=route.id,
@@ -1321,7 +1335,7 @@ def _route_report(db: _Tx, route: Route, now: float, skipped_ids: int) -> RouteR
         done_last_5min=int(recent),
         leases=[lease for lease in leases if lease.expires_in >= 0],
         expired=[lease for lease in leases if lease.expires_in < 0],
-        skipped=_skipped(db, route.id, skipped_ids),
+        skipped=skipped,
     )
 
 

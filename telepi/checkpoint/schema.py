@@ -153,6 +153,45 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_topic_open ON messages (route_id, topic_id, source_msg_id)
         WHERE status IN ('pending', 'processing', 'failed');
     """,
+    # version 10: done messages counted per route and session as they become done, so `telepi status` reads
+    # the counts instead of counting a history that only grows; triggers keep them, whatever writes a row
+    """
+    CREATE TABLE done_counts (
+        route_id  INTEGER NOT NULL REFERENCES routes(id),
+        session   TEXT NOT NULL,                -- '' for rows done without one (telepi verify --adopt)
+        done      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (route_id, session)
+    ) WITHOUT ROWID;
+    INSERT INTO done_counts (route_id, session, done)
+        SELECT route_id, COALESCE(session, ''), COUNT(*) FROM messages WHERE status = 'done'
+        GROUP BY route_id, COALESCE(session, '');
+    -- Open rows by status (counts and leases read no row of the table) and the open rows with an error (the
+    -- latest failures): both as small as the work in flight, whatever the size of the history.
+    CREATE INDEX messages_open_status ON messages (route_id, status, source_msg_id)
+        WHERE status IN ('pending', 'processing', 'failed');
+    CREATE INDEX messages_errors ON messages (processed_at)
+        WHERE last_error IS NOT NULL AND status IN ('failed', 'pending');
+    CREATE TRIGGER done_counts_insert AFTER INSERT ON messages WHEN NEW.status = 'done'
+    BEGIN
+        INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)
+            ON CONFLICT (route_id, session) DO UPDATE SET done = done + 1;
+    END;
+    CREATE TRIGGER done_counts_leave AFTER UPDATE OF status, session ON messages
+        WHEN OLD.status = 'done' AND (NEW.status != 'done' OR NEW.session IS NOT OLD.session)
+    BEGIN
+        UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
+    END;
+    CREATE TRIGGER done_counts_enter AFTER UPDATE OF status, session ON messages
+        WHEN NEW.status = 'done' AND (OLD.status != 'done' OR NEW.session IS NOT OLD.session)
+    BEGIN
+        INSERT INTO done_counts (route_id, session, done) VALUES (NEW.route_id, COALESCE(NEW.session, ''), 1)
+            ON CONFLICT (route_id, session) DO UPDATE SET done = done + 1;
+    END;
+    CREATE TRIGGER done_counts_delete AFTER DELETE ON messages WHEN OLD.status = 'done'
+    BEGIN
+        UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
+    END;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

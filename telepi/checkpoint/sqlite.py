@@ -280,14 +280,13 @@ class SqliteStore:
             for i in items
         ]
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(
+            # rowcount, not total_changes: the rows the done counters' triggers write are not this call's.
+            return db.executemany(
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, skip_reason, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO NOTHING",
                 rows,
-            )
-            return db.total_changes - before
+            ).rowcount
 
     def claim(
         self,
@@ -570,11 +569,16 @@ class SqliteStore:
 
     def route_counts(self, route_id: int) -> tuple[int, int]:
         with self._tx(write=False) as db:
-            row = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status IN ('done', 'skipped')), 0) FROM messages WHERE route_id = ?",
-                (route_id,),
+            # From the counters and the open and skipped rows' indexes: a progress line must not read the history.
+            done, skipped, open_rows = db.execute(
+                "SELECT (SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = :route), "
+                "(SELECT COUNT(*) FROM messages INDEXED BY messages_skipped "
+                "WHERE route_id = :route AND status = 'skipped'), "
+                "(SELECT COUNT(*) FROM messages INDEXED BY messages_open_status "
+                "WHERE route_id = :route AND status IN ('pending', 'processing', 'failed'))",
+                {"route": route_id},
             ).fetchone()
-        return int(row[1]), int(row[0])
+        return int(done + skipped), int(done + skipped + open_rows)
 
     def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
         index, in_topic = ("messages_open", "") if topic is ANY_TOPIC else ("messages_topic_open", _in_topic(topic))
@@ -994,11 +998,11 @@ class SqliteStore:
             sessions = [
                 SessionInfo.from_row(row, floods.get(row["name"], []), paces.get(row["user_id"], []))
                 for row in db.execute(
+                    # Totals from the counters, the last 5 minutes from the time index: never the whole history.
                     """SELECT s.*,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done')
-                            AS done_total,
-                         (SELECT COUNT(*) FROM messages m WHERE m.session = s.name AND m.status = 'done'
-                            AND m.processed_at >= ?) AS done_recent
+                         (SELECT COALESCE(SUM(c.done), 0) FROM done_counts c WHERE c.session = s.name) AS done_total,
+                         (SELECT COUNT(*) FROM messages m INDEXED BY messages_processed
+                            WHERE m.processed_at >= ? AND m.session = s.name AND m.status = 'done') AS done_recent
                        FROM sessions s ORDER BY s.name""",
                     (now - 300,),
                 )
@@ -1013,7 +1017,8 @@ class SqliteStore:
                     at=row["processed_at"],
                 )
                 for row in db.execute(
-                    "SELECT * FROM messages WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
+                    "SELECT * FROM messages INDEXED BY messages_errors "
+                    "WHERE last_error IS NOT NULL AND status IN ('failed', 'pending') "
                     "ORDER BY processed_at DESC LIMIT ?",
                     (failures,),
                 )
@@ -1021,11 +1026,19 @@ class SqliteStore:
         return StatusReport(str(self.path), now, reports, sessions, latest_failures)
 
     def _route_report(self, db: sqlite3.Connection, route: Route, now: float, skipped_ids: int) -> RouteReport:
+        # Open rows counted from their own index, skipped ones from theirs, done ones from the counters.
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for status, count in db.execute(
-            "SELECT status, COUNT(*) FROM messages WHERE route_id = ? GROUP BY status", (route.id,)
+            "SELECT status, COUNT(*) FROM messages INDEXED BY messages_open_status "
+            "WHERE route_id = ? AND status IN ('pending', 'processing', 'failed') GROUP BY status",
+            (route.id,),
         ):
             counts[status] = count
+        counts["done"] = db.execute(
+            "SELECT COALESCE(SUM(done), 0) FROM done_counts WHERE route_id = ?", (route.id,)
+        ).fetchone()[0]
+        skipped = _skipped(db, route.id, skipped_ids)
+        counts["skipped"] = sum(group.count for group in skipped)
         leases = [
             Lease(
                 route_id=route.id,
@@ -1036,7 +1049,8 @@ class SqliteStore:
                 sending=row["send_started_at"] is not None,
             )
             for row in db.execute(
-                "SELECT * FROM messages WHERE route_id = ? AND status = 'processing' ORDER BY source_msg_id",
+                "SELECT * FROM messages INDEXED BY messages_open_status WHERE route_id = ? "
+                "AND status IN ('pending', 'processing', 'failed') AND status = 'processing' ORDER BY source_msg_id",
                 (route.id,),
             )
         ]
@@ -1063,7 +1077,7 @@ class SqliteStore:
             done_last_5min=recent,
             leases=[lease for lease in leases if lease.expires_in >= 0],
             expired=[lease for lease in leases if lease.expires_in < 0],
-            skipped=_skipped(db, route.id, skipped_ids),
+            skipped=skipped,
         )
 
     # ---- verify and adopt (telepi verify) ---------------------------------------------------
@@ -1095,8 +1109,7 @@ class SqliteStore:
     ) -> int:
         now = self._clock()
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(
+            adopted = db.executemany(  # rowcount: without the rows the done counters' triggers write
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at, "
                 "status, session, target_msg_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, 'done', 'verify', ?, ?) "
                 "ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'done', session = 'verify', "
@@ -1107,8 +1120,7 @@ class SqliteStore:
                     (route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now, target, now)
                     for i, target in copies
                 ],
-            )
-            adopted = db.total_changes - before
+            ).rowcount
             # Doubtful matches are never guessed: held back as skipped until a person looks
             # (telepi retry --skipped adopt_review sends them).
             db.executemany(
@@ -1128,17 +1140,16 @@ class SqliteStore:
     def requeue_missing(self, route_id: int, items: Sequence[NewItem]) -> int:
         now = self._clock()
         with self._tx() as db:
-            before = db.total_changes
             # A new random_id: the lost copy's one may still be remembered by Telegram and the resend dropped.
-            db.executemany(
+            # rowcount, not total_changes: the rows the done counters' triggers write are not this call's.
+            return db.executemany(
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'pending', "
                 "random_id = excluded.random_id, target_msg_id = NULL, attempts = 0, not_before = NULL, "
                 "session = NULL, lease_expires = NULL, send_session = NULL, send_started_at = NULL, "
                 "skip_reason = NULL, last_error = NULL, processed_at = NULL WHERE messages.status != 'processing'",
                 [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items],
-            )
-            return db.total_changes - before
+            ).rowcount
 
 
 def _skipped(db: sqlite3.Connection, route_id: int, latest: int) -> list[Skipped]:

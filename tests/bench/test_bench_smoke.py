@@ -7,8 +7,18 @@ import json
 from pathlib import Path
 
 from bench.__main__ import run
+from telepi.sandbox.pgserver import binaries
 
-SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "cost")
+
+def start_server_possible() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return False
+    return binaries() is not None
+
+
+SCENARIOS = ("transfer", "scaling", "forward", "checkpoint", "history", "cost")
 
 
 def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
@@ -48,8 +58,17 @@ def test_quick_bench_runs_and_writes_its_json(tmp_path: Path) -> None:
     assert {"forward_requests_per_100_messages"} == set(forward["targets"])
 
     checkpoint = results["scenarios"]["checkpoint"]
-    assert [s["processes"] for s in checkpoint["summary"]] == [1, 2, 4]
+    backends = ("sqlite", "postgres") if start_server_possible() else ("sqlite",)  # as tests/conftest.py skips
+    assert [(s["backend"], s["processes"]) for s in checkpoint["summary"]] == [
+        (backend, k) for backend in backends for k in (1, 4, 16)
+    ]
     assert all(r["checks"]["double_leases"] == 0 and r["ok"] for r in checkpoint["runs"])
+
+    history = results["scenarios"]["history"]
+    assert {(s["backend"], s["op"]) for s in history["summary"]} == {
+        (backend, op) for backend in backends for op in ("claim", "head", "report")
+    }
+    assert all(r["ok"] for r in history["runs"]) and {r["history"] for r in history["runs"]} == {0, 5_000}
 
     cost = results["scenarios"]["cost"]
     assert cost["summary"]["telepi_cpu_seconds_per_1000"] > 0

@@ -108,6 +108,8 @@ def test_a_newcomer_follows_the_readme_from_sandbox_to_clone(tmp_path: Path) -> 
         assert "nothing to fix" in run("verify", str(directory)).lower()
         run("retry", str(root))  # nothing failed: requeues nothing
         run("retry", str(root), "--skipped")
+        moved = run("checkpoint", "copy", str(root / "shared" / "checkpoint.db"), str(tmp_path / "moved.db"))
+        assert "verified row for row" in moved
 
         run("sandbox", "post", "--state", str(state), "--chat", "source", "--text", "after the history")
         run("run", str(directory))

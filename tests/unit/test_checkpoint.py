@@ -527,3 +527,37 @@ def test_paces_are_kept_per_account_and_group_and_shown_with_every_session_of_th
         (42, "GetHistory", 30, "FLOOD_WAIT 30 s"),
         (42, "send", 1999, "FLOOD_WAIT 3000 s"),
     ]
+
+
+def test_done_counts_follow_every_way_a_row_enters_or_leaves_done(
+    store: Checkpoint, checkpoint_target: Path | str
+) -> None:
+    """`telepi status` reads done totals from counters kept by triggers: each must agree with the rows."""
+    route = store.route("a", "b")
+    other = store.route("a", "c")
+    for name in ("s1", "s2"):
+        store.register_session(name, "host", 1)
+    store.enqueue(route.id, [NewItem(i) for i in range(1, 9)])
+    store.enqueue(other.id, [NewItem(1)])
+    for session, limit in (("s1", 3), ("s2", 3)):
+        ids = [i.source_msg_id for i in store.claim(route.id, session, limit, 60)]
+        store.mark_sending(route.id, ids, session)
+        store.complete(route.id, {i: 100 + i for i in ids}, session)
+    [late] = store.claim(other.id, "s1", 1, 60)
+    store.complete(other.id, {late.source_msg_id: 1}, "s1")
+    store.requeue_missing(route.id, [NewItem(1), NewItem(4)])  # one done by s1, one by s2: back to pending
+    store.adopt(route.id, [(NewItem(7), 207)], [], through=207)  # done without a session
+
+    def truth() -> tuple[dict[str, int], dict[int, int]]:
+        rows = raw_rows(checkpoint_target, "SELECT route_id, session, status FROM messages")
+        per_session = {n: sum(1 for _, s, st in rows if s == n and st == "done") for n in ("s1", "s2")}
+        per_route = {r: sum(1 for rid, _, st in rows if rid == r and st == "done") for r in (route.id, other.id)}
+        return per_session, per_route
+
+    report = store.report()
+    per_session, per_route = truth()
+    assert per_session == {"s1": 3, "s2": 2} and per_route == {route.id: 5, other.id: 1}  # the case is what it says
+    assert {s.name: s.done_total for s in report.sessions} == per_session
+    assert all(type(s.done_total) is int for s in report.sessions)  # not a Decimal: status --json prints it
+    assert {r.route.id: r.counts["done"] for r in report.routes} == per_route
+    assert store.route_counts(route.id) == (5, 8)

@@ -182,6 +182,9 @@ class CheckpointMachine(RuleBasedStateMachine):
         counts = report.routes[0].counts if report.routes else {}
         for status in ("pending", "processing", "done", "failed", "skipped"):
             assert counts.get(status, 0) == sum(1 for r in self.rows.values() if r.status == status)
+        if report.routes:  # the progress line's (finished, known), read from the same counters
+            finished = sum(1 for r in self.rows.values() if r.status in ("done", "skipped"))
+            assert self.store.route_counts(self.route) == (finished, len(self.rows))
         open_ids = [i for i, r in self.rows.items() if r.status in ("pending", "processing", "failed")]
         assert self.store.low_water_mark(self.route) == (min(open_ids) if open_ids else None)
 
