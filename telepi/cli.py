@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,8 @@ from rich.console import Console
 
 from telepi import __version__
 from telepi.errors import UserFixableError
+from telepi.sandbox.cli import add_commands as add_sandbox_commands
+from telepi.sandbox.cli import scale_factor
 
 log = logging.getLogger("telepi")
 
@@ -103,25 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", type=Path, help="keep the sandbox state and sessions in this directory")
     demo.add_argument(
         "--limits-scale",
-        type=_positive,
+        type=scale_factor,
         default=60.0,
         metavar="K",
         help="play Telegram's flood limits K times faster (default 60: an hour in a minute; 1: real time)",
     )
     demo.set_defaults(handler=_cmd_demo)
 
-    _add_optional_commands(commands)
+    add_sandbox_commands(commands)
     return parser
-
-
-def _add_optional_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:
-        sandbox_cli = importlib.import_module("telepi.sandbox.cli")
-    except ImportError:  # the sandbox is being built; telepi works without it
-        return
-    add = getattr(sandbox_cli, "add_commands", None)
-    if add is not None:
-        add(commands)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -159,16 +150,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             Console(), messages=args.messages, video_mib=args.video_mib, keep=args.keep, limits_scale=args.limits_scale
         )
     )
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

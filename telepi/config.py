@@ -169,9 +169,9 @@ class _Reader:
 
     def order(self, key: str) -> bool | Literal["topic"]:
         """True/False like a boolean, or ``topic``; the default is true."""
-        if self.raw(key).lower() == "topic":
-            return "topic"
         value = self.raw(key).lower()
+        if value == "topic":
+            return "topic"
         if not value or value in _TRUE or value in _FALSE:
             return self.boolean(key, True)
         self.problem(

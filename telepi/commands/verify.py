@@ -98,11 +98,11 @@ async def verify(settings: Settings, options: Options) -> Outcome:
             outcome.requeued = store.requeue_missing(route.id, missing)
             resolved |= held & {item.source_msg_id for item in missing}
         # A unit held for review whose one copy content identity found: --adopt records it.
-        for source_id in sorted(held & set(result.adoptable) - resolved):
-            message = by_id[source_id]
-            note = "held for review; the one copy found: --adopt records it"
-            result.findings.append(Finding("review", message.topic, source_id, result.adoptable[source_id], note))
-        result.findings.sort(key=lambda f: (f.topic or 0, KINDS.index(f.kind), f.source_id or 0, f.target_id or 0))
+        note = "held for review; the one copy found: --adopt records it"
+        result.add(
+            Finding("review", by_id[source_id].topic, source_id, result.adoptable[source_id], note)
+            for source_id in held & set(result.adoptable) - resolved
+        )
         outcome.in_review = len(held - resolved)
         return outcome
     finally:

@@ -77,7 +77,7 @@ class Planner:
             if self.scope.to_id is not None and start >= self.scope.to_id:
                 self.reached_end = True
                 return added
-            batch = await self.limiter.call("GetHistory", lambda s=start: self._read(s), paced=False)  # type: ignore[misc]
+            batch = await self.limiter.call("GetHistory", lambda s=start: self._read(s))  # type: ignore[misc]
             at_end = len(batch) < BATCH
             ready = self._without_open_album(batch, at_end)
             if ready:

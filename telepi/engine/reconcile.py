@@ -4,7 +4,7 @@ what is missing, duplicated, out of order or wrongly mapped, and which copies a 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +39,11 @@ class Reconciliation:
 
     def problems(self) -> list[Finding]:
         return [f for f in self.findings if f.kind != "review"]
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        """More findings, kept in report order: by topic, kind, source id, target id."""
+        self.findings.extend(findings)
+        self.findings.sort(key=lambda f: (f.topic or 0, KINDS.index(f.kind), f.source_id or 0, f.target_id or 0))
 
 
 def reconcile(
@@ -106,8 +111,7 @@ def reconcile(
             result.findings.append(
                 Finding("duplicated", original.topic, original.id, copy, f"copy of {result.pairs.get(original.id)}")
             )
-    result.findings.extend(_out_of_order(source, result.pairs))
-    result.findings.sort(key=lambda f: (f.topic or 0, KINDS.index(f.kind), f.source_id or 0, f.target_id or 0))
+    result.add(_out_of_order(source, result.pairs))
     return result
 
 

@@ -362,7 +362,7 @@ class Worker:
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
         messages = await self.limiter.call(
-            "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=ids), paced=False
+            "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=ids)
         )
         return list(messages)
 
@@ -430,7 +430,7 @@ class Worker:
         async with self._caption_limit_lock:
             if self._caption_limit is None:
                 self._caption_limit = await self.limiter.call(
-                    "GetAppConfig", lambda: appconfig.caption_limit(self.client), paced=False
+                    "GetAppConfig", lambda: appconfig.caption_limit(self.client)
                 )
             return self._caption_limit
 
@@ -446,7 +446,7 @@ class Worker:
         found: dict[int, Any] = {}
         for user_id in mentioned_users(message):
             try:
-                found[user_id] = await self.limiter.call("GetUsers", self._input_user(user_id), paced=False)
+                found[user_id] = await self.limiter.call("GetUsers", self._input_user(user_id))
             except (SessionStopped, Stopping):
                 raise
             except Exception as exc:

@@ -39,7 +39,7 @@ def add_commands(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--limits-scale",
-        type=_scale,
+        type=scale_factor,
         default=1.0,
         metavar="K",
         help="run the limits' clock K times faster (60: an hour of quotas and waits in a minute)",
@@ -70,7 +70,8 @@ def add_commands(subparsers: Any) -> None:
     account.set_defaults(func=cmd_account)
 
 
-def _scale(text: str) -> float:
+def scale_factor(text: str) -> float:
+    """An argparse type: how many times faster the flood model's clock runs (any positive number)."""
     try:
         value = float(text)
     except ValueError:

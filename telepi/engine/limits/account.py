@@ -113,7 +113,6 @@ class AccountLimiter:
         method: str,
         make: Callable[[], Awaitable[T]],
         *,
-        paced: bool = True,
         hand_back: Callable[[], Awaitable[bool]] | None = None,
         guard: Callable[[], bool] | None = None,
     ) -> T:
@@ -121,12 +120,12 @@ class AccountLimiter:
 
         With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
-        Every call keeps its group's learned spread, and the send groups ``SEND_INTERVAL`` (``paced`` is
-        kept for the callers' sake: the budget knows which groups send). ``guard`` is asked
-        after every wait, right before the request with no await in between: False raises LeaseLost."""
+        Every call keeps its group's learned spread, and the send groups ``SEND_INTERVAL`` (the budget knows
+        which groups send). ``guard`` is asked after every wait, right before the request with no await in
+        between: False raises LeaseLost."""
         while True:
             await self._sit_out(method)
-            await self.pace(method)  # unpaced methods too: their run-up is what a refusal teaches
+            await self.pace(method)  # reads too: their run-up is what a refusal teaches
             if guard is not None and not guard():
                 raise LeaseLost(method)
             token = GOVERNED.set(True)

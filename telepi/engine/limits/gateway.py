@@ -50,7 +50,7 @@ class Gateway:
         try:
             if self.limiter is None or GOVERNED.get():
                 return await call()
-            return await self.limiter.call(method, call, paced=False)
+            return await self.limiter.call(method, call)
         except SessionStopped:
             raise
         except Exception as exc:
