@@ -19,6 +19,8 @@ from dotenv import dotenv_values
 
 from telepi.chatref import ChatRef, parse_chat
 from telepi.errors import ConfigError, Problem
+from telepi.rules import Filters, Transforms
+from telepi.rules.read import read_filters, read_transforms
 
 Mode = Literal["auto", "forward", "copy", "reupload"]
 MODES: tuple[Mode, ...] = ("auto", "forward", "copy", "reupload")
@@ -52,6 +54,25 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "MAX_ATTEMPTS": ("5", "attempts before a message is marked failed"),
     "SEND_INTERVAL": ("2", "least seconds between two sends of this account until a refusal teaches a slower pace"),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
+    "FILTER_KINDS": ("", "copy only these kinds: text,photo,video,document,audio,voice,round,sticker,…"),
+    "FILTER_EXCLUDE_KINDS": ("", "never copy these kinds (same names as FILTER_KINDS)"),
+    "FILTER_INCLUDE_WORDS": ("", "copy only messages whose text or caption holds one of these words (comma-separated)"),
+    "FILTER_EXCLUDE_WORDS": ("", "never copy messages whose text or caption holds one of these words"),
+    "FILTER_INCLUDE_REGEX": ("", "copy only messages whose text or caption matches this Python regular expression"),
+    "FILTER_EXCLUDE_REGEX": ("", "never copy messages whose text or caption matches this Python regular expression"),
+    "FILTER_SINCE": ("", "copy only messages sent at or after this UTC date or time (2024-01-01 or 2024-01-01T08:00)"),
+    "FILTER_UNTIL": ("", "copy only messages sent before this UTC time (a date: up to the end of that day)"),
+    "FILTER_IDS": ("", "copy only source ids in this range, e.g. 100-250 (the others are recorded as filtered)"),
+    "FILTER_SENDERS": ("", "copy only messages from these senders: numeric ids or @usernames, comma-separated"),
+    "FILTER_EXCLUDE_SENDERS": ("", "never copy messages from these senders"),
+    "FILTER_FORWARDED": ("any", "any | only (forwarded messages only) | exclude (no forwarded messages)"),
+    "FILTER_MIN_SIZE": ("", "copy files only from this size, e.g. 100KB (messages without a file pass)"),
+    "FILTER_MAX_SIZE": ("", "copy files only up to this size, e.g. 50MiB (messages without a file pass)"),
+    "TRANSFORM_REPLACE": ("", "regular expression replacements, one 'pattern => replacement' per line"),
+    "TRANSFORM_HEADER": ("", "text put above every copy: {source_link} {date} {topic} {author}"),
+    "TRANSFORM_FOOTER": ("", "text put below every copy: {source_link} {date} {topic} {author}"),
+    "TRANSFORM_REMOVE": ("", "remove from texts: links, mentions, hashtags (comma-separated)"),
+    "TRANSFORM_DROP_CAPTIONS": ("false", "send media without the source's caption"),
     "TG_DC": ("", "test only: host:port of a local Telegram (the sandbox)"),
     "TG_SERVER_KEY": ("", "test only: PEM public key of that server"),
 }
@@ -87,6 +108,8 @@ class Settings:
     warnings: tuple[str, ...] = ()
     ordered_by_topic: bool = False  # ORDERED=topic: order kept within each source topic, topics run side by side
     shared_db_url: str = field(default="", repr=False)  # may hold a password: never shown
+    filters: Filters = field(default_factory=Filters)
+    transforms: Transforms = field(default_factory=Transforms)
 
     @property
     def session_file(self) -> Path:
@@ -310,6 +333,17 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         read.problem("LOG_LEVEL", "is not a log level", "set LOG_LEVEL to DEBUG, INFO, WARNING or ERROR")
         log_level = "INFO"
 
+    filters = read_filters(read.raw, read.problem)
+    transforms = read_transforms(read.raw, read.problem)
+    if transforms.active and mode == "forward":
+        read.problems.append(
+            Problem(
+                "MODE",
+                "MODE=forward cannot apply the TRANSFORM_ keys: Telegram forwards a message as it is",
+                "set MODE to auto or copy, or remove the TRANSFORM_ keys",
+            )
+        )
+
     settings = Settings(
         session_dir=directory,
         api_id=api_id or 0,
@@ -337,6 +371,8 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         server_key_path=_server_key(directory, read),
         warnings=warnings,
         shared_db_url=_shared_db_url(read),
+        filters=filters,
+        transforms=transforms,
     )
     if read.problems:
         raise ConfigError(read.problems, list(warnings), where)

@@ -31,6 +31,7 @@ KINDS = (
     "other",
 )
 Forwarded = Literal["any", "only", "exclude"]
+FORWARDED: tuple[Forwarded, ...] = ("any", "only", "exclude")
 SHOWN = 40  # a pattern quoted in a reason is cut: status lines stay readable
 
 
