@@ -73,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="REASON",
         help="requeue skipped messages instead of failed ones: those with REASON (comma-separated reasons "
-        "as telepi status shows them), or without REASON every reason but service_message and deleted",
+        "as telepi status shows them), or without REASON every reason but service_message, deleted and filtered",
+    )
+    retry.add_argument(
+        "--filtered",
+        nargs="?",
+        const=0,
+        type=int,
+        metavar="ROUTE",
+        help="requeue the messages the filters left out (of route ROUTE, else of --route or every route); "
+        "running sessions judge them again by their current filters and copy what passes",
     )
     retry.set_defaults(handler=_cmd_retry)
 
@@ -174,6 +183,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_retry(args: argparse.Namespace) -> int:
     from telepi.commands.retry import retry
 
+    if args.filtered is not None:
+        route = args.filtered or args.route
+        print(retry(args.path, route=route, ids=args.ids, filtered=True))
+        return 0
     print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
     return 0
 

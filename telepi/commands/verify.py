@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from telethon import utils
@@ -20,9 +20,13 @@ from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.messages import identity, skip_reason, topic_of
 from telepi.engine.progress import Progress
 from telepi.engine.reconcile import KINDS, Finding, Reconciliation, Seen, reconcile
+from telepi.engine.routerules import RouteRules, source_link_base
 from telepi.engine.session import NotLoggedIn, resolve_chat
 from telepi.errors import ConfigError, Problem
 from telepi.telegram.client import make_client
+
+FILTERED = "filtered:"
+FILTERED_IDS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Outcome:
     adopted: int = 0
     requeued: int = 0
     in_review: int = 0  # units held for review (needs_review, adopt_review) that this run left unresolved
+    filtered: dict[str, list[int]] = field(default_factory=dict)  # reason -> source ids the filters left out
 
     @property
     def exit_code(self) -> int:
@@ -70,13 +75,15 @@ async def verify(settings: Settings, options: Options) -> Outcome:
         target_messages = await _read(client, target)
         if problems:
             raise problems[0]
-        seen_source = [
-            Seen(m.id, identity(m), topic_of(m, is_forum), getattr(m, "grouped_id", None)) for m in source_messages
+        rules = route_rules(settings, store, route.id, source)
+        seen_source = [  # what a copy shows: the source through the route's transforms
+            Seen(m.id, _shown_identity(m, rules, is_forum), topic_of(m, is_forum), getattr(m, "grouped_id", None))
+            for m in source_messages
         ]
         seen_target = [Seen(m.id, identity(m)) for m in target_messages]
         ledger = store.ledger(route.id)
         result = reconcile(seen_source, seen_target, ledger)
-        outcome = Outcome(route, len(seen_source), len(seen_target), result)
+        outcome = Outcome(route, len(seen_source), len(seen_target), result, filtered=_filtered(store, route.id))
         by_id = {m.id: m for m in seen_source}
         held = {s for s, (status, _) in ledger.items() if status == "review" and s in by_id}
         resolved: set[int] = set()
@@ -140,6 +147,27 @@ async def _read(client: Any, peer: Any) -> list[Any]:
     return [m async for m in client.iter_messages(peer, reverse=True, wait_time=0) if skip_reason(m) is None]
 
 
+def route_rules(settings: Settings, store: Checkpoint, route_id: int, source: Any) -> RouteRules:
+    def title(topic: int | None) -> str:
+        return (store.topic_title(route_id, topic) or "") if topic is not None else ""
+
+    return RouteRules(settings.filters, settings.transforms, source_link_base(source), title)
+
+
+def _shown_identity(message: Any, rules: RouteRules, is_forum: bool) -> str:
+    if not rules.transforms.active:
+        return identity(message)
+    return identity(message, shown=rules.shown(message, message.entities, topic=topic_of(message, is_forum)))
+
+
+def _filtered(store: Checkpoint, route_id: int) -> dict[str, list[int]]:
+    """Every message the route's filters left out, by reason (read from the skipped rows' own index)."""
+    for report in store.report(failures=0, skipped_ids=1 << 30).routes:
+        if report.route.id == route_id:
+            return {s.reason: sorted(s.latest) for s in report.skipped if s.reason.startswith(FILTERED)}
+    return {}
+
+
 def _item(message: Seen) -> NewItem:
     return NewItem(message.id, grouped_id=message.grouped_id, topic_id=message.topic)
 
@@ -176,6 +204,17 @@ def render(outcome: Outcome, say: Callable[[str], object]) -> None:
         )
     if outcome.requeued:
         say(f"requeued {outcome.requeued} missing messages; running sessions copy them")
+    if outcome.filtered:
+        total = sum(len(ids) for ids in outcome.filtered.values())
+        say(
+            f"filtered {total} (left out by the route's filters, not missing; telepi retry --filtered copies "
+            "what the filters let through now):"
+        )
+        for reason, ids in sorted(outcome.filtered.items()):
+            shown = ", ".join(str(i) for i in ids[:FILTERED_IDS_SHOWN]) + (
+                ", …" if len(ids) > FILTERED_IDS_SHOWN else ""
+            )
+            say(f"  {reason}: {len(ids)} ({shown})")
 
 
 def as_json(outcome: Outcome) -> str:
@@ -188,6 +227,7 @@ def as_json(outcome: Outcome) -> str:
             "adopted": outcome.adopted,
             "requeued": outcome.requeued,
             "in_review": outcome.in_review,
+            "filtered": outcome.filtered,
         },
         indent=2,
     )

@@ -42,6 +42,8 @@ from telepi.checkpoint.model import ChangeItem
 from telepi.checkpoint.store import Store
 from telepi.engine import appconfig
 from telepi.engine.content import mentioned_users, text_entities, utf16_length
+from telepi.engine.messages import topic_of
+from telepi.engine.routerules import RouteRules
 from telepi.errors import SessionStopped
 from telepi.telegram.errors import ErrorKind, classify
 
@@ -77,8 +79,11 @@ class ChangeApplier:
         lease_seconds: float,
         max_attempts: int,
         poll_seconds: float = 5.0,
+        rules: RouteRules | None = None,
+        source_is_forum: bool = False,
     ) -> None:
         self.client, self.store, self.session, self.route = client, store, session, route
+        self.rules, self.source_is_forum = rules or RouteRules(), source_is_forum  # an edit is transformed too
         self.sync_edits, self.sync_deletes = sync_edits, sync_deletes
         self.lease_seconds, self.max_attempts, self.poll_seconds = lease_seconds, max_attempts, poll_seconds
         self.wake = asyncio.Event()
@@ -278,8 +283,8 @@ class ChangeApplier:
             return "forwarded"  # Telegram refuses to edit a forwarded message (tdlib/td#2820)
         if self._other_author(item, copy):
             return "reassigned"
-        text = source.message or ""
         entities = text_entities(source, await self._mentions(source))
+        text, entities = self.rules.shown(source, entities, topic=topic_of(source, self.source_is_forum))
         if not _has_media(copy):
             web_preview = isinstance(source.media, types.MessageMediaWebPage)
             await self._set_text(copy, text, entities, no_webpage=not web_preview)

@@ -186,11 +186,16 @@ def _input_geo(geo: Any) -> Any:
 
 
 def outgoing(
-    message: Any, media: Any | None, *, caption_limit: int = CAPTION_LIMIT, mentions: Mapping[int, Any] | None = None
+    message: Any,
+    media: Any | None,
+    *,
+    caption_limit: int = CAPTION_LIMIT,
+    mentions: Mapping[int, Any] | None = None,
+    shown: tuple[str, list[Any] | None] | None = None,
 ) -> Outgoing:
-    """Pair the message's text with ``media``; a caption over the limit moves to a follow-up message."""
-    text = message.message or ""
-    entities = text_entities(message, mentions)
+    """Pair the message's text (``shown``: the route's transforms made it already) with ``media``; a caption
+    over the limit moves to a follow-up message."""
+    text, entities = shown if shown is not None else (message.message or "", text_entities(message, mentions))
     web_preview = isinstance(getattr(message, "media", None), types.MessageMediaWebPage)
     out = Outgoing(media, text, entities, web_preview=web_preview)
     return caption_apart(out) if media is not None and utf16_length(text) > caption_limit else out

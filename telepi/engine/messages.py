@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from telethon.tl import types
@@ -70,14 +71,16 @@ def signature(message: Any, *, shown_text: str | None = None) -> str:
     return hashlib.sha256(f"{media_kind(message)}\x00{size}\x00{text}".encode()).hexdigest()[:16]
 
 
-def identity(message: Any) -> str:
+def identity(message: Any, *, shown: tuple[str, Sequence[Any] | None] | None = None) -> str:
     """What a copy of ``message`` shows, whoever sent it: text, entities and the media's own facts (sizes,
     dimensions, duration, file name, photo sizes). A source message and its copy share it; ``telepi verify``
-    pairs the two histories by it."""
-    text = getattr(message, "message", "") or ""
+    pairs the two histories by it. ``shown``: the copy's text and entities when the route transforms them."""
+    text, found = (
+        shown if shown is not None else (getattr(message, "message", "") or "", getattr(message, "entities", None))
+    )
     entities = [
         (type(e).__name__, e.offset, e.length, getattr(e, "url", None), getattr(e, "document_id", None))
-        for e in getattr(message, "entities", None) or []
+        for e in found or []
     ]
     parts: list[object] = [media_kind(message), text, entities, *_media_facts(getattr(message, "media", None))]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from telethon.tl import types
@@ -20,6 +20,7 @@ from telepi.checkpoint.model import NewItem
 from telepi.checkpoint.store import Store
 from telepi.engine.limits.account import AccountLimiter, Stopping
 from telepi.engine.messages import skip_reason, topic_of
+from telepi.engine.routerules import RouteRules
 from telepi.errors import SessionStopped
 from telepi.telegram.errors import ErrorKind, classify, error_name
 
@@ -37,6 +38,7 @@ class PlanScope:
     source_topic: int | None
     from_id: int | None
     to_id: int | None
+    rules: RouteRules = field(default_factory=RouteRules)  # a message its filters leave out lands skipped
 
 
 class Planner:
@@ -121,11 +123,11 @@ class Planner:
                 m.id,
                 grouped_id=getattr(m, "grouped_id", None),
                 topic_id=topic_of(m, self.scope.source_is_forum),
-                skip_reason="service_message" if skip_reason(m) == "service_message" else None,
+                skip_reason=self._skip_reason(m),
             )
             for m in messages
         ]
-        added = self.store.enqueue(self.route_id, items)  # service messages land skipped, never claimed
+        added = self.store.enqueue(self.route_id, items)  # service and filtered messages land skipped
         if added:
             log.info(
                 "planned %d new messages up to id %d",
@@ -134,6 +136,13 @@ class Planner:
                 extra={"event": "planned", "msg_id": messages[-1].id},
             )
         return added
+
+    def _skip_reason(self, message: Any) -> str | None:
+        filtered = self.scope.rules.filtered(message)
+        if filtered is not None:
+            log.debug("%d %s", message.id, filtered, extra={"event": "filtered", "msg_id": message.id})
+            return filtered
+        return "service_message" if skip_reason(message) == "service_message" else None
 
     async def _follow_topic_renames(self, messages: list[Any]) -> None:
         for message in messages:

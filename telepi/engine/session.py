@@ -29,6 +29,7 @@ from telepi.engine.limits.gateway import AccountProblem, Gateway
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.provenance import refuse_unrecorded_copies
+from telepi.engine.routerules import RouteRules, source_link_base
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import PassingError, SessionStopped, UserFixableError
@@ -105,11 +106,21 @@ def unreachable(client: Any, exc: BaseException) -> PassingError:
 
 
 def claim_size(settings: Settings, source_protected: bool) -> int:
-    if settings.mode == "forward" or (settings.mode == "auto" and not source_protected):
+    forwarding = settings.mode == "auto" and not source_protected and not settings.transforms.active
+    if settings.mode == "forward" or forwarding:
         return 100  # one forwardMessages call per 100 messages
     if settings.ordered and settings.send_interval > 0:
         return 1  # paced accounts take turns message by message
     return 10
+
+
+def route_rules(settings: Settings, store: Store, route: RouteTarget) -> RouteRules:
+    """The route's filters and transforms; ``{topic}`` is the title the checkpoint recorded for the topic."""
+
+    def title(topic: int | None) -> str:
+        return (store.topic_title(route.route_id, topic) or "") if topic is not None else ""
+
+    return RouteRules(settings.filters, settings.transforms, route.source_link, title)
 
 
 async def run_session(
@@ -193,6 +204,7 @@ async def run_session(
             source_is_forum=bool(getattr(source, "forum", False)),
             source_protected=bool(getattr(source, "noforwards", False)),
             user_id=me.id,
+            source_link=source_link_base(source),
         )
         try:
             vitals = _Vitals(link, settings.lease_seconds / 4, getattr(reuploader, "totals", None))
@@ -289,12 +301,15 @@ async def _run_route(
             log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
 
     limiter.on_long_wait = hand_over
+    rules = route_rules(settings, store, route)
     planner = Planner(
         client,
         store,
         route.route_id,
         session,
-        PlanScope(route.source_peer, route.source_is_forum, settings.source_topic, settings.from_id, settings.to_id),
+        PlanScope(
+            route.source_peer, route.source_is_forum, settings.source_topic, settings.from_id, settings.to_id, rules
+        ),
         limiter,
     )
     planner.on_topic_renamed = topics.rename
@@ -314,6 +329,7 @@ async def _run_route(
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
             claim_size=claim_size(settings, route.source_protected),
+            rules=rules,
         ),
         reuploader=reuploader,
     )
@@ -328,6 +344,8 @@ async def _run_route(
         sync_deletes=settings.sync_deletes,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        rules=rules,
+        source_is_forum=route.source_is_forum,
     )
     planner.work_planned = worker.work_planned
     syncing = settings.live and (settings.sync_edits or settings.sync_deletes)

@@ -37,11 +37,13 @@ from telepi.engine.content import (
     outgoing,
     recreated_media,
     reference_media,
+    text_entities,
     utf16_length,
 )
 from telepi.engine.limits.account import AccountLimiter, HandedBack, Stopping
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
+from telepi.engine.routerules import RouteRules
 from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
 from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError, TransferFailed
@@ -119,6 +121,7 @@ class RouteTarget:
     source_is_forum: bool
     source_protected: bool
     user_id: int
+    source_link: str = ""  # https://t.me/name or https://t.me/c/<id>: the header's and footer's {source_link}
 
 
 @dataclass
@@ -130,6 +133,7 @@ class WorkerOptions:
     window: int = 4  # units claimed ahead and prepared in parallel
     claim_size: int = 1
     by_topic: bool = False  # ORDERED=topic: order within each source topic, topics published side by side
+    rules: RouteRules = field(default_factory=RouteRules)  # filters judged again here: a retry re-plans
 
 
 def units_of(items: Sequence[WorkItem]) -> list[Unit]:
@@ -384,13 +388,17 @@ class Worker:
         if mode != "auto":
             return mode
         protected = self.forwards_restricted or any(getattr(m, "noforwards", False) for m in messages)
-        return "reupload" if protected else "forward"
+        if protected:
+            return "reupload"
+        return "copy" if self.options.rules.transforms.active else "forward"  # a forward cannot change text
 
     async def _prepare(self, unit: Unit) -> Prepared | None:
         sendable: list[tuple[WorkItem, Any]] = []
         skipped: dict[str, list[int]] = {}
         for item, message in zip(unit.items, unit.messages, strict=True):
             reason = skip_reason(message)
+            if reason != "deleted":
+                reason = self.options.rules.filtered(message) or reason
             if reason is None:
                 sendable.append((item, message))
             else:
@@ -409,12 +417,17 @@ class Worker:
         if transfer != "forward":
             album = len(sendable) > 1
             prepared.outs = [await self._outgoing(m, transfer, album) for _, m in sendable]
+            _without_empty(prepared)
+            if not prepared.sendable:
+                return Prepared(transfer, placement, [], prepared.skipped)
         return prepared
 
     async def _outgoing(self, message: Any, transfer: Transfer, album: bool) -> Outgoing:
         media = message.media
         limit = await self._account_caption_limit()
         mentions = await self._mention_inputs(message)
+        topic = topic_of(message, self.route.source_is_forum)
+        shown = self.options.rules.shown(message, text_entities(message, mentions), topic=topic)
         if is_file_media(media):
             if transfer == "reupload":
                 if self.reuploader is None:
@@ -422,9 +435,9 @@ class Worker:
                 built = await self.reuploader.media(
                     self.client, message, for_album=album, target_peer=self.route.target_peer
                 )
-                return outgoing(message, built, caption_limit=limit, mentions=mentions)
-            return outgoing(message, reference_media(media), caption_limit=limit, mentions=mentions)
-        return outgoing(message, recreated_media(media), caption_limit=limit, mentions=mentions)
+                return outgoing(message, built, caption_limit=limit, shown=shown)
+            return outgoing(message, reference_media(media), caption_limit=limit, shown=shown)
+        return outgoing(message, recreated_media(media), caption_limit=limit, shown=shown)
 
     async def _account_caption_limit(self) -> int:
         async with self._caption_limit_lock:
@@ -1006,6 +1019,18 @@ def _without_uncopyable(sendable: Sendable, skipped: dict[str, list[int]]) -> Se
             )
             skipped.setdefault(reason, []).append(item.source_msg_id)
     return kept
+
+
+def _without_empty(prepared: Prepared) -> None:
+    """A text message whose transforms left no text cannot be sent: skipped as ``empty``."""
+    kept: list[tuple[tuple[WorkItem, Any], Outgoing]] = []
+    for pair, out in zip(prepared.sendable, prepared.outs, strict=True):
+        if out.media is not None or out.text or out.overflow_text:
+            kept.append((pair, out))
+        else:
+            prepared.skipped.setdefault("empty", []).append(pair[0].source_msg_id)
+    prepared.sendable = [pair for pair, _ in kept]
+    prepared.outs = [out for _, out in kept]
 
 
 def _captioned(prepared: Prepared) -> bool:
