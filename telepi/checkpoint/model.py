@@ -21,6 +21,7 @@ SessionState = Literal[
     "blocked",  # the chat or the account's rights in it (write forbidden, topic closed …)
 ]
 PROBLEM_STATES: frozenset[str] = frozenset({"error", "revoked", "banned", "frozen", "limited", "blocked"})
+FILTERED = "filtered:"  # skip reasons of messages a route's filters left out: "filtered: kind=sticker"
 NEVER_COPYABLE: tuple[str, ...] = ("service_message", "deleted")  # skip reasons a plain retry leaves alone
 # Skip reasons that mean "a person (telepi verify) decides": a takeover that found several candidate copies,
 # an adoption that could not place repeated content. The ledger shows such rows as status "review".
@@ -266,6 +267,11 @@ class RouteReport:
     @property
     def finished(self) -> int:
         return self.counts.get("done", 0) + self.counts.get("skipped", 0)
+
+    @property
+    def filtered(self) -> int:
+        """Skipped rows the route's filters left out (counted from the skipped rows' own index)."""
+        return sum(entry.count for entry in self.skipped if entry.reason.startswith(FILTERED))
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from telepi.checkpoint import Checkpoint, open_checkpoint
-from telepi.checkpoint.model import NEVER_COPYABLE
+from telepi.checkpoint.model import FILTERED, NEVER_COPYABLE
 from telepi.commands.status import locate_checkpoint
 from telepi.errors import ConfigError, Problem
-
-FILTERED = "filtered:"  # the skip reasons of messages a route's filters left out
 
 
 def retry(path: str, *, route: int | None, ids: str | None, skipped: str | None = None, filtered: bool = False) -> str:

@@ -103,6 +103,7 @@ def report_json(db_path: Path | str, report: StatusReport | None) -> str:
     for route_data, route in zip(data["routes"], report.routes, strict=True):
         route_data["known"] = route.known
         route_data["finished"] = route.finished
+        route_data["filtered"] = route.filtered
     for session_data, session in zip(data["sessions"], report.sessions, strict=True):
         verdict = judge(session, now)
         session_data["health"] = verdict.text
@@ -169,6 +170,13 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None) -
         for label, entry in skipped:
             _row(table, label, entry.reason or "-", str(entry.count), ", ".join(map(str, entry.latest)))
         console.print(table)
+        for route in report.routes:
+            if route.filtered:
+                console.print(
+                    f"{route.filtered} of route {route.route.id}'s messages left out by its filters "
+                    f"(telepi retry --filtered {route.route.id} after widening them)",
+                    markup=False,
+                )
 
     if report.sessions:
         table = Table(title="Sessions", title_justify="left")

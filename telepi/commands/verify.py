@@ -13,7 +13,7 @@ from typing import Any
 from telethon import utils
 
 from telepi.checkpoint import Checkpoint, open_store
-from telepi.checkpoint.model import NewItem, Route
+from telepi.checkpoint.model import FILTERED, NewItem, Route
 from telepi.config import Settings
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
@@ -25,7 +25,6 @@ from telepi.engine.session import NotLoggedIn, resolve_chat
 from telepi.errors import ConfigError, Problem
 from telepi.telegram.client import make_client
 
-FILTERED = "filtered:"
 FILTERED_IDS_SHOWN = 20
 
 
