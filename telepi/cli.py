@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--textfile", metavar="FILE", help="write the Prometheus metrics to FILE atomically (node_exporter textfile)"
     )
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        const=2.0,
+        type=float,
+        metavar="SECONDS",
+        help="show it again every SECONDS (default 2) until Ctrl-C: rates, ETA, flood waits with their method and "
+        "end; redrawn on a terminal, plain lines otherwise, one JSON document a line with --json",
+    )
     status.set_defaults(handler=_cmd_status)
 
     login = commands.add_parser("login", help="log a session's account in (creates its .session file, mode 600)")
@@ -165,6 +174,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from telepi.commands.status import locate_checkpoint, read_report, render, report_json, shown
 
     db_path = locate_checkpoint(args.path)
+    if args.watch is not None:
+        from telepi.commands.watch import watch
+
+        if args.prometheus or args.textfile:
+            print(
+                "telepi: --watch shows the status or its --json; for metrics run --textfile from a timer.",
+                file=sys.stderr,
+            )
+            return 2
+        if args.watch <= 0:
+            print("telepi: --watch takes a number of seconds above 0, e.g. --watch 5.", file=sys.stderr)
+            return 2
+        return watch(db_path, shown(db_path), args.watch, as_json=args.json)
     report = read_report(db_path)
     if args.prometheus or args.textfile:
         from telepi.commands.metrics import exposition, write_textfile

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ from rich.text import Text
 
 from telepi.checkpoint import is_url, open_checkpoint
 from telepi.checkpoint.model import Pace, SessionInfo, StatusReport
+from telepi.commands.live import Snapshot, clock, pace_line, snapshot
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
 from telepi.errors import NoCheckpoint
@@ -72,17 +72,6 @@ def session_health(session: SessionInfo, now: float) -> str:
     return judge(session, now).text
 
 
-# Methods that share one quota and one wait (engine/limits/budget.py).
-GROUP_LABELS = {"send": "SendMessage/SendMedia/SendMultiMedia", "history": "GetHistory/GetMessages/GetReplies"}
-
-
-def pace_line(pace: Pace) -> str:
-    """``paced to 38/min on SendMessage, learned from FLOOD_WAIT 2983 s at 14:02`` (local time)."""
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(pace.learned_at))
-    label = GROUP_LABELS.get(pace.group, pace.group)
-    return f"paced to {pace.per_minute:.3g}/min on {label}, learned from {pace.reason} at {when}"
-
-
 def _paces_by_account(sessions: list[SessionInfo]) -> list[tuple[str, list[Pace]]]:
     """Each account's lessons once, with the names of its sessions (they share them)."""
     names: dict[int, list[str]] = {}
@@ -94,17 +83,30 @@ def _paces_by_account(sessions: list[SessionInfo]) -> list[tuple[str, list[Pace]
     return [(", ".join(names[user]), paces[user]) for user in names]
 
 
-def report_json(db_path: Path | str, report: StatusReport | None) -> str:
+def report_json(
+    db_path: Path | str, report: StatusReport | None, view: Snapshot | None = None, indent: int | None = 2
+) -> str:
+    """The report with what people see computed for scripts; ``view``: the snapshot already built (--watch)."""
     if report is None:
         return json.dumps({"path": str(db_path), "exists": False, "routes": [], "sessions": [], "failures": []})
+    view = view or snapshot(report)
     now = report.generated_at
     data: dict[str, Any] = dataclasses.asdict(report)
     data["exists"] = True
-    for route_data, route in zip(data["routes"], report.routes, strict=True):
+    for route_data, route, line in zip(data["routes"], report.routes, view.routes, strict=True):
         route_data["known"] = route.known
         route_data["finished"] = route.finished
         route_data["filtered"] = route.filtered
-    for session_data, session in zip(data["sessions"], report.sessions, strict=True):
+        route_data["rate_per_minute"] = line.per_minute
+        route_data["eta_seconds"] = line.eta_seconds
+    for session_data, session, account in zip(data["sessions"], report.sessions, view.accounts, strict=True):
+        session_data["activity"] = account.line()
+        session_data["leases_held"] = account.leases
+        session_data["wait_error"] = account.wait_error
+        session_data["wait_method"] = account.wait_method
+        session_data["wait_left_seconds"] = account.wait_left
+        session_data["stop_reason"] = account.stop_reason
+        session_data["exit_code"] = account.exit_code
         verdict = judge(session, now)
         session_data["health"] = verdict.text
         session_data["health_state"] = verdict.state
@@ -115,22 +117,35 @@ def report_json(db_path: Path | str, report: StatusReport | None) -> str:
         for pace_data, pace in zip(session_data["paces"], session.paces, strict=True):
             pace_data["per_minute"] = pace.per_minute
             pace_data["line"] = pace_line(pace)
-    return json.dumps(data, indent=2)
+    return json.dumps(data, indent=indent)
 
 
-def render(console: Console, db_path: Path | str, report: StatusReport | None) -> None:
+def render(console: Console, db_path: Path | str, report: StatusReport | None, view: Snapshot | None = None) -> None:
     if report is None:
         console.print(_plain(f"No checkpoint yet at {db_path}: no session has run."))
         console.print("Start one with: telepi run sessions/session1   (or: systemctl start telepi@session1)")
         return
+    view = view or snapshot(report)
     now = report.generated_at
     console.print(_plain(f"Checkpoint {report.path}"))
     if not report.routes:
         console.print("No routes yet: sessions have started but nothing has been planned.")
     routes = Table(title="Routes", title_justify="left")
-    for column in ("route", "progress", "pending", "processing", "done", "failed", "skipped", "next in order"):
+    columns = (
+        "route",
+        "progress",
+        "pending",
+        "processing",
+        "done",
+        "failed",
+        "skipped",
+        "next in order",
+        "per min",
+        "ETA",
+    )
+    for column in columns:
         routes.add_column(column, justify="left" if column == "route" else "right")
-    for route in report.routes:
+    for route, line in zip(report.routes, view.routes, strict=True):
         percent = f"{100 * route.finished / route.known:.1f}%" if route.known else "-"
         counts = route.counts
         _row(
@@ -139,6 +154,8 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None) -
             f"{route.finished}/{route.known} {percent}",
             *(str(counts.get(status, 0)) for status in ("pending", "processing", "done", "failed", "skipped")),
             "-" if route.low_water is None else str(route.low_water),
+            "—" if line.per_minute is None else f"{line.per_minute:.1f}",
+            "—" if line.eta_seconds is None else clock(line.eta_seconds),
         )
     if report.routes:
         console.print(routes)
@@ -180,9 +197,9 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None) -
 
     if report.sessions:
         table = Table(title="Sessions", title_justify="left")
-        for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min"):
+        for column in ("session", "host:pid", "state", "last heartbeat", "copied", "per min", "leases"):
             table.add_column(column)
-        for session in report.sessions:
+        for session, account in zip(report.sessions, view.accounts, strict=True):
             verdict = judge(session, now)
             _row(
                 table,
@@ -192,6 +209,7 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None) -
                 f"{_ago(now - session.last_seen)} ago",
                 str(session.done_total),
                 f"{session.per_minute:.1f}",
+                str(account.leases),
                 style="bold red" if session.needs_action else _WARN.get(verdict.state),
             )
         console.print(table)

@@ -221,12 +221,22 @@ async def run_session(
         with contextlib.suppress(Exception):
             store.release(session)
             if not stopped_by_problem:
-                store.set_session_state(session, "stopped")
+                store.set_session_state(session, "stopped", stop_detail(sys.exc_info()[1]))
         if own_reuploader:
             with contextlib.suppress(Exception):
                 await reuploader.close()
         await client.disconnect()
     return progress
+
+
+def stop_detail(error: BaseException | None) -> str:
+    """What a stopped session leaves for ``telepi status``: ``exit 0`` after a clean stop, ``exit 75: …`` or
+    ``exit 78: …`` with the sentence the user was told; other errors end as the process's traceback would."""
+    if error is None or isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
+        return "exit 0"
+    if isinstance(error, UserFixableError):
+        return f"exit {error.exit_code}: {str(error)[:300]}"
+    return f"exit 1: {type(error).__name__}"
 
 
 def per_account_key(source: Any, target: Any) -> str | None:

@@ -167,7 +167,7 @@ class AccountLimiter:
         group = group_of(method)
         self._blocked_until[group] = max(self._blocked_until.get(group, 0.0), time.monotonic() + seconds)
         until = time.time() + seconds
-        detail = f"{seconds}s on {method}"
+        detail = f"{seconds}s on {method} ({error.rstrip('0123456789').rstrip('_')})"  # telepi status names it
         log.warning(
             "%s: %s — waiting %ds on %s (the message is retried, never skipped)",
             self.session,

@@ -1,0 +1,146 @@
+"""``telepi status --watch`` as a process beside a real ``telepi run`` held in a flood wait: the wait shows with
+its error, method, end and time left, on a terminal (a pseudo-terminal) and as plain lines, and Ctrl-C ends
+the watch with exit 0; ``--json`` carries the same fields; the stopped session's exit code is shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from telepi.sandbox.sandbox import Sandbox
+from tests.engine.clonecheck import content
+from tests.engine.test_clone import make_sessions
+from tests.engine.test_ordered_sharing import channel_world
+
+WAIT = 900  # seconds Telegram asks for: far longer than the test
+WAITING = re.compile(r"waiting on FLOOD_WAIT for SendMessage until (\d\d:\d\d) \((\d+)m (\d\d)s left\)")
+
+
+def telepi(*args: str) -> list[str]:
+    return [sys.executable, "-m", "telepi", *args]
+
+
+def status_json(root: Path) -> dict[str, Any]:
+    result = subprocess.run(telepi("status", str(root), "--json"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def watch_until_shown(command: list[str], count: int, *, tty: bool) -> tuple[str, int, str]:
+    """Run the watcher until ``WAITING`` matched ``count`` times, then Ctrl-C (SIGINT): its output, exit code
+    and stderr."""
+    env = {**os.environ, "COLUMNS": "200", "LINES": "50", "TERM": "xterm"}
+    if tty:
+        leader, follower = pty.openpty()
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE, env=env
+        )
+        os.close(follower)
+    else:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+    output = b""
+    deadline = time.monotonic() + 60
+    try:
+        while len(WAITING.findall(output.decode(errors="replace"))) < count:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            if tty:
+                chunk = await asyncio.to_thread(os.read, leader, 65536)
+            else:
+                assert process.stdout is not None
+                chunk = await asyncio.wait_for(process.stdout.read(65536), 30)
+            assert chunk, output.decode(errors="replace")
+            output += chunk
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        if tty:
+            os.close(leader)
+    assert process.stderr is not None
+    return output.decode(errors="replace"), code, (await process.stderr.read()).decode()
+
+
+async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: Path) -> None:
+    async with Sandbox(world=channel_world(12, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
+        sb.faults.inject_error("SendMessageRequest", f"FLOOD_WAIT_{WAIT}", 420, nth=4)
+        root = tmp_path / "sessions"
+        run = await asyncio.create_subprocess_exec(
+            *telepi("run", str(directory)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            await wait_until(
+                lambda: status_json(root)["sessions"][:1] and status_json(root)["sessions"][0]["wait_method"]
+            )
+            assert len(content(sb.messages("target"))) == 3  # the fourth send was refused: the run sits it out
+
+            data = status_json(root)
+            [session] = data["sessions"]
+            assert session["health_state"] == "flood-wait"
+            assert (session["wait_error"], session["wait_method"]) == ("FLOOD_WAIT", "SendMessage")
+            assert WAIT - 60 < session["wait_left_seconds"] <= WAIT
+            assert WAITING.fullmatch(session["activity"]), session["activity"]
+            assert session["leases_held"] == sum(
+                1 for lease in data["routes"][0]["leases"] if lease["session"] == "session1"
+            )
+            [route] = data["routes"]
+            assert route["counts"]["done"] == 3 and route["known"] - route["finished"] == 9  # (+1: a service message)
+            shown = f"{route['finished']}/{route['known']}"
+            assert "rate_per_minute" in route and "eta_seconds" in route
+
+            for tty in (False, True):  # plain lines through a pipe, rich Live on a terminal
+                output, code, errors = await watch_until_shown(
+                    telepi("status", str(root), "--watch", "0.5"), 2, tty=tty
+                )
+                assert code == 0 and "Traceback" not in errors, errors
+                until, minutes, seconds = WAITING.findall(output)[-1]
+                left = int(minutes) * 60 + int(seconds)
+                assert WAIT - 120 < left <= WAIT, output
+                # the time it ends, as a clock on this machine shows it (a minute's rounding either way)
+                end = session["wait_until"]
+                assert until in {time.strftime("%H:%M", time.localtime(end + d)) for d in (-60, 0, 60)}
+                assert shown in output
+
+            # --watch --json: one document a line, the same fields
+            process = await asyncio.create_subprocess_exec(
+                *telepi("status", str(root), "--watch", "0.5", "--json"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert process.stdout is not None
+            first = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+            second = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+            assert first["sessions"][0]["wait_method"] == second["sessions"][0]["wait_method"] == "SendMessage"
+            assert second["sessions"][0]["wait_left_seconds"] <= first["sessions"][0]["wait_left_seconds"]
+        finally:
+            if run.returncode is None:
+                run.send_signal(signal.SIGTERM)  # ends the wait at once (README: Stopping)
+            assert await asyncio.wait_for(run.wait(), 60) == 0
+        [stopped] = status_json(root)["sessions"]
+        assert (stopped["health_state"], stopped["exit_code"], stopped["activity"]) == (
+            "stopped",
+            0,
+            "stopped (exit 0)",
+        )
