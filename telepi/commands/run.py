@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +18,9 @@ from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
 from telepi.errors import UserFixableError
 from telepi.secret_files import check_permissions
-from telepi.service.logs import setup_logging
+from telepi.service.logs import setup_logging, under_systemd
 from telepi.service.notify import notifier
+from telepi.service.terminal import progress_display
 from telepi.service.watchdog import HealthMonitor
 
 log = logging.getLogger("telepi")
@@ -107,10 +109,12 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
-    hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor)
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
+    terminal = sys.stderr.isatty() and not under_systemd()
     try:
-        progress = await run_session(settings, store, stop, hooks=hooks)
+        with progress_display(settings.route_label, terminal) as show:
+            hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor, progress=show)
+            progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
     log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})

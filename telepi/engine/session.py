@@ -64,6 +64,8 @@ class Hooks:
     ready: Callable[[], object] = lambda: None
     status: Callable[[str], object] = lambda _line: None
     monitor: HealthReport | None = None
+    # Every 2 s with the run's numbers and the route's finished/known: the terminal's bar, the journal's line.
+    progress: Callable[[Progress, int, int], object] = lambda _progress, _finished, _known: None
 
 
 PIPELINE_STALL_SECONDS = 600.0  # no progress, no declared wait, for this long: the process is stuck
@@ -527,7 +529,6 @@ async def _heartbeat(store: Store, session: str, lease_seconds: float, vitals: _
 async def _report(
     store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event, beacon: Beacon | None
 ) -> None:
-    tty = sys.stderr.isatty()
     counts = _RouteCounts(store, route_id, progress)
     seen_activity = progress.last_activity
     while not stop.is_set():
@@ -536,10 +537,9 @@ async def _report(
         if beacon is not None and (progress.last_activity != seen_activity or waiting):
             beacon.touch()
         seen_activity = progress.last_activity
-        line = progress.line(*counts())
-        hooks.status(line)
-        if tty:
-            print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
+        finished, known = counts()
+        hooks.status(progress.line(finished, known))
+        hooks.progress(progress, finished, known)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await stop.wait()

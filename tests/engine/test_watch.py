@@ -36,6 +36,18 @@ def status_json(root: Path) -> dict[str, Any]:
     return data
 
 
+def drain(fd: int, into: bytearray) -> None:
+    """Read a pseudo-terminal until its process closed it (EIO on Linux)."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
 async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(predicate):
@@ -85,9 +97,18 @@ async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: 
         [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
         sb.faults.inject_error("SendMessageRequest", f"FLOOD_WAIT_{WAIT}", 420, nth=4)
         root = tmp_path / "sessions"
+        # telepi run on a terminal: its bar is read (and drained) from a pseudo-terminal all along
+        leader, follower = pty.openpty()
         run = await asyncio.create_subprocess_exec(
-            *telepi("run", str(directory)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            *telepi("run", str(directory)),
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
         )
+        os.close(follower)
+        bar = bytearray()
+        draining = asyncio.create_task(asyncio.to_thread(drain, leader, bar))
         try:
             await wait_until(
                 lambda: status_json(root)["sessions"][:1] and status_json(root)["sessions"][0]["wait_method"]
@@ -138,9 +159,28 @@ async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: 
             if run.returncode is None:
                 run.send_signal(signal.SIGTERM)  # ends the wait at once (README: Stopping)
             assert await asyncio.wait_for(run.wait(), 60) == 0
+            await asyncio.wait_for(draining, 30)
+            os.close(leader)
+        shown_bar = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", bar.decode(errors="replace"))  # colours, cursor moves
+        assert re.search(rf"{shown} +\d+ msg/min .*flood-wait \d+s on SendMessage", shown_bar), shown_bar[-2000:]
+        assert "Traceback" not in shown_bar
         [stopped] = status_json(root)["sessions"]
         assert (stopped["health_state"], stopped["exit_code"], stopped["activity"]) == (
             "stopped",
             0,
             "stopped (exit 0)",
         )
+
+
+async def test_run_without_a_terminal_logs_one_progress_line_a_minute(tmp_path: Path) -> None:
+    async with Sandbox(world=channel_world(20, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
+        run = await asyncio.create_subprocess_exec(
+            *telepi("run", str(directory)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(run.communicate(), 120)
+        assert run.returncode == 0, err.decode()
+        assert len(content(sb.messages("target"))) == 20
+    log = (directory / "clone.log").read_text()
+    assert len(re.findall(r"progress: copied \d+", log)) == 1, log  # a run under a minute: the first line only
+    assert b"\r" not in err and b"\x1b[" not in err  # no bar, no cursor codes in a log
