@@ -38,7 +38,7 @@ def plain_lines(view: Snapshot) -> list[str]:
     at = time.strftime("%H:%M:%S", time.localtime(view.at))
     lines = [f"{at} {route_text(view, index)}" for index in range(len(view.routes))]
     for account in view.accounts:
-        lines.append(f"{at} {account.session}: {account.line()} · {account.leases} leases held")
+        lines.append(f"{at} {account.session}: {account.line()} · leases held: {account.leases}")
         lines += [f"{at} {account.session}: {pace}" for pace in account.paces]
     if not view.routes and not view.accounts:
         lines.append(f"{at} no routes and no sessions yet")
