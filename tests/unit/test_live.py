@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+from pathlib import Path
 
+import pytest
+
+from telepi.cli import main
 from telepi.commands.live import MIN_SPAN_SECONDS, AccountLine, RateWindow, clock, eta_seconds
+from telepi.commands.watch import watch
 from telepi.engine.session import stop_detail
 from telepi.errors import PassingError, UserFixableError
 
@@ -66,3 +73,25 @@ def test_stop_detail_names_the_exit_code_the_user_saw() -> None:
     assert stop_detail(PassingError("Telegram unreachable")) == "exit 75: Telegram unreachable"
     assert stop_detail(UserFixableError("run telepi login")) == "exit 78: run telepi login"
     assert stop_detail(RuntimeError("boom")) == "exit 1: RuntimeError"
+
+
+def test_watch_refuses_metrics_and_ends_on_ctrl_c_with_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(tmp_path), "--watch", "1", "--prometheus"]) == 2
+    assert "--watch shows the status or its --json" in capsys.readouterr().err
+    assert main(["status", str(tmp_path), "--watch", "0"]) == 2
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the second nap is interrupted, as Ctrl-C does
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    out = io.StringIO()
+    assert watch(tmp_path / "checkpoint.db", "here", 3.0, out=out, sleep=sleep) == 0
+    assert out.getvalue().splitlines() == ["no checkpoint yet at here"] * 2 and naps == [3.0, 3.0]
+    naps.clear()
+    out = io.StringIO()
+    assert watch(tmp_path / "checkpoint.db", "here", 1.0, as_json=True, out=out, sleep=sleep) == 0
+    assert [json.loads(line)["exists"] for line in out.getvalue().splitlines()] == [False, False]
