@@ -8,6 +8,7 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.dcs import DataCentres
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.rpc_render import Renderer
@@ -39,6 +40,7 @@ class Env:
     render: Renderer
     # In-memory login state (phone_code_hash per phone, pending 2FA per auth key, SRP sessions).
     login: dict[str, Any] = field(default_factory=dict)
+    dcs: DataCentres = field(default_factory=DataCentres)
 
 
 def bad(message: str) -> RpcError:

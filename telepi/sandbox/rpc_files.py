@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.files import FileStore, KiB, MiB
 
@@ -43,14 +44,15 @@ def check_range(offset: int, limit: int, *, precise: bool) -> None:
 
 
 def build_registry(store: FileStore, locate: FileLocator, part_cap_for: Callable[[int], int]) -> Registry:
-    """Handlers for uploads and downloads; ``part_cap_for(user_id)`` is 4000, or 8000 for premium."""
+    """Handlers for uploads and downloads; ``part_cap_for(user_id)`` is 4000, or 8000 for premium.
+    Parts belong to the DC they were saved on (``dcs.upload_owner``)."""
     registry = Registry()
 
     @registry.register(functions.upload.SaveFilePartRequest)
     async def save_file_part(ctx: RpcContext, request: Any) -> bool:
         owner = ctx.require_user()
         store.save_part(
-            owner,
+            upload_owner(owner, ctx.dc_id),
             request.file_id,
             request.file_part,
             request.bytes,
@@ -64,7 +66,7 @@ def build_registry(store: FileStore, locate: FileLocator, part_cap_for: Callable
     async def save_big_file_part(ctx: RpcContext, request: Any) -> bool:
         owner = ctx.require_user()
         store.save_part(
-            owner,
+            upload_owner(owner, ctx.dc_id),
             request.file_id,
             request.file_part,
             request.bytes,
