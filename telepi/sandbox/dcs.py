@@ -75,9 +75,9 @@ class DataCentres:
 
     def import_(self, user_id: int, token: bytes, dc_id: int) -> None:
         """Valid once, for the user and the DC it was exported for (core.telegram.org/api/datacenter)."""
-        found = self._tokens.pop(token, None)
-        if found != (user_id, dc_id):
+        if self._tokens.get(token) != (user_id, dc_id):
             raise RpcError(400, "AUTH_BYTES_INVALID")
+        del self._tokens[token]
         self.imports[(user_id, dc_id)] += 1
 
     def exports_of(self, user_id: int) -> dict[int, int]:

@@ -1,10 +1,10 @@
 """The sandbox's Telegram RPCs: one :class:`~telepi.sandbox.dispatch.Registry` over a world and a file store.
 
-Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_dcs`` (exported authorizations between data centres), ``rpc_chats`` (users, chats,
-dialogs), ``rpc_messages`` (reading), ``rpc_send`` (sending, forwarding, editing, deleting),
-``rpc_topics`` (forum topics), ``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config) and
-the file helper's ``rpc_files`` (uploads, downloads), which finds files through
-:class:`~telepi.sandbox.rpc_media.WorldFileLocator`.
+Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_dcs`` (exported
+authorizations between data centres), ``rpc_chats`` (users, chats, dialogs), ``rpc_messages``
+(reading), ``rpc_send`` (sending, forwarding, editing, deleting), ``rpc_topics`` (forum topics),
+``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config) and the file helper's ``rpc_files``
+(uploads, downloads), which finds files through :class:`~telepi.sandbox.rpc_media.WorldFileLocator`.
 """
 
 from __future__ import annotations

@@ -1022,9 +1022,7 @@ class World:
         ).fetchone()
         if row is None:
             raise KeyError(f"no document {doc_id}")
-        return Document(
-            row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), json.loads(row[7]), row[8]
-        )
+        return Document(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), json.loads(row[7]), row[8])
 
     def add_photo(self, *, sizes: list[dict[str, Any]], date: int | None = None, dc: int = 2) -> Photo:
         with self._tx() as db:

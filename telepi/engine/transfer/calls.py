@@ -129,11 +129,21 @@ def _transient(exc: RPCError) -> bool:
 class PartCalls:
     """Makes part requests of one direction on one pool of connections, paced per account."""
 
-    def __init__(self, pool: SenderPool, pacer: Pacer, options: TransferOptions) -> None:
+    def __init__(
+        self,
+        pool: SenderPool,
+        pacer: Pacer,
+        options: TransferOptions,
+        *,
+        migrate: Callable[[int], SenderPool] | None = None,
+    ) -> None:
+        """``migrate(dc_id)`` gives the pool of another DC, for a file Telegram says lives there."""
         self.pool = pool
         self.pacer = pacer
         self.options = options
+        self.migrate = migrate
         self.retries = 0  # failed attempts retried, for tests and logs
+        self.migrations = 0
 
     async def call(
         self,
@@ -155,6 +165,12 @@ class PartCalls:
                 name = rpc_error_name(exc)
                 if source is not None and _refreshable(exc, name):
                     await source.renew(generation, name)
+                    continue
+                if isinstance(exc, errors.FileMigrateError) and self.migrate is not None and self.migrations < 5:
+                    # The file lives on another DC than its dc_id said (core.telegram.org/api/datacenter).
+                    self.migrations += 1
+                    log.info("%s: %s, reading it from DC %d", what, name, exc.new_dc)
+                    self.pool = self.migrate(int(exc.new_dc))
                     continue
                 if isinstance(exc, errors.FloodError):  # FLOOD_WAIT_X, FLOOD_PREMIUM_WAIT_X
                     seconds = max(1, int(getattr(exc, "seconds", 0) or 0))

@@ -108,13 +108,17 @@ class Transfers:
         if parts > cap:
             raise TooLarge(size, parts, cap)
 
-    def downloads(self, dc_id: int) -> PartCalls:
+    def download_pool(self, dc_id: int) -> SenderPool:
         pool = self._download_pools.get(dc_id)
         if pool is None:
             pool = self._download_pools[dc_id] = SenderPool(
                 self.client, dc_id, self.options.download_connections, name="download"
             )
-        return PartCalls(pool, self.download_pacer, self.options)
+        return pool
+
+    def downloads(self, dc_id: int) -> PartCalls:
+        """Download calls on ``dc_id``'s connections, following FILE_MIGRATE_X to another DC's."""
+        return PartCalls(self.download_pool(dc_id), self.download_pacer, self.options, migrate=self.download_pool)
 
     def uploads(self) -> PartCalls:
         if self._upload_pool is None:
