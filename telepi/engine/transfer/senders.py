@@ -97,8 +97,9 @@ class SenderPool:
             except errors.UnauthorizedError as exc:
                 if self.home or self.size == 0:
                     raise
-                # The DC forgot this account's imported authorization: authorize again, as a transient error.
-                dc_auth(self.client).forget(self.dc_id)
+                # The DC forgot this account's imported authorization: authorize again, as a transient error
+                # (once: the pool's other connections share the key and meet the same answer).
+                dc_auth(self.client).forget(self.dc_id, sender.auth_key.key)
                 await sender.disconnect()
                 raise ConnectionError(f"DC {self.dc_id} answered {exc.message}; authorizing again") from exc
         finally:
