@@ -188,6 +188,21 @@ class Sandbox:
     def servers(self) -> dict[int, SandboxServer]:
         return dict(self._servers)
 
+    def file_dcs(self, chat: str | int) -> dict[int, int]:
+        """How many of ``chat``'s files (documents and photos) live on each DC."""
+        found = self.chat(chat)
+        counts: dict[int, int] = {}
+        for message in self.world.all_messages(self._box(found, None), found.id):
+            media = message.media or {}
+            if "document_id" in media:
+                dc = self.world.document(media["document_id"]).dc
+            elif "photo_id" in media:
+                dc = self.world.photo(media["photo_id"]).dc
+            else:
+                continue
+            counts[dc] = counts.get(dc, 0) + 1
+        return dict(sorted(counts.items()))
+
     def exports(self, account: str | int) -> dict[int, int]:
         """``auth.exportAuthorization`` calls of an account so far, per target DC."""
         return self.env.dcs.exports_of(self.account(account).id)

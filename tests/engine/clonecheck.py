@@ -122,15 +122,7 @@ def assert_clone_per_topic(sb: Sandbox, source: str, target: str) -> None:
 
 def media_dcs(sb: Sandbox, chat: str) -> set[int]:
     """The data centres the files of ``chat`` live on."""
-    found = sb.chat(chat)
-    dcs = set()
-    for message in sb.world.all_messages(found.id if found.is_channel else found.creator_id, found.id):
-        media = message.media or {}
-        if "document_id" in media:
-            dcs.add(sb.world.document(media["document_id"]).dc)
-        elif "photo_id" in media:
-            dcs.add(sb.world.photo(media["photo_id"]).dc)
-    return dcs
+    return set(sb.file_dcs(chat))
 
 
 def assert_one_export_per_foreign_dc(sb: Sandbox, accounts: list[str]) -> None:
