@@ -14,8 +14,8 @@ default), to show that its peak memory does not grow with the file; ``--big`` co
 on a 2 GiB file (about 4 minutes more). Above 2000 MiB the cloner account has Premium, as Telegram
 requires. ``--sweep`` also times the streaming side with 1, 2, 4 and 8 connections each way.
 
-Files live on data centres, as on Telegram: the compared video (and every ``--rss-sizes`` file) on DC 4,
-foreign to the cloner (whose home is DC 2), and a second video of ``--size-mib`` on DC 2, streamed too:
+Files live on data centres, as on Telegram: the compared video on DC 4, foreign to the cloner (whose
+home is DC 2), the ``--rss-sizes`` files on DCs 1, 3 and 5, and a second video of ``--size-mib`` on DC 2:
 the report puts foreign-DC and home-DC throughput side by side, with the ``auth.exportAuthorization``
 calls each run made (counted by the sandbox; one per foreign DC per process is the target).
 
@@ -229,6 +229,7 @@ async def run_cloner(
 
 FOREIGN_DC = 4  # the cloner lives on DC 2
 HOME_DC = 2
+MEMORY_DCS = (1, 3, 5)  # --rss-sizes files, in turn
 TARGET_DC_LINK_FRACTION = 0.9  # foreign and home DC each
 
 
@@ -260,7 +261,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         print(f"the cloner account has Premium (a file over {NON_PREMIUM_MAX_MIB} MiB needs it)")
     report["premium"] = premium
     with tempfile.TemporaryDirectory(prefix="telepi-bench-") as tmp:
-        specs = [_media(m * MiB) for m in sizes] + [_media(size, HOME_DC)]
+        # The compared file on DC 4, the memory rows on the other foreign DCs, one file on the home DC.
+        specs = [_media(m * MiB, FOREIGN_DC if i == 0 else MEMORY_DCS[(i - 1) % 3]) for i, m in enumerate(sizes)]
+        specs.append(_media(size, HOME_DC))
         async with Sandbox(world(specs, premium=premium)) as sb:
             items = [m for m in sb.messages(SOURCE) if m["media"]]
             videos = {m["media"]["size"]: m for m in items[: len(sizes)]}
