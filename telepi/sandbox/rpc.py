@@ -3,7 +3,8 @@
 Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_dcs`` (exported
 authorizations between data centres), ``rpc_chats`` (users, chats, dialogs), ``rpc_messages``
 (reading), ``rpc_send`` (sending, forwarding, editing, deleting), ``rpc_topics`` (forum topics),
-``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config) and the file helper's ``rpc_files``
+``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config), ``rpc_cdn`` (the CDN DC) and the file
+helper's ``rpc_files``
 (uploads, downloads), which finds files through :class:`~telepi.sandbox.rpc_media.WorldFileLocator`.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from telepi.sandbox import (
     rpc_auth,
+    rpc_cdn,
     rpc_chats,
     rpc_dcs,
     rpc_files,
@@ -22,6 +24,7 @@ from telepi.sandbox import (
     rpc_topics,
     rpc_updates,
 )
+from telepi.sandbox.cdn import Cdn
 from telepi.sandbox.dispatch import Registry
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.rpc_common import Env, part_cap_for
@@ -31,7 +34,7 @@ from telepi.sandbox.world import World
 
 
 def build_env(world: World, files: FileStore, *, dc_id: int = 2) -> Env:
-    return Env(world=world, files=files, render=Renderer(world, dc_id=dc_id))
+    return Env(world=world, files=files, render=Renderer(world, dc_id=dc_id), cdn=Cdn(files))
 
 
 def build_registry(
@@ -53,5 +56,9 @@ def build_registry(
     rpc_send.register(registry, env)
     rpc_topics.register(registry, env)
     rpc_updates.register(registry, env)
-    registry.merge(rpc_files.build_registry(files, WorldFileLocator(env), lambda user_id: part_cap_for(env, user_id)))
+    env.cdn = env.cdn or Cdn(files)
+    rpc_cdn.register(registry, env.cdn)
+    registry.merge(
+        rpc_files.build_registry(files, WorldFileLocator(env), lambda user_id: part_cap_for(env, user_id), cdn=env.cdn)
+    )
     return registry

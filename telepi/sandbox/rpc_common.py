@@ -8,6 +8,7 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.cdn import Cdn
 from telepi.sandbox.dcs import DataCentres
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import FileStore
@@ -41,6 +42,7 @@ class Env:
     # In-memory login state (phone_code_hash per phone, pending 2FA per auth key, SRP sessions).
     login: dict[str, Any] = field(default_factory=dict)
     dcs: DataCentres = field(default_factory=DataCentres)
+    cdn: Cdn | None = None  # the CDN DC's file tokens (build_env makes one)
 
 
 def bad(message: str) -> RpcError:

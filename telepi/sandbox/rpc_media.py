@@ -15,6 +15,7 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.cdn import OnCdn
 from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import RpcContext, RpcError
 from telepi.sandbox.rpc_common import Env, bad
@@ -243,6 +244,8 @@ class WorldFileLocator:
             check_file_reference(world, doc.id, location.file_reference)
             on_dc(ctx, doc.dc)
             if not location.thumb_size:
+                if doc.cdn:
+                    raise OnCdn(doc.file_id)
                 return doc.file_id
             for thumb in doc.thumbs:
                 if thumb["type"] == location.thumb_size:

@@ -9,6 +9,7 @@ from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import config_tl
+from telepi.sandbox.cdn import CDN_DC
 from telepi.sandbox.dispatch import Registry, RpcContext
 from telepi.sandbox.rpc_common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
 
@@ -21,7 +22,8 @@ def register(registry: Registry, env: Env, endpoint: Endpoint) -> None:
     async def get_config(ctx: RpcContext, request: Any) -> TLObject:
         where = endpoint()
         host, port = where.get(ctx.dc_id) or next(iter(where.values()))
-        return config_tl.make_config(ctx.dc_id, host, port, ports={dc: p for dc, (_h, p) in where.items()})
+        ports = {dc: p for dc, (_h, p) in where.items()}
+        return config_tl.make_config(ctx.dc_id, host, port, ports=ports, cdn=frozenset({CDN_DC}))
 
     @registry.register(functions.help.GetNearestDcRequest)
     async def get_nearest_dc(ctx: RpcContext, request: Any) -> TLObject:

@@ -5,8 +5,8 @@
         await sb.post("source", "hello", topic=2)   # mutate the world and push live updates
         assert sb.messages("target")[-1]["text"] == "hello"
 
-It runs Telegram's five data centres (``dcs.py``), each on its own loopback port with its own auth
-keys, over one world and one file store; ``port`` is the home DC's (2), where accounts log in.
+It runs Telegram's five data centres (``dcs.py``) and a CDN DC (``cdn.py``), each on its own loopback
+port with its own auth keys, over one world and one file store; ``port`` is the home DC's (2), where accounts log in.
 
 The state directory (a temporary one by default) holds ``world.sqlite``, the file store, the
 home DC's keys (the other DCs' in ``dc1/``, ``dc3/``...) and ``server_key.pem`` (the public key clients register with
@@ -27,6 +27,7 @@ from telethon.client.telegrambaseclient import TelegramBaseClient
 from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import MemorySession, SQLiteSession
 
+from telepi.sandbox.cdn import CDN_DC
 from telepi.sandbox.dcs import DC_IDS, HomeSink, dc_gate
 from telepi.sandbox.faults import Faults
 from telepi.sandbox.files import FileStore
@@ -114,7 +115,7 @@ class Sandbox:
         self._faults.premium = lambda user_id: (user := world.find_user(user_id)) is not None and user.premium
         registry = build_registry(self._world, self._files, endpoint=self._endpoints, env=self._env)
         key = self._server_key
-        for dc in DC_IDS:
+        for dc in (*DC_IDS, CDN_DC):
             server = SandboxServer(
                 registry,
                 self.state_dir if dc == self.dc_id else self.state_dir / f"dc{dc}",
@@ -133,6 +134,8 @@ class Sandbox:
             server.fanout = fanout
             await server.start()
         self.server.write_public_key(self.public_key_path)
+        assert self.env.cdn is not None
+        self.env.cdn.public_key_pem = self.server.public_key_pem  # one key for every DC, the CDN's too
         telethon_rsa.add_key(self.server.public_key_pem, old=False)
         forget_cached_config()
         return self

@@ -159,7 +159,8 @@ CREATE TABLE IF NOT EXISTS documents (
     date INTEGER NOT NULL,
     attributes TEXT NOT NULL,           -- JSON list of attribute dicts
     thumbs TEXT NOT NULL,               -- JSON list of {type, w, h, file_id, size}
-    dc INTEGER NOT NULL DEFAULT 2       -- the data centre that serves its bytes (and its thumbnails')
+    dc INTEGER NOT NULL DEFAULT 2,      -- the data centre that serves its bytes (and its thumbnails')
+    cdn INTEGER NOT NULL DEFAULT 0      -- popular: its DC redirects downloads to a CDN DC
 );
 CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
@@ -330,6 +331,7 @@ class Document:
     attributes: list[dict[str, Any]]
     thumbs: list[dict[str, Any]]
     dc: int = 2  # core.telegram.org/api/files: a file is served by the DC it was uploaded to
+    cdn: bool = False  # its DC answers upload.fileCdnRedirect (core.telegram.org/cdn)
 
 
 @dataclass(frozen=True)
@@ -521,10 +523,15 @@ class World:
 
     def _add_dc_columns(self) -> None:
         """A world made before data centres were modelled gains its ``dc`` columns (everything on DC 2)."""
-        for table in ("users", "documents", "photos"):
+        for table, column, default in (
+            ("users", "dc", 2),
+            ("documents", "dc", 2),
+            ("photos", "dc", 2),
+            ("documents", "cdn", 0),
+        ):
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if "dc" not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN dc INTEGER NOT NULL DEFAULT 2")
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT {default}")
 
     def close(self) -> None:
         self._db.close()
@@ -995,12 +1002,13 @@ class World:
         thumbs: list[dict[str, Any]] | None = None,
         date: int | None = None,
         dc: int = 2,
+        cdn: bool = False,
     ) -> Document:
         with self._tx() as db:
             doc_id = self.random_long()
             db.execute(
-                "INSERT INTO documents (id, access_hash, file_id, mime, size, date, attributes, thumbs, dc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents (id, access_hash, file_id, mime, size, date, attributes, thumbs, dc, cdn)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,
                     self.random_long(),
@@ -1011,18 +1019,21 @@ class World:
                     _dumps(attributes),
                     _dumps(thumbs or []),
                     dc,
+                    int(cdn),
                 ),
             )
         return self.document(doc_id)
 
     def document(self, doc_id: int) -> Document:
         row = self._db.execute(
-            "SELECT id, access_hash, file_id, mime, size, date, attributes, thumbs, dc FROM documents WHERE id = ?",
+            "SELECT id, access_hash, file_id, mime, size, date, attributes, thumbs, dc, cdn"
+            " FROM documents WHERE id = ?",
             (doc_id,),
         ).fetchone()
         if row is None:
             raise KeyError(f"no document {doc_id}")
-        return Document(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), json.loads(row[7]), row[8])
+        attributes, thumbs = json.loads(row[6]), json.loads(row[7])
+        return Document(row[0], row[1], row[2], row[3], row[4], row[5], attributes, thumbs, row[8], bool(row[9]))
 
     def add_photo(self, *, sizes: list[dict[str, Any]], date: int | None = None, dc: int = 2) -> Photo:
         with self._tx() as db:

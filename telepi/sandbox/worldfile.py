@@ -60,6 +60,7 @@ Format (every key optional unless marked *)::
             | {"kind": "voice", "size", "duration": 4}
             | {"kind": "sticker", "size", "alt": "😀", "w": 512, "h": 512}
             | {"kind": "document", "size", "filename": "report.pdf", "mime": "application/pdf", "thumb": {...}}
+    (documents also take "cdn": true: their DC redirects downloads to the CDN DC, core.telegram.org/cdn)
             | {"kind": "poll", "question": "?", "answers": ["a", "b"], "quiz": false, "correct": [0],
                "multiple_choice": false, "closed": false,
                "solution": "why", "votes": {"bob": [0]}}   # a quiz shows correct/solution to voters only
@@ -196,6 +197,7 @@ def build_media(
             attributes=attributes,
             thumbs=thumbs,
             dc=dc,
+            cdn=bool(spec.get("cdn")),
         )
         return {"kind": kind, "document_id": doc.id, "spoiler": bool(spec.get("spoiler"))}
     if kind == "poll":

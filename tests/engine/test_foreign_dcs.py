@@ -102,3 +102,15 @@ async def test_a_dc_that_forgot_the_authorization_is_authorized_again() -> None:
             await copy_all(cloner, transfers, cloner.messages[1:])
         assert_copied(sb, count=2)
         assert sb.exports(ACCOUNT) == {3: 2}
+
+
+async def test_a_file_redirected_to_a_cdn_is_read_there_decrypted_and_checked() -> None:
+    async with Sandbox(world([on(4, {**document(3 * MiB + 777, "popular"), "cdn": True})])) as sb:
+        cloner = await Cloner.login(sb)
+        async with Transfers(cloner.client, OPTIONS) as transfers:
+            await copy_all(cloner, transfers)
+        assert_copied(sb)
+        cdn = sb.env.cdn
+        assert cdn is not None and cdn.reuploads == 1  # one reupload for the parts in flight
+        assert 1 <= cdn.redirects <= OPTIONS.downloads_in_flight
+        assert sb.exports(ACCOUNT) == {4: 1}  # the redirect came from DC 4; the CDN needs no authorization

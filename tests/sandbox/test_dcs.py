@@ -14,8 +14,9 @@ from telethon.sessions import MemorySession
 from telethon.tl import functions, types
 from telethon.tl.alltlobjects import LAYER
 
+from telepi.sandbox.cdn import CDN_DC, ctr
 from telepi.sandbox.faults import RateRule
-from telepi.sandbox.files import generated_sha256
+from telepi.sandbox.files import generated_bytes, generated_sha256
 from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
 
 WORLD: dict[str, Any] = {
@@ -69,7 +70,8 @@ async def test_get_config_lists_each_dc_at_its_own_port(sb: Sandbox) -> None:
     config = await client(functions.help.GetConfigRequest())
     listed = {o.id: o.port for o in config.dc_options}
     assert listed == {dc: server.port for dc, server in sb.servers.items()}
-    assert len(set(listed.values())) == 5
+    assert len(set(listed.values())) == 6
+    assert [o.id for o in config.dc_options if o.cdn] == [CDN_DC]
     assert config.this_dc == 2
 
 
@@ -183,3 +185,35 @@ async def test_parts_belong_to_the_dc_they_were_saved_on(sb: Sandbox) -> None:
     )
     with pytest.raises(errors.RPCError, match="File part 0 missing"):  # FILE_PART_0_MISSING
         await client(functions.messages.SendMediaRequest("source", uploaded, "", random_id=5))
+
+
+async def test_a_popular_file_is_redirected_to_the_cdn_encrypted_and_hashed(tmp_path: Any) -> None:
+    world = {**WORLD, "chats": [dict(WORLD["chats"][0])]}
+    world["chats"][0]["messages"] = [
+        {"text": "hot", "media": {"kind": "document", "size": 300_000, "seed": "hot", "dc": 4, "cdn": True}}
+    ]
+    async with Sandbox(world, state_dir=tmp_path / "cdn") as sb:
+        client = await sb.client("alice")
+        doc = (await media_of(client, "hot")).document
+        location = types.InputDocumentFileLocation(doc.id, doc.access_hash, doc.file_reference, "")
+        on_four = await client._borrow_exported_sender(4)
+        redirect = await on_four.send(functions.upload.GetFileRequest(location, 0, 128 * 1024))
+        assert isinstance(redirect, types.upload.FileCdnRedirect) and redirect.dc_id == CDN_DC
+        assert redirect.file_hashes[0].offset == 0 and redirect.file_hashes[0].limit == 128 * 1024
+        cdn = await raw_sender(client, sb, CDN_DC)  # a fresh key: the CDN needs no authorization
+        try:
+            get = functions.upload.GetCdnFileRequest(redirect.file_token, 0, 128 * 1024)
+            needed = await first(client, cdn, get)
+            assert isinstance(needed, types.upload.CdnFileReuploadNeeded)  # not on the CDN yet
+            hashes = await client(functions.upload.ReuploadCdnFileRequest(redirect.file_token, needed.request_token))
+            assert hashes[0].hash == redirect.file_hashes[0].hash
+            part = await cdn.send(get)
+            plain = ctr(redirect.encryption_key, redirect.encryption_iv, 0, part.bytes)
+            assert hashlib.sha256(plain).digest() == redirect.file_hashes[0].hash
+            assert plain == generated_bytes("hot", 300_000, 0, 128 * 1024)
+            assert part.bytes != plain
+        finally:
+            await cdn.disconnect()
+            await client._return_exported_sender(on_four)
+        with pytest.raises(errors.RPCError, match="FILE_TOKEN"):  # only the CDN DC serves tokens
+            await client(functions.upload.GetCdnFileRequest(redirect.file_token, 0, 4096))

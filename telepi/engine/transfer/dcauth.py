@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from telethon import errors
-from telethon.crypto import AuthKey
+from telethon.crypto import AuthKey, rsa
 from telethon.tl import functions
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class DcAuth:
         self._locks: dict[int, asyncio.Lock] = {}
         self._addresses: dict[int, tuple[str, int]] = {}
         self.exports = 0  # auth.exportAuthorization calls made (for tests and logs)
+        self._cdn_keys = False
 
     @property
     def client(self) -> Any:
@@ -61,12 +62,21 @@ class DcAuth:
         if dc_id not in self._addresses:
             config = await self.client(functions.help.GetConfigRequest())
             for option in config.dc_options:
-                if not option.ipv6 and not option.cdn and not option.media_only:
+                if not option.ipv6 and not option.media_only:
                     self._addresses.setdefault(option.id, (option.ip_address, option.port))
         try:
             return self._addresses[dc_id]
         except KeyError:
             raise ConnectionError(f"Telegram's config names no DC {dc_id}") from None
+
+    async def cdn_keys(self) -> None:
+        """Register the CDN DCs' RSA keys (``help.getCdnConfig``), needed to make a key there."""
+        if self._cdn_keys:
+            return
+        config = await self.client(functions.help.GetCdnConfigRequest())
+        for key in config.public_keys:
+            rsa.add_key(key.public_key, old=False)
+        self._cdn_keys = True
 
     def lock(self, dc_id: int) -> asyncio.Lock:
         return self._locks.setdefault(dc_id, asyncio.Lock())

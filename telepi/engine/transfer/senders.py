@@ -66,8 +66,10 @@ class SenderPool:
     """``size`` connections to ``dc_id`` for one account, opened on first use; requests go to the
     least busy one. ``size == 0`` uses the client's main connection (Telethon's default behaviour)."""
 
-    def __init__(self, client: Any, dc_id: int, size: int, *, name: str) -> None:
+    def __init__(self, client: Any, dc_id: int, size: int, *, name: str, cdn: bool = False) -> None:
+        """``cdn``: a CDN DC, whose connections need no authorization (core.telegram.org/cdn)."""
         self.client = client
+        self.cdn = cdn
         self.dc_id = dc_id
         self.size = size
         self.name = name
@@ -95,7 +97,7 @@ class SenderPool:
                 future = sender.send(request)
                 return await self._wait(future, timeout)
             except errors.UnauthorizedError as exc:
-                if self.home or self.size == 0:
+                if self.home or self.size == 0 or self.cdn:
                     raise
                 # The DC forgot this account's imported authorization: authorize again, as a transient error
                 # (once: the pool's other connections share the key and meet the same answer).
@@ -149,6 +151,13 @@ class SenderPool:
             if self.home:
                 return client._sender
             return await client._borrow_exported_sender(self.dc_id)
+        if self.cdn:
+            auth = dc_auth(client)
+            await auth.cdn_keys()
+            host, port = await auth.address(self.dc_id)
+            sender = await self._connect(None, host, port)  # a fresh key: a CDN knows no accounts
+            await self._hello(sender, functions.help.GetConfigRequest())
+            return sender
         if not self.home:
             return await self._open_foreign()
         sender = await self._connect(client.session.auth_key, client.session.server_address, client.session.port)
