@@ -14,6 +14,11 @@ default), to show that its peak memory does not grow with the file; ``--big`` co
 on a 2 GiB file (about 4 minutes more). Above 2000 MiB the cloner account has Premium, as Telegram
 requires. ``--sweep`` also times the streaming side with 1, 2, 4 and 8 connections each way.
 
+Files live on data centres, as on Telegram: the compared video on DC 4, foreign to the cloner (whose
+home is DC 2), the ``--rss-sizes`` files on DCs 1, 3 and 5, and a second video of ``--size-mib`` on DC 2:
+the report puts foreign-DC and home-DC throughput side by side, with the ``auth.exportAuthorization``
+calls each run made (counted by the sandbox; one per foreign DC per process is the target).
+
 The scene (:func:`world`) and the child (:func:`run_cloner`) also serve ``tests/engine/test_transfer.py``.
 """
 
@@ -169,6 +174,7 @@ async def run_cloner(
 
     workdir.mkdir(parents=True, exist_ok=True)
     session = await sb.session_dir(workdir / "session", ACCOUNT)
+    exports_before = sb.exports(ACCOUNT)
     config = {
         "session": str(session / session.name),
         "pem": str(sb.public_key_path),
@@ -212,14 +218,24 @@ async def run_cloner(
             await proc.wait()
     if proc.returncode != 0 or result is None:
         raise RuntimeError(f"the cloner child failed with exit code {proc.returncode}")
+    after = sb.exports(ACCOUNT)
+    # auth.exportAuthorization calls this run made, per target DC
+    result["exports"] = {dc: n - exports_before.get(dc, 0) for dc, n in after.items() if n > exports_before.get(dc, 0)}
     return result
 
 
 # ---- the benchmark ----------------------------------------------------------------------------------
 
 
-def _media(size: int) -> dict[str, Any]:
-    return {"kind": "video", "size": size, "seed": "bench", "duration": 600.0, "w": 1920, "h": 1080}
+FOREIGN_DC = 4  # the cloner lives on DC 2
+HOME_DC = 2
+MEMORY_DCS = (1, 3, 5)  # --rss-sizes files, in turn
+TARGET_DC_LINK_FRACTION = 0.9  # foreign and home DC each
+
+
+def _media(size: int, dc: int = FOREIGN_DC) -> dict[str, Any]:
+    spec = {"kind": "video", "size": size, "seed": f"bench-dc{dc}", "duration": 600.0, "w": 1920, "h": 1080}
+    return {**spec, "dc": dc}
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,9 +261,14 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         print(f"the cloner account has Premium (a file over {NON_PREMIUM_MAX_MIB} MiB needs it)")
     report["premium"] = premium
     with tempfile.TemporaryDirectory(prefix="telepi-bench-") as tmp:
-        async with Sandbox(world([_media(m * MiB) for m in sizes], premium=premium)) as sb:
-            videos = {m["media"]["size"]: m for m in sb.messages(SOURCE) if m["media"]}
+        # The compared file on DC 4, the memory rows on the other foreign DCs, one file on the home DC.
+        specs = [_media(m * MiB, FOREIGN_DC if i == 0 else MEMORY_DCS[(i - 1) % 3]) for i, m in enumerate(sizes)]
+        specs.append(_media(size, HOME_DC))
+        async with Sandbox(world(specs, premium=premium)) as sb:
+            items = [m for m in sb.messages(SOURCE) if m["media"]]
+            videos = {m["media"]["size"]: m for m in items[: len(sizes)]}
             source = videos[size]
+            home_source = items[-1]
             sb.faults.link = link
             runs: list[tuple[str, str, dict[str, Any]]] = [
                 ("telethon", "download_media + send_file", {}),
@@ -273,8 +294,17 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                     f"  {label:<40} {done['elapsed']:7.1f} s  {size / MiB / done['elapsed']:6.1f} MiB/s  "
                     f"peak RSS {done['vmhwm'] / MiB:5.0f} MiB  byte-identical: {done['identical']}"
                 )
-            # Peak memory must not grow with the file: the streaming side alone on the other sizes.
+            # The same file size from the cloner's own DC: no exported authorization, same links.
             streaming = _options(args.connections, args)
+            home = await run_cloner(sb, Path(tmp) / "home_dc", [home_source["id"]], mode="stream", options=streaming)
+            home["identical"] = sb.messages(TARGET)[-1]["media"]["sha256"] == home_source["media"]["sha256"]
+            home["label"] = f"streaming from the home DC {HOME_DC}"
+            report["home_run"] = home
+            print(
+                f"  {home['label']:<40} {home['elapsed']:7.1f} s  {size / MiB / home['elapsed']:6.1f} MiB/s  "
+                f"peak RSS {home['vmhwm'] / MiB:5.0f} MiB  byte-identical: {home['identical']}"
+            )
+            # Peak memory must not grow with the file: the streaming side alone on the other sizes.
             for mib in memory_sizes:
                 video = videos[mib * MiB]
                 done = await run_cloner(
@@ -293,6 +323,16 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     report["link_limit_mib_s"] = limit
     report["link_fraction"] = size / MiB / streamed["elapsed"] / limit
     print(f"streaming throughput: {report['link_fraction']:.0%} of the {limit:.0f} MiB/s link limit (target ≥ 80%)")
+    home = report["home_run"]
+    report["dcs"] = {
+        "foreign": _dc_row(FOREIGN_DC, size, streamed, limit),
+        "home": _dc_row(HOME_DC, size, home, limit),
+    }
+    for name, row in report["dcs"].items():
+        print(
+            f"{name} DC {row['dc']}: {row['mib_s']:.1f} MiB/s = {row['link_fraction']:.0%} of the link; "
+            f"exports this run: {row['exports'] or 'none'}"
+        )
     if not args.skip_baseline:
         base = report["runs"][0]["elapsed"]
         ours = report["runs"][1]["elapsed"]
@@ -314,6 +354,19 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "met": max(peaks) < TARGET_PEAK_MB * 1e6,
         },
     }
+    exports_per_dc = max((n for run in report["runs"] + report["memory"] for n in run["exports"].values()), default=0)
+    report["exports_per_foreign_dc_max"] = exports_per_dc
+    report["targets"]["exports_per_foreign_dc_per_run"] = {
+        "target": 1,
+        "measured": exports_per_dc,
+        "met": exports_per_dc <= 1,
+    }
+    for name, row in report["dcs"].items():
+        report["targets"][f"{name}_dc_link_fraction"] = {
+            "target": TARGET_DC_LINK_FRACTION,
+            "measured": row["link_fraction"],
+            "met": row["link_fraction"] >= TARGET_DC_LINK_FRACTION,
+        }
     if "speedup" in report:
         report["targets"]["speedup_over_baseline"] = {
             "target": TARGET_SPEEDUP,
@@ -333,12 +386,20 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_seconds": None if args.skip_baseline else report["runs"][0]["elapsed"],
         "speedup_over_baseline": report.get("speedup"),
         "link_fraction": report["link_fraction"],
+        "foreign_dc_mib_s": report["dcs"]["foreign"]["mib_s"],
+        "home_dc_mib_s": report["dcs"]["home"]["mib_s"],
+        "exports_per_foreign_dc_max": exports_per_dc,
         "peak_rss_mib_by_size": {
             str(run.get("size", size) // MiB): run["vmhwm"] / MiB for run in (streamed, *report["memory"])
         },
     }
-    report["ok"] = all(run["identical"] for run in (*report["runs"], *report["memory"]))
+    report["ok"] = all(run["identical"] for run in (*report["runs"], *report["memory"], home))
     return report
+
+
+def _dc_row(dc: int, size: int, run: dict[str, Any], limit: float) -> dict[str, Any]:
+    mib_s = size / MiB / run["elapsed"]
+    return {"dc": dc, "mib_s": mib_s, "link_fraction": mib_s / limit, "exports": run["exports"]}
 
 
 def _options(connections: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -158,6 +158,13 @@ def report(console: Console, sb: Any, seconds: float) -> int:
         f"duplicates: {max(duplicates, 0)}   topics matched: {'all' if all_matched else 'NOT all'}   "
         f"files byte-identical (sha256): {identical}/{len(source_files)}, largest {biggest / 2**20:.0f} MiB"
     )
+    spread = ", ".join(f"DC {dc}: {n}" for dc, n in sb.file_dcs("source").items())
+    exports = "; ".join(
+        f"{name} {', '.join(f'DC {dc}: {n}' for dc, n in sorted(sb.exports(name).items())) or 'none'}"
+        for name in ("bob", "carol")
+    )
+    console.print(f"source files by data centre (the accounts live on DC 2): {spread}")
+    console.print(f"authorizations exported to other DCs: {exports}")
     flood = sb.faults.flood
     if flood is not None and flood.refusals:
         refusals = ", ".join(f"{count} {kind}" for kind, count in sorted(flood.refusals.items()))

@@ -126,6 +126,8 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         print(f"sandbox listening on {sb.host}:{sb.port} (state: {sb.state_dir.resolve()})")
+        ports = ", ".join(f"DC {dc} on {server.port}" for dc, server in sorted(sb.servers.items()))
+        print(f"data centres: {ports} (accounts live on DC {sb.dc_id}; help.getConfig lists them all)")
         scaled = f", {args.limits_scale:g}x faster" if args.limits_scale != 1 else ""
         print(f"flood limits: {args.limits}{scaled}")
         for account in sb.world.accounts():

@@ -1,8 +1,9 @@
-"""``help.getConfig``'s answer for a sandbox: every data center option points at the one local server."""
+"""``help.getConfig``'s answer for a sandbox: each data centre at its own local port (or all at one)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from telethon.tl import types
 
@@ -34,11 +35,21 @@ _LIMITS = {
 }
 
 
-def make_config(dc_id: int, host: str, port: int, *, now: dt.datetime | None = None) -> types.Config:
-    """A valid ``Config`` whose data centers 1-5 (all of them, so Telethon never leaves the sandbox)
-    are ``host:port``; ``this_dc`` is ``dc_id`` and the config expires in an hour."""
+def make_config(
+    dc_id: int,
+    host: str,
+    port: int,
+    *,
+    ports: Mapping[int, int] | None = None,
+    cdn: frozenset[int] = frozenset(),
+    now: dt.datetime | None = None,
+) -> types.Config:
+    """A valid ``Config`` listing data centres 1-5 (all of them, so Telethon never leaves the sandbox):
+    each at ``host:ports[dc]``, or all at ``host:port`` without ``ports``; ``this_dc`` is ``dc_id`` and the
+    config expires in an hour. DCs in ``cdn`` are listed as CDN DCs."""
     now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
-    options = [types.DcOption(id=dc, ip_address=host, port=port) for dc in sorted({1, 2, 3, 4, 5, dc_id})]
+    where = dict(ports) if ports else {dc: port for dc in {1, 2, 3, 4, 5, dc_id}}
+    options = [types.DcOption(id=dc, ip_address=host, port=where[dc], cdn=dc in cdn or None) for dc in sorted(where)]
     return types.Config(
         date=now,
         expires=now + dt.timedelta(hours=1),

@@ -1,17 +1,30 @@
 """The sandbox's Telegram RPCs: one :class:`~telepi.sandbox.dispatch.Registry` over a world and a file store.
 
-Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_chats`` (users, chats,
-dialogs), ``rpc_messages`` (reading), ``rpc_send`` (sending, forwarding, editing, deleting),
-``rpc_topics`` (forum topics), ``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config) and
-the file helper's ``rpc_files`` (uploads, downloads), which finds files through
-:class:`~telepi.sandbox.rpc_media.WorldFileLocator`.
+Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_dcs`` (exported
+authorizations between data centres), ``rpc_chats`` (users, chats, dialogs), ``rpc_messages``
+(reading), ``rpc_send`` (sending, forwarding, editing, deleting), ``rpc_topics`` (forum topics),
+``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config), ``rpc_cdn`` (the CDN DC) and the file
+helper's ``rpc_files``
+(uploads, downloads), which finds files through :class:`~telepi.sandbox.rpc_media.WorldFileLocator`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from telepi.sandbox import rpc_auth, rpc_chats, rpc_files, rpc_messages, rpc_misc, rpc_send, rpc_topics, rpc_updates
+from telepi.sandbox import (
+    rpc_auth,
+    rpc_cdn,
+    rpc_chats,
+    rpc_dcs,
+    rpc_files,
+    rpc_messages,
+    rpc_misc,
+    rpc_send,
+    rpc_topics,
+    rpc_updates,
+)
+from telepi.sandbox.cdn import Cdn
 from telepi.sandbox.dispatch import Registry
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.rpc_common import Env, part_cap_for
@@ -21,26 +34,31 @@ from telepi.sandbox.world import World
 
 
 def build_env(world: World, files: FileStore, *, dc_id: int = 2) -> Env:
-    return Env(world=world, files=files, render=Renderer(world, dc_id=dc_id))
+    return Env(world=world, files=files, render=Renderer(world, dc_id=dc_id), cdn=Cdn(files))
 
 
 def build_registry(
     world: World,
     files: FileStore,
     *,
-    endpoint: Callable[[], tuple[str, int]] = lambda: ("127.0.0.1", 0),
+    endpoint: Callable[[], Mapping[int, tuple[str, int]]] = lambda: {2: ("127.0.0.1", 0)},
     dc_id: int = 2,
     env: Env | None = None,
 ) -> Registry:
-    """Every handler; ``endpoint()`` gives the (host, port) that help.getConfig advertises."""
+    """Every handler; ``endpoint()`` gives each DC's (host, port), which help.getConfig advertises."""
     env = env or build_env(world, files, dc_id=dc_id)
     registry = Registry()
     rpc_misc.register(registry, env, endpoint)
     rpc_auth.register(registry, env)
+    rpc_dcs.register(registry, env)
     rpc_chats.register(registry, env)
     rpc_messages.register(registry, env)
     rpc_send.register(registry, env)
     rpc_topics.register(registry, env)
     rpc_updates.register(registry, env)
-    registry.merge(rpc_files.build_registry(files, WorldFileLocator(env), lambda user_id: part_cap_for(env, user_id)))
+    env.cdn = env.cdn or Cdn(files)
+    rpc_cdn.register(registry, env.cdn)
+    registry.merge(
+        rpc_files.build_registry(files, WorldFileLocator(env), lambda user_id: part_cap_for(env, user_id), cdn=env.cdn)
+    )
     return registry

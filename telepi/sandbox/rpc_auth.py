@@ -137,6 +137,8 @@ def register(registry: Registry, env: Env) -> None:
         user = world.user_by_phone(request.phone_number)
         if user is None or not user.code:
             raise bad("PHONE_NUMBER_INVALID")
+        if user.dc != ctx.dc_id:  # the phone is registered on another DC (core.telegram.org/api/datacenter)
+            raise RpcError(303, f"PHONE_MIGRATE_{user.dc}")
         code_hash = secrets.token_hex(8)
         code_hashes[user.phone or ""] = code_hash
         return types.auth.SentCode(type=types.auth.SentCodeTypeApp(length=len(user.code)), phone_code_hash=code_hash)
@@ -150,6 +152,8 @@ def register(registry: Registry, env: Env) -> None:
         user = world.user_by_phone(request.phone_number)
         if user is None:
             raise bad("PHONE_NUMBER_INVALID")
+        if user.dc != ctx.dc_id:
+            raise RpcError(303, f"USER_MIGRATE_{user.dc}")
         if not request.phone_code_hash:
             raise bad("PHONE_CODE_HASH_EMPTY")
         if code_hashes.get(user.phone or "") != request.phone_code_hash:

@@ -8,6 +8,8 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.cdn import Cdn
+from telepi.sandbox.dcs import DataCentres
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.rpc_render import Renderer
@@ -39,6 +41,8 @@ class Env:
     render: Renderer
     # In-memory login state (phone_code_hash per phone, pending 2FA per auth key, SRP sessions).
     login: dict[str, Any] = field(default_factory=dict)
+    dcs: DataCentres = field(default_factory=DataCentres)
+    cdn: Cdn | None = None  # the CDN DC's file tokens (build_env makes one)
 
 
 def bad(message: str) -> RpcError:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.cdn import Cdn, OnCdn
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.files import FileStore, KiB, MiB
 
@@ -42,15 +44,18 @@ def check_range(offset: int, limit: int, *, precise: bool) -> None:
         raise RpcError(400, "LIMIT_INVALID")
 
 
-def build_registry(store: FileStore, locate: FileLocator, part_cap_for: Callable[[int], int]) -> Registry:
-    """Handlers for uploads and downloads; ``part_cap_for(user_id)`` is 4000, or 8000 for premium."""
+def build_registry(
+    store: FileStore, locate: FileLocator, part_cap_for: Callable[[int], int], *, cdn: Cdn | None = None
+) -> Registry:
+    """Handlers for uploads and downloads; ``part_cap_for(user_id)`` is 4000, or 8000 for premium.
+    Parts belong to the DC they were saved on (``dcs.upload_owner``)."""
     registry = Registry()
 
     @registry.register(functions.upload.SaveFilePartRequest)
     async def save_file_part(ctx: RpcContext, request: Any) -> bool:
         owner = ctx.require_user()
         store.save_part(
-            owner,
+            upload_owner(owner, ctx.dc_id),
             request.file_id,
             request.file_part,
             request.bytes,
@@ -64,7 +69,7 @@ def build_registry(store: FileStore, locate: FileLocator, part_cap_for: Callable
     async def save_big_file_part(ctx: RpcContext, request: Any) -> bool:
         owner = ctx.require_user()
         store.save_part(
-            owner,
+            upload_owner(owner, ctx.dc_id),
             request.file_id,
             request.file_part,
             request.bytes,
@@ -78,7 +83,12 @@ def build_registry(store: FileStore, locate: FileLocator, part_cap_for: Callable
     async def get_file(ctx: RpcContext, request: Any) -> TLObject:
         ctx.require_user()
         check_range(request.offset, request.limit, precise=bool(request.precise))
-        file_id = locate.locate(ctx, request.location)
+        try:
+            file_id = locate.locate(ctx, request.location)
+        except OnCdn as on_cdn:
+            if cdn is None:
+                raise RpcError(500, "CDN_UNAVAILABLE") from None
+            return cdn.redirect(on_cdn.file_id, request.offset)
         data = store.read(file_id, request.offset, request.limit)
         photo = isinstance(request.location, _PHOTO_LOCATIONS)
         kind = types.storage.FileJpeg() if photo else types.storage.FilePartial()

@@ -15,6 +15,8 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.cdn import OnCdn
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import RpcContext, RpcError
 from telepi.sandbox.rpc_common import Env, bad
 from telepi.sandbox.rpc_render import (
@@ -67,30 +69,31 @@ class MediaInput:
     def __init__(self, env: Env) -> None:
         self.env = env
 
-    def _uploaded(self, user_id: int, input_file: TLObject) -> int:
+    def _uploaded(self, user_id: int, input_file: TLObject, dc_id: int) -> int:
         if not isinstance(input_file, types.InputFile | types.InputFileBig):
             raise bad("MEDIA_INVALID")
-        return self.env.files.finish_upload(user_id, input_file)
+        return self.env.files.finish_upload(upload_owner(user_id, dc_id), input_file)
 
     def _dims(self, file_id: int, default: tuple[int, int]) -> tuple[int, int]:
         return image_size(self.env.files.read(file_id, 0, 64 * 1024)) or default
 
-    def build(self, user_id: int, media: TLObject) -> dict[str, Any]:
-        """A descriptor for ``media``; RpcError for what Telegram refuses (expired or protected refs...)."""
+    def build(self, user_id: int, media: TLObject, dc_id: int = 2) -> dict[str, Any]:
+        """A descriptor for ``media``; RpcError for what Telegram refuses (expired or protected refs...).
+        Uploaded files are the parts saved on ``dc_id`` (the caller's DC), and live there."""
         world = self.env.world
         if isinstance(media, types.InputMediaUploadedPhoto):
-            file_id = self._uploaded(user_id, media.file)
+            file_id = self._uploaded(user_id, media.file, dc_id)
             w, h = self._dims(file_id, (800, 600))
             size = self.env.files.size(file_id)
             photo = world.add_photo(
-                sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}]
+                sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}], dc=dc_id
             )
             return {"kind": "photo", "photo_id": photo.id, "spoiler": bool(media.spoiler)}
         if isinstance(media, types.InputMediaUploadedDocument):
-            file_id = self._uploaded(user_id, media.file)
+            file_id = self._uploaded(user_id, media.file, dc_id)
             thumbs: list[dict[str, Any]] = []
             if media.thumb is not None:
-                thumb_id = self._uploaded(user_id, media.thumb)
+                thumb_id = self._uploaded(user_id, media.thumb, dc_id)
                 w, h = self._dims(thumb_id, (90, 90))
                 thumbs.append({"type": "m", "w": w, "h": h, "file_id": thumb_id, "size": self.env.files.size(thumb_id)})
             attributes = [attribute_to_dict(a) for a in media.attributes or []]
@@ -100,6 +103,7 @@ class MediaInput:
                 size=self.env.files.size(file_id),
                 attributes=attributes,
                 thumbs=thumbs,
+                dc=dc_id,
             )
             kind = document_kind(doc.mime, attributes, force_file=bool(media.force_file))
             return {"kind": kind, "document_id": doc.id, "spoiler": bool(media.spoiler)}
@@ -215,6 +219,13 @@ class MediaInput:
                 raise bad("CHAT_FORWARDS_RESTRICTED")
 
 
+def on_dc(ctx: RpcContext, dc_id: int) -> None:
+    """A file is served only by the DC it lives on: elsewhere upload.getFile answers 303 FILE_MIGRATE_X
+    (core.telegram.org/api/datacenter), after the location itself was checked."""
+    if dc_id != ctx.dc_id:
+        raise RpcError(303, f"FILE_MIGRATE_{dc_id}")
+
+
 class WorldFileLocator:
     """rpc_files' FileLocator: which stored file a download location names."""
 
@@ -231,7 +242,10 @@ class WorldFileLocator:
             if doc.access_hash != location.access_hash:
                 raise RpcError(400, "LOCATION_INVALID")
             check_file_reference(world, doc.id, location.file_reference)
+            on_dc(ctx, doc.dc)
             if not location.thumb_size:
+                if doc.cdn:
+                    raise OnCdn(doc.file_id)
                 return doc.file_id
             for thumb in doc.thumbs:
                 if thumb["type"] == location.thumb_size:
@@ -245,6 +259,7 @@ class WorldFileLocator:
             if photo.access_hash != location.access_hash:
                 raise RpcError(400, "LOCATION_INVALID")
             check_file_reference(world, photo.id, location.file_reference)
+            on_dc(ctx, photo.dc)
             for size in photo.sizes:
                 if size["type"] == location.thumb_size:
                     return int(size["file_id"])

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import config_tl
+from telepi.sandbox.cdn import CDN_DC
 from telepi.sandbox.dispatch import Registry, RpcContext
 from telepi.sandbox.rpc_common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
 
-Endpoint = Callable[[], tuple[str, int]]
+# (host, port) of every DC the sandbox runs.
+Endpoint = Callable[[], Mapping[int, tuple[str, int]]]
 
 
 def register(registry: Registry, env: Env, endpoint: Endpoint) -> None:
     @registry.register(functions.help.GetConfigRequest)
     async def get_config(ctx: RpcContext, request: Any) -> TLObject:
-        host, port = endpoint()
-        return config_tl.make_config(ctx.dc_id, host, port)
+        where = endpoint()
+        host, port = where.get(ctx.dc_id) or next(iter(where.values()))
+        ports = {dc: p for dc, (_h, p) in where.items()}
+        return config_tl.make_config(ctx.dc_id, host, port, ports=ports, cdn=frozenset({CDN_DC}))
 
     @registry.register(functions.help.GetNearestDcRequest)
     async def get_nearest_dc(ctx: RpcContext, request: Any) -> TLObject:

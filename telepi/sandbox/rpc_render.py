@@ -319,7 +319,7 @@ class Renderer:
             date=doc.date,
             mime_type=doc.mime,
             size=doc.size,
-            dc_id=self.dc_id,
+            dc_id=doc.dc,
             attributes=[attribute_from_dict(a) for a in doc.attributes],
             thumbs=thumbs or None,
         )
@@ -331,7 +331,7 @@ class Renderer:
             file_reference=self._ref(photo.id, source_peer, protected),
             date=photo.date,
             sizes=[types.PhotoSize(type=s["type"], w=s["w"], h=s["h"], size=s["size"]) for s in photo.sizes],
-            dc_id=self.dc_id,
+            dc_id=photo.dc,
         )
 
     def media(

@@ -151,7 +151,7 @@ def register(registry: Registry, env: Env) -> None:
         check_text(caption, media=True, limit=caption_limit(env, viewer))
         posted = duplicate(viewer, peer, request.random_id)  # a resend must not build (upload) the media again
         if posted is None:
-            media = media_input.build(viewer, request.media)
+            media = media_input.build(viewer, request.media, ctx.dc_id)
             entities = sent_entities(env, viewer, request.entities)
             new = NewMessage(
                 text=caption,
@@ -186,7 +186,7 @@ def register(registry: Registry, env: Env) -> None:
             posts = [e for e in earlier if e is not None]
         else:
             # Build every media first: a bad item fails the album before anything is posted.
-            medias = [media_input.build(viewer, item.media) for item in items]
+            medias = [media_input.build(viewer, item.media, ctx.dc_id) for item in items]
             grouped_id = world.random_long()
             posts = []
             with world.batch():
@@ -207,7 +207,7 @@ def register(registry: Registry, env: Env) -> None:
     async def upload_media(ctx: RpcContext, request: Any) -> TLObject:
         viewer = ctx.require_user()
         resolve_peer(env, viewer, request.peer)
-        return env.render.media(media_input.build(viewer, request.media))
+        return env.render.media(media_input.build(viewer, request.media, ctx.dc_id))
 
     @registry.register(functions.messages.ForwardMessagesRequest)
     async def forward_messages(ctx: RpcContext, request: Any) -> TLObject:
@@ -278,7 +278,7 @@ def register(registry: Registry, env: Env) -> None:
             chat = world.find_chat(peer) if peer < 0 else None
             if not (chat is not None and chat.broadcast and member is not None and member.can("edit_messages")):
                 raise forbidden("MESSAGE_AUTHOR_REQUIRED")
-        media = media_input.build(viewer, request.media) if request.media is not None else None
+        media = media_input.build(viewer, request.media, ctx.dc_id) if request.media is not None else None
         resulting_media = media if media is not None else msg.media
         # A link preview does not make text a caption; anything else does (1024/4096 limit).
         has_media = resulting_media is not None and resulting_media.get("kind") != "webpage"

@@ -5,8 +5,11 @@
         await sb.post("source", "hello", topic=2)   # mutate the world and push live updates
         assert sb.messages("target")[-1]["text"] == "hello"
 
+It runs Telegram's five data centres (``dcs.py``) and a CDN DC (``cdn.py``), each on its own loopback
+port with its own auth keys, over one world and one file store; ``port`` is the home DC's (2), where accounts log in.
+
 The state directory (a temporary one by default) holds ``world.sqlite``, the file store, the
-server's keys and ``server_key.pem`` (the public key clients register with
+home DC's keys (the other DCs' in ``dc1/``, ``dc3/``...) and ``server_key.pem`` (the public key clients register with
 ``telethon.crypto.rsa.add_key(pem, old=False)``).
 """
 
@@ -20,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from telethon import TelegramClient, errors
+from telethon.client.telegrambaseclient import TelegramBaseClient
 from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import MemorySession, SQLiteSession
 
+from telepi.sandbox.cdn import CDN_DC
+from telepi.sandbox.dcs import DC_IDS, HomeSink, dc_gate
 from telepi.sandbox.faults import Faults
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.handshake import ServerKey
@@ -90,7 +96,7 @@ class Sandbox:
         self._server_key = server_key if server_key is not None or not self._temp else shared_server_key()
         self.dc_id = dc_id
         self._clients: list[TelegramClient] = []
-        self._server: SandboxServer | None = None
+        self._servers: dict[int, SandboxServer] = {}
         self._world: World | None = None
         self._files: FileStore | None = None
         self._env: Env | None = None
@@ -107,21 +113,31 @@ class Sandbox:
         self._env = build_env(self._world, self._files, dc_id=self.dc_id)
         world = self._world
         self._faults.premium = lambda user_id: (user := world.find_user(user_id)) is not None and user.premium
-        registry = build_registry(self._world, self._files, endpoint=self._endpoint, env=self._env)
-        self._server = SandboxServer(
-            registry,
-            self.state_dir,
-            host=self._host,
-            port=self._port,
-            faults=self._faults,
-            dc_id=self.dc_id,
-            server_key=self._server_key,
-        )
-        self._standing = AccountStanding(self._world, self._server.store)
-        self._server.gate = self._standing.check
-        await self._server.start()
-        self._server.write_public_key(self.public_key_path)
-        telethon_rsa.add_key(self._server.public_key_pem, old=False)
+        registry = build_registry(self._world, self._files, endpoint=self._endpoints, env=self._env)
+        key = self._server_key
+        for dc in (*DC_IDS, CDN_DC):
+            server = SandboxServer(
+                registry,
+                self.state_dir if dc == self.dc_id else self.state_dir / f"dc{dc}",
+                host=self._host,
+                port=self._port if dc == self.dc_id else 0,
+                faults=self._faults,
+                dc_id=dc,
+                server_key=key,
+            )
+            key = key or server.server_key  # one RSA key for every DC: clients register one
+            self._servers[dc] = server
+        self._standing = AccountStanding(self._world, [s.store for s in self._servers.values()])
+        fanout = HomeSink(self._servers, lambda user_id: world.user(user_id).dc)
+        for dc, server in self._servers.items():
+            server.gate = dc_gate(dc, lambda user_id: world.user(user_id).dc, self._standing.check)
+            server.fanout = fanout
+            await server.start()
+        self.server.write_public_key(self.public_key_path)
+        assert self.env.cdn is not None
+        self.env.cdn.public_key_pem = self.server.public_key_pem  # one key for every DC, the CDN's too
+        telethon_rsa.add_key(self.server.public_key_pem, old=False)
+        forget_cached_config()
         return self
 
     async def stop(self) -> None:
@@ -129,9 +145,9 @@ class Sandbox:
             if client.is_connected():
                 await asyncio.wait_for(client.disconnect(), 10)
         self._clients.clear()
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            await server.stop()
         if self._files is not None:
             self._files.close()
             self._files = None
@@ -147,8 +163,8 @@ class Sandbox:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _endpoint(self) -> tuple[str, int]:
-        return self._host, self.port
+    def _endpoints(self) -> dict[int, tuple[str, int]]:
+        return {dc: (self._host, server.port) for dc, server in self._servers.items()}
 
     # ---- parts
 
@@ -162,9 +178,37 @@ class Sandbox:
 
     @property
     def server(self) -> SandboxServer:
-        if self._server is None:
+        """The home DC's server."""
+        return self.dc(self.dc_id)
+
+    def dc(self, dc_id: int) -> SandboxServer:
+        """The server of one data centre."""
+        if not self._servers:
             raise RuntimeError("the sandbox is not running")
-        return self._server
+        return self._servers[dc_id]
+
+    @property
+    def servers(self) -> dict[int, SandboxServer]:
+        return dict(self._servers)
+
+    def file_dcs(self, chat: str | int) -> dict[int, int]:
+        """How many of ``chat``'s files (documents and photos) live on each DC."""
+        found = self.chat(chat)
+        counts: dict[int, int] = {}
+        for message in self.world.all_messages(self._box(found, None), found.id):
+            media = message.media or {}
+            if "document_id" in media:
+                dc = self.world.document(media["document_id"]).dc
+            elif "photo_id" in media:
+                dc = self.world.photo(media["photo_id"]).dc
+            else:
+                continue
+            counts[dc] = counts.get(dc, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def exports(self, account: str | int) -> dict[int, int]:
+        """``auth.exportAuthorization`` calls of an account so far, per target DC."""
+        return self.env.dcs.exports_of(self.account(account).id)
 
     @property
     def world(self) -> World:
@@ -418,6 +462,18 @@ class Sandbox:
         topic, posted = self.world.create_topic(found.id, title, creator_id=self._sender(found, as_account))
         deliver_new(self.env, [posted], actor=None, sink=self.server.sink)
         return topic.id
+
+
+def forget_cached_config() -> None:
+    """Telethon caches help.getConfig per process, on the client's class (``_get_dc`` sets
+    ``cls._config``), and finds other DCs there; a process that starts several sandboxes (the tests)
+    must not reach an earlier one's ports."""
+    pending: list[type] = [TelegramBaseClient]
+    while pending:
+        cls = pending.pop()
+        if "_config" in vars(cls):
+            cls._config = None  # type: ignore[attr-defined]
+        pending.extend(cls.__subclasses__())
 
 
 def _own_id(posted: Posted, chat: Chat, sender: int) -> int:

@@ -62,6 +62,8 @@ class SandboxServer:
         self.msg_ids = MsgIdClock()
         self.rpc_tasks: set[asyncio.Task[None]] = set()
         self.handshakes = 0  # auth-key exchanges completed since this object was made
+        # Where handlers push updates; several DCs share one that pushes from each account's home DC.
+        self.fanout: UpdateSink | None = None
         self._host = host
         self._wanted_port = port
         self._port: int | None = None
@@ -147,7 +149,7 @@ class SandboxServer:
 
     @property
     def sink(self) -> UpdateSink:
-        return self
+        return self.fanout if self.fanout is not None else self
 
     def push(self, user_id: int, updates: TLObject, *, except_session: tuple[int, int] | None = None) -> None:
         """Send ``updates`` to the account: on each of its auth keys, to the last active connection

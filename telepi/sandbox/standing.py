@@ -19,6 +19,7 @@ by id so that their next call says why.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Literal
 
 from telepi.sandbox.dispatch import RpcError
@@ -63,9 +64,10 @@ _WITHOUT_LOGIN = frozenset(
 class AccountStanding:
     """Decides, before a request runs, whether the account's standing refuses it."""
 
-    def __init__(self, world: World, keys: KeyStore) -> None:
+    def __init__(self, world: World, keys: KeyStore | Sequence[KeyStore]) -> None:
         self.world = world
-        self.keys = keys
+        # Every DC's keys: revoking or forgetting an account reaches its exported authorizations too.
+        self.stores = [keys] if isinstance(keys, KeyStore) else list(keys)
         self._known: dict[int, Standing] = {}  # read once per account: this is asked on every request
 
     def standing(self, user_id: int) -> Standing:
@@ -81,19 +83,23 @@ class AccountStanding:
     def revoke(self, user_id: int, error: str = "SESSION_REVOKED") -> int:
         """Log every auth key of the account out; returns how many there were."""
         revoked = self._revoked()
-        keys = self.keys.keys_of(user_id)
-        for key_id in keys:
-            self.keys.bind(key_id, None)
-            revoked[str(key_id)] = error
+        count = 0
+        for store in self.stores:
+            for key_id in store.keys_of(user_id):
+                store.bind(key_id, None)
+                revoked[str(key_id)] = error
+                count += 1
         self.world.set_setting("revoked_keys", json.dumps(revoked))
-        return len(keys)
+        return count
 
     def forget(self, user_id: int) -> int:
         """Delete the account's auth keys from the server: their next packet gets the -404 transport error."""
-        keys = self.keys.keys_of(user_id)
-        for key_id in keys:
-            self.keys.delete(key_id)
-        return len(keys)
+        count = 0
+        for store in self.stores:
+            for key_id in store.keys_of(user_id):
+                store.delete(key_id)
+                count += 1
+        return count
 
     def check(self, method: str, user_id: int | None, key_id: int) -> RpcError | None:
         """The error the account's standing answers instead of running ``method``, or None."""

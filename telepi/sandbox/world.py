@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS users (
     code TEXT,
     password TEXT,
     premium INTEGER NOT NULL DEFAULT 0,
+    dc INTEGER NOT NULL DEFAULT 2,   -- the account's home data centre
     pts INTEGER NOT NULL DEFAULT 1,  -- Telegram never uses pts 0
     next_msg_id INTEGER NOT NULL DEFAULT 1
 );
@@ -157,13 +158,16 @@ CREATE TABLE IF NOT EXISTS documents (
     size INTEGER NOT NULL,
     date INTEGER NOT NULL,
     attributes TEXT NOT NULL,           -- JSON list of attribute dicts
-    thumbs TEXT NOT NULL                -- JSON list of {type, w, h, file_id, size}
+    thumbs TEXT NOT NULL,               -- JSON list of {type, w, h, file_id, size}
+    dc INTEGER NOT NULL DEFAULT 2,      -- the data centre that serves its bytes (and its thumbnails')
+    cdn INTEGER NOT NULL DEFAULT 0      -- popular: its DC redirects downloads to a CDN DC
 );
 CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
     access_hash INTEGER NOT NULL,
     date INTEGER NOT NULL,
-    sizes TEXT NOT NULL                 -- JSON list of {type, w, h, file_id, size}
+    sizes TEXT NOT NULL,                -- JSON list of {type, w, h, file_id, size}
+    dc INTEGER NOT NULL DEFAULT 2
 );
 -- Topics deleted with messages.deleteTopicHistory: a send into one answers TOPIC_DELETED.
 CREATE TABLE IF NOT EXISTS deleted_topics (
@@ -224,6 +228,7 @@ class User:
     code: str | None
     password: str | None
     premium: bool
+    dc: int = 2  # home data centre: where the account logs in and its uploads land
 
     @property
     def is_account(self) -> bool:
@@ -325,6 +330,8 @@ class Document:
     date: int
     attributes: list[dict[str, Any]]
     thumbs: list[dict[str, Any]]
+    dc: int = 2  # core.telegram.org/api/files: a file is served by the DC it was uploaded to
+    cdn: bool = False  # its DC answers upload.fileCdnRedirect (core.telegram.org/cdn)
 
 
 @dataclass(frozen=True)
@@ -333,6 +340,7 @@ class Photo:
     access_hash: int
     date: int
     sizes: list[dict[str, Any]]
+    dc: int = 2
 
 
 @dataclass(frozen=True)
@@ -434,10 +442,10 @@ def _message(row: Sequence[Any]) -> Message:
 
 
 def _user(row: Sequence[Any]) -> User:
-    return User(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]))
+    return User(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], bool(row[9]), row[10])
 
 
-_USER_COLS = "id, access_hash, name, first_name, last_name, username, phone, code, password, premium"
+_USER_COLS = "id, access_hash, name, first_name, last_name, username, phone, code, password, premium, dc"
 _CHAT_COLS = "id, access_hash, name, kind, title, username, about, forum, noforwards, creator_id, date, pts"
 
 
@@ -503,6 +511,7 @@ class World:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._add_dc_columns()
         self._in_tx = False
         if self._meta("secret") is None:
             with self._tx():
@@ -511,6 +520,18 @@ class World:
         self.file_reference_max_age = float(self.get_setting("file_reference_max_age") or self.file_reference_max_age)
 
     # ---- plumbing
+
+    def _add_dc_columns(self) -> None:
+        """A world made before data centres were modelled gains its ``dc`` columns (everything on DC 2)."""
+        for table, column, default in (
+            ("users", "dc", 2),
+            ("documents", "dc", 2),
+            ("photos", "dc", 2),
+            ("documents", "cdn", 0),
+        ):
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT {default}")
 
     def close(self) -> None:
         self._db.close()
@@ -579,12 +600,13 @@ class World:
         code: str | None = None,
         password: str | None = None,
         premium: bool = False,
+        dc: int = 2,
     ) -> User:
         with self._tx() as db:
             user_id = self._next_id("next_user_id", USER_ID_BASE)
             db.execute(
                 "INSERT INTO users (id, access_hash, name, first_name, last_name, username, phone, code,"
-                " password, premium) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " password, premium, dc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     user_id,
                     self.random_long(),
@@ -596,6 +618,7 @@ class World:
                     code,
                     password,
                     int(premium),
+                    dc,
                 ),
             )
         return self.user(user_id)
@@ -978,12 +1001,14 @@ class World:
         attributes: list[dict[str, Any]],
         thumbs: list[dict[str, Any]] | None = None,
         date: int | None = None,
+        dc: int = 2,
+        cdn: bool = False,
     ) -> Document:
         with self._tx() as db:
             doc_id = self.random_long()
             db.execute(
-                "INSERT INTO documents (id, access_hash, file_id, mime, size, date, attributes, thumbs)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents (id, access_hash, file_id, mime, size, date, attributes, thumbs, dc, cdn)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,
                     self.random_long(),
@@ -993,33 +1018,46 @@ class World:
                     self.now() if date is None else date,
                     _dumps(attributes),
                     _dumps(thumbs or []),
+                    dc,
+                    int(cdn),
                 ),
             )
         return self.document(doc_id)
 
     def document(self, doc_id: int) -> Document:
         row = self._db.execute(
-            "SELECT id, access_hash, file_id, mime, size, date, attributes, thumbs FROM documents WHERE id = ?",
+            "SELECT id, access_hash, file_id, mime, size, date, attributes, thumbs, dc, cdn"
+            " FROM documents WHERE id = ?",
             (doc_id,),
         ).fetchone()
         if row is None:
             raise KeyError(f"no document {doc_id}")
-        return Document(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), json.loads(row[7]))
+        attributes, thumbs = json.loads(row[6]), json.loads(row[7])
+        return Document(row[0], row[1], row[2], row[3], row[4], row[5], attributes, thumbs, row[8], bool(row[9]))
 
-    def add_photo(self, *, sizes: list[dict[str, Any]], date: int | None = None) -> Photo:
+    def add_photo(self, *, sizes: list[dict[str, Any]], date: int | None = None, dc: int = 2) -> Photo:
         with self._tx() as db:
             photo_id = self.random_long()
             db.execute(
-                "INSERT INTO photos (id, access_hash, date, sizes) VALUES (?, ?, ?, ?)",
-                (photo_id, self.random_long(), self.now() if date is None else date, _dumps(sizes)),
+                "INSERT INTO photos (id, access_hash, date, sizes, dc) VALUES (?, ?, ?, ?, ?)",
+                (photo_id, self.random_long(), self.now() if date is None else date, _dumps(sizes), dc),
             )
         return self.photo(photo_id)
 
     def photo(self, photo_id: int) -> Photo:
-        row = self._db.execute("SELECT id, access_hash, date, sizes FROM photos WHERE id = ?", (photo_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT id, access_hash, date, sizes, dc FROM photos WHERE id = ?", (photo_id,)
+        ).fetchone()
         if row is None:
             raise KeyError(f"no photo {photo_id}")
-        return Photo(row[0], row[1], row[2], json.loads(row[3]))
+        return Photo(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def move_file(self, obj_id: int, dc: int) -> None:
+        """Put a document's or photo's bytes on another DC: clients holding its old ``dc_id`` then meet
+        FILE_MIGRATE_X (core.telegram.org/api/datacenter), as with a file Telegram moved."""
+        with self._tx() as db:
+            db.execute("UPDATE documents SET dc = ? WHERE id = ?", (dc, obj_id))
+            db.execute("UPDATE photos SET dc = ? WHERE id = ?", (dc, obj_id))
 
     # ---- messages: writing
 

@@ -6,7 +6,8 @@ Format (every key optional unless marked *)::
       "accounts": [                       # people who can log in
         {"name"*: "alice", "phone"*: "+15550000001", "code"*: "12345",
          "password": "hunter2",           # 2FA (SRP) password; omit for none
-         "premium": false, "first_name": "Alice", "last_name": "", "username": "alice"}
+         "premium": false, "first_name": "Alice", "last_name": "", "username": "alice",
+         "dc": 2}                         # home data centre (1-5): where it logs in and uploads
       ],
       "users": [                          # people who exist (senders, members) but cannot log in
         {"name"*: "bob", "first_name": "Bob", "username": "bob"}
@@ -48,7 +49,8 @@ Format (every key optional unless marked *)::
       "edit_date": 1700000100, "noforwards": false, "pinned": false
     }
 
-    <media> = {"kind": "photo", "size": 20000, "seed": 7, "w": 1280, "h": 720, "spoiler": false}
+    <media> = {"kind": "photo", "size": 20000, "seed": 7, "w": 1280, "h": 720, "spoiler": false,
+               "dc": 4}                   # the DC serving its bytes; default: spread over DCs 1-5 by seed
             | {"kind": "video", "size", "seed", "duration": 12.5, "w": 1280, "h": 720,
                "supports_streaming": true, "filename": "clip.mp4", "mime": "video/mp4",
                "thumb": {"size": 3000, "w": 320, "h": 180}}
@@ -58,6 +60,7 @@ Format (every key optional unless marked *)::
             | {"kind": "voice", "size", "duration": 4}
             | {"kind": "sticker", "size", "alt": "😀", "w": 512, "h": 512}
             | {"kind": "document", "size", "filename": "report.pdf", "mime": "application/pdf", "thumb": {...}}
+    (documents also take "cdn": true: their DC redirects downloads to the CDN DC, core.telegram.org/cdn)
             | {"kind": "poll", "question": "?", "answers": ["a", "b"], "quiz": false, "correct": [0],
                "multiple_choice": false, "closed": false,
                "solution": "why", "votes": {"bob": [0]}}   # a quiz shows correct/solution to voters only
@@ -93,6 +96,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from telepi.sandbox.dcs import DC_IDS, HOME_DC, spread
 from telepi.sandbox.files import FileStore, generated_bytes
 from telepi.sandbox.rpc_media import photo_size_type
 from telepi.sandbox.world import GENERAL_TOPIC, NewMessage, World, is_channel
@@ -154,18 +158,25 @@ def read_spec(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
 # ---- media -------------------------------------------------------------------------------------
 
 
+def _dc(value: Any) -> int:
+    if value not in DC_IDS:
+        raise WorldFileError(f"dc must be one of {', '.join(map(str, DC_IDS))}, not {value!r}")
+    return int(value)
+
+
 def build_media(
     world: World, files: FileStore, spec: Mapping[str, Any], *, default_seed: str = "media"
 ) -> dict[str, Any]:
     """Create the file-backed objects a media spec needs; returns the world's media descriptor."""
     kind = spec.get("kind")
     seed = str(spec.get("seed", default_seed))
+    dc = _dc(spec.get("dc")) if spec.get("dc") is not None else spread(seed)
     if kind == "photo":
         size = int(spec.get("size", 20_000))
         w, h = int(spec.get("w", 1280)), int(spec.get("h", 720))
         file_id = files.add_bytes(image_bytes(seed, size, w, h))
         photo = world.add_photo(
-            sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}]
+            sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}], dc=dc
         )
         return {"kind": "photo", "photo_id": photo.id, "spoiler": bool(spec.get("spoiler"))}
     if kind in _MIMES:
@@ -185,6 +196,8 @@ def build_media(
             size=size,
             attributes=attributes,
             thumbs=thumbs,
+            dc=dc,
+            cdn=bool(spec.get("cdn")),
         )
         return {"kind": kind, "document_id": doc.id, "spoiler": bool(spec.get("spoiler"))}
     if kind == "poll":
@@ -310,6 +323,7 @@ class _Loader:
                 code=str(acc["code"]),
                 password=acc.get("password"),
                 premium=bool(acc.get("premium")),
+                dc=_dc(acc.get("dc", HOME_DC)),
             )
             self.people[user.name] = user.id
         for usr in spec.get("users", []):

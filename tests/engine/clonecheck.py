@@ -118,3 +118,16 @@ def assert_clone_per_topic(sb: Sandbox, source: str, target: str) -> None:
         replied = _reply(s)
         expected = copy_of.get(replied) if replied is not None else None
         assert _reply(dst_by_id[copy_of[s["id"]]]) == expected, f"source {s['id']} replies to {replied}"
+
+
+def media_dcs(sb: Sandbox, chat: str) -> set[int]:
+    """The data centres the files of ``chat`` live on."""
+    return set(sb.file_dcs(chat))
+
+
+def assert_one_export_per_foreign_dc(sb: Sandbox, accounts: list[str]) -> None:
+    """Each account exported its authorization at most once to each DC (one ``telepi run`` each)."""
+    for account in accounts:
+        exports = sb.exports(account)
+        assert all(count == 1 for count in exports.values()), (account, exports)
+        assert sb.account(account).dc not in exports

@@ -15,7 +15,13 @@ from telepi.engine.progress import Progress
 from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
 from telepi.sandbox.worldfile import generate_history
-from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
+from tests.engine.clonecheck import (
+    assert_clone_equal,
+    assert_one_export_per_foreign_dc,
+    content,
+    media_dcs,
+    topic_titles,
+)
 
 ACCOUNTS = ["alice", "bob", "carol", "dave"]
 
@@ -190,6 +196,9 @@ async def test_protected_source_is_reuploaded_byte_identical(
         await run_all(directories, timeout=240)
         assert_clone_equal(sb, "source", "target")  # media compared by kind, size, sha256 and attributes
         assert topic_titles(sb, "target") == topic_titles(sb, "source")
+        assert media_dcs(sb, "source") == {1, 2, 3, 4, 5}  # files spread over every DC, read from each
+        assert_one_export_per_foreign_dc(sb, ACCOUNTS[1 : 1 + sessions])
+        assert sum(len(sb.exports(account)) for account in ACCOUNTS[1 : 1 + sessions]) >= 4
 
 
 async def test_flood_waits_are_waited_out_visibly_and_skip_nothing(tmp_path: Path) -> None:

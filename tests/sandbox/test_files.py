@@ -18,6 +18,7 @@ from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import Registry, RpcContext, RpcError, serialize_result
 from telepi.sandbox.files import (
     GEN_BLOCK,
@@ -393,7 +394,7 @@ async def test_upload_then_download_like_telethon(registry: Registry, store: Fil
     for index, chunk in enumerate(parts):
         request = functions.upload.SaveBigFilePartRequest(555, index, len(parts), chunk)
         assert await call(registry, ctx(), request) is True
-    locator.documents[1] = store.finish_upload(OWNER, types.InputFileBig(555, len(parts), "d.bin"))
+    locator.documents[1] = store.finish_upload(upload_owner(OWNER, 2), types.InputFileBig(555, len(parts), "d.bin"))
 
     received, offset = [], 0
     while True:  # Telethon's _DirectDownloadIter: fixed size until a short chunk
@@ -411,7 +412,7 @@ async def test_small_upload_through_handlers(registry: Registry, store: FileStor
     assert await call(registry, ctx(), functions.upload.SaveFilePartRequest(9, 1, b"B" * 10)) is True
     assert await call(registry, ctx(), functions.upload.SaveFilePartRequest(9, 0, b"A" * KiB)) is True
     md5 = hashlib.md5(b"A" * KiB + b"B" * 10).hexdigest()
-    file_id = store.finish_upload(OWNER, types.InputFile(9, 2, "s", md5))
+    file_id = store.finish_upload(upload_owner(OWNER, 2), types.InputFile(9, 2, "s", md5))
     assert store.read(file_id, KiB - 1, 100) == b"A" + b"B" * 10
 
 

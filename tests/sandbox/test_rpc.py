@@ -269,7 +269,7 @@ async def test_protected_chat_refuses_forwards_and_media_by_reference(h: Harness
     assert (await rpc_error(h.call("alice", by_ref))).message == "CHAT_FORWARDS_RESTRICTED"
     # Downloading is allowed: the content can only be downloaded and uploaded again.
     location = types.InputDocumentFileLocation(secret_doc.id, secret_doc.access_hash, secret_doc.file_reference, "")
-    got = await h.call("alice", functions.upload.GetFileRequest(location, 0, 4096))
+    got = await h.call("alice", functions.upload.GetFileRequest(location, 0, 4096), dc=secret_doc.dc_id)
     assert got.bytes == generated_bytes("s1", 4000, 0, 4000)
 
 
@@ -283,15 +283,15 @@ async def test_file_reference_expires(h: Harness) -> None:
     assert (await rpc_error(h.call("alice", by_ref))).message == "FILE_REFERENCE_EXPIRED"
     location = types.InputDocumentFileLocation(doc.id, doc.access_hash, doc.file_reference, "")
     get_file = functions.upload.GetFileRequest(location, 0, 4096)
-    assert (await rpc_error(h.call("alice", get_file))).message == "FILE_REFERENCE_EXPIRED"
+    assert (await rpc_error(h.call("alice", get_file, dc=doc.dc_id))).message == "FILE_REFERENCE_EXPIRED"
     # Re-fetching the message gives a fresh reference.
     fresh = next(m for m in (await history(h, "alice", "forum")).messages if m.id == msg.id).media.document
     location.file_reference = fresh.file_reference
-    assert len((await h.call("alice", get_file)).bytes) == 4096
+    assert len((await h.call("alice", get_file, dc=doc.dc_id)).bytes) == 4096
     tampered = bytearray(fresh.file_reference)
     tampered[-1] ^= 1
     location.file_reference = bytes(tampered)
-    assert (await rpc_error(h.call("alice", get_file))).message == "FILE_REFERENCE_INVALID"
+    assert (await rpc_error(h.call("alice", get_file, dc=doc.dc_id))).message == "FILE_REFERENCE_INVALID"
 
 
 async def test_part_cap_is_4000_or_8000_for_premium(h: Harness) -> None:

@@ -28,6 +28,7 @@ from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.config_tl import make_config
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.files import FileStore, MiB, generated_sha256
 from telepi.sandbox.rpc_files import build_registry
@@ -103,7 +104,7 @@ def e2e_registry(store: FileStore, port: list[int]) -> Registry:
 
     @registry.register(functions.messages.UploadMediaRequest)
     async def upload_media(ctx: RpcContext, request: Any) -> TLObject:
-        file_id = store.finish_upload(ctx.require_user(), request.media.file)
+        file_id = store.finish_upload(upload_owner(ctx.require_user(), ctx.dc_id), request.media.file)
         return types.MessageMediaDocument(document=document(store, file_id))
 
     return registry

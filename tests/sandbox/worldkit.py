@@ -11,6 +11,7 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import Registry, RpcContext, serialize_result
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.rpc import build_env, build_registry
@@ -138,10 +139,13 @@ class Harness:
     def uid(self, name: str) -> int:
         return self.world.account(name).id
 
-    async def call(self, who: str | int | None, request: TLObject, *, key: int = 1, session: int = 1) -> Any:
-        """Invoke as account ``who`` (a name, an id or None for logged out); serializes the result too."""
+    async def call(
+        self, who: str | int | None, request: TLObject, *, key: int = 1, session: int = 1, dc: int = 2
+    ) -> Any:
+        """Invoke as account ``who`` (a name, an id or None for logged out) on DC ``dc``; serializes the
+        result too."""
         user_id = self.uid(who) if isinstance(who, str) else who
-        ctx = RpcContext(auth_key_id=key, session_id=session, user_id=user_id, sink=self.sink)
+        ctx = RpcContext(auth_key_id=key, session_id=session, user_id=user_id, sink=self.sink, dc_id=dc)
         ctx.bind_user = lambda value: self.bound.__setitem__(key, value)
         result = await self.registry.invoke(ctx, request)
         serialize_result(result)  # every answer must be valid TL
@@ -169,5 +173,5 @@ class Harness:
         part = 64 * 1024
         chunks = [data[i : i + part] for i in range(0, len(data), part)] or [b""]
         for index, chunk in enumerate(chunks):
-            self.files.save_part(self.uid(owner), file_id, index, chunk, big=False, total_parts=None)
+            self.files.save_part(upload_owner(self.uid(owner), 2), file_id, index, chunk, big=False, total_parts=None)
         return types.InputFile(file_id, len(chunks), name, hashlib.md5(data).hexdigest())

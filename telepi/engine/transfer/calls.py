@@ -19,8 +19,9 @@ from typing import Any
 from telethon import errors
 from telethon.errors import RPCError
 from telethon.errors.rpcerrorlist import rpc_errors_dict, rpc_errors_re
-from telethon.tl import types
+from telethon.tl import functions, types
 
+from telepi.engine.transfer.cdn import CdnFile, CdnHashMismatch
 from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TransferFailed
 from telepi.engine.transfer.options import TransferOptions
 from telepi.engine.transfer.pacing import Pacer
@@ -129,11 +130,42 @@ def _transient(exc: RPCError) -> bool:
 class PartCalls:
     """Makes part requests of one direction on one pool of connections, paced per account."""
 
-    def __init__(self, pool: SenderPool, pacer: Pacer, options: TransferOptions) -> None:
+    def __init__(
+        self,
+        pool: SenderPool,
+        pacer: Pacer,
+        options: TransferOptions,
+        *,
+        migrate: Callable[[int], SenderPool] | None = None,
+        cdn: Callable[[int], SenderPool] | None = None,
+    ) -> None:
+        """``migrate(dc_id)`` gives the pool of another DC, for a file Telegram says lives there;
+        ``cdn(dc_id)`` the pool of a CDN DC, for a file Telegram redirects there."""
         self.pool = pool
         self.pacer = pacer
         self.options = options
+        self.migrate = migrate
+        self.cdn = cdn
+        self.cdn_file: CdnFile | None = None
         self.retries = 0  # failed attempts retried, for tests and logs
+        self.migrations = 0
+
+    async def _call(self, request: Any) -> Any:
+        """``request``'s answer; a part of a file on a CDN read there and given as ``upload.file``; None
+        when the answer was a redirect to a CDN (the caller asks again)."""
+        timeout = self.options.request_timeout
+        if self.cdn_file is not None and isinstance(request, functions.upload.GetFileRequest):
+            data = await self.cdn_file.read(request.offset, request.limit, timeout)
+            return types.upload.File(type=types.storage.FilePartial(), mtime=0, bytes=data)
+        result = await self.pool.call(request, timeout)
+        if isinstance(result, types.upload.FileCdnRedirect):
+            if self.cdn is None:
+                raise TransferFailed("Telegram redirected the file to a CDN", error="FILE_CDN_REDIRECT")
+            if self.cdn_file is None:  # parts in flight meet the redirect together: the first one counts
+                log.info("file redirected to CDN DC %d", result.dc_id)
+                self.cdn_file = CdnFile(result, self.cdn(int(result.dc_id)), self.pool)
+            return None
+        return result
 
     async def call(
         self,
@@ -150,11 +182,22 @@ class PartCalls:
             generation = source.generation if source is not None else 0
             try:
                 async with self.pacer.slot():
-                    result = await self.pool.call(make(), self.options.request_timeout)
+                    result = await self._call(make())
+                if result is None:  # redirected to a CDN: ask there
+                    continue
             except RPCError as exc:
                 name = rpc_error_name(exc)
+                if self.cdn_file is not None and name == "FILE_TOKEN_INVALID":
+                    self.cdn_file = None  # the CDN forgot the token: ask the file's DC again (core.telegram.org/cdn)
+                    continue
                 if source is not None and _refreshable(exc, name):
                     await source.renew(generation, name)
+                    continue
+                if isinstance(exc, errors.FileMigrateError) and self.migrate is not None and self.migrations < 5:
+                    # The file lives on another DC than its dc_id said (core.telegram.org/api/datacenter).
+                    self.migrations += 1
+                    log.info("%s: %s, reading it from DC %d", what, name, exc.new_dc)
+                    self.pool = self.migrate(int(exc.new_dc))
                     continue
                 if isinstance(exc, errors.FloodError):  # FLOOD_WAIT_X, FLOOD_PREMIUM_WAIT_X
                     seconds = max(1, int(getattr(exc, "seconds", 0) or 0))
@@ -166,7 +209,7 @@ class PartCalls:
                 if not _transient(exc):
                     raise TransferFailed(f"{what}: {name}", error=name) from exc
                 failure = name
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            except (ConnectionError, TimeoutError, OSError, CdnHashMismatch) as exc:
                 failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
                 problem = accept(result)

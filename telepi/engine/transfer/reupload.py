@@ -72,6 +72,7 @@ class Transfers:
         self.upload_pacer = Pacer(options.uploads_in_flight)
         self._premium = premium
         self._download_pools: dict[int, SenderPool] = {}
+        self._cdn_pools: dict[int, SenderPool] = {}
         self._upload_pool: SenderPool | None = None
 
     async def __aenter__(self) -> Transfers:
@@ -83,14 +84,16 @@ class Transfers:
         await self.close()
 
     async def close(self) -> None:
-        pools = [*self._download_pools.values(), *([self._upload_pool] if self._upload_pool else [])]
-        self._download_pools, self._upload_pool = {}, None
+        pools = [*self._download_pools.values(), *self._cdn_pools.values()]
+        pools += [self._upload_pool] if self._upload_pool else []
+        self._download_pools, self._cdn_pools, self._upload_pool = {}, {}, None
         for pool in pools:
             await pool.close()
 
     @property
     def open_connections(self) -> int:
-        pools = [*self._download_pools.values(), *([self._upload_pool] if self._upload_pool else [])]
+        pools = [*self._download_pools.values(), *self._cdn_pools.values()]
+        pools += [self._upload_pool] if self._upload_pool else []
         return sum(pool.open_connections for pool in pools)
 
     # ---- pieces
@@ -108,13 +111,31 @@ class Transfers:
         if parts > cap:
             raise TooLarge(size, parts, cap)
 
-    def downloads(self, dc_id: int) -> PartCalls:
+    def download_pool(self, dc_id: int) -> SenderPool:
         pool = self._download_pools.get(dc_id)
         if pool is None:
             pool = self._download_pools[dc_id] = SenderPool(
                 self.client, dc_id, self.options.download_connections, name="download"
             )
-        return PartCalls(pool, self.download_pacer, self.options)
+        return pool
+
+    def cdn_pool(self, dc_id: int) -> SenderPool:
+        pool = self._cdn_pools.get(dc_id)
+        if pool is None:
+            size = max(1, self.options.download_connections)
+            pool = self._cdn_pools[dc_id] = SenderPool(self.client, dc_id, size, name="cdn", cdn=True)
+        return pool
+
+    def downloads(self, dc_id: int) -> PartCalls:
+        """Download calls on ``dc_id``'s connections, following FILE_MIGRATE_X to another DC's and a
+        CDN redirect to the CDN's."""
+        return PartCalls(
+            self.download_pool(dc_id),
+            self.download_pacer,
+            self.options,
+            migrate=self.download_pool,
+            cdn=self.cdn_pool,
+        )
 
     def uploads(self) -> PartCalls:
         if self._upload_pool is None:

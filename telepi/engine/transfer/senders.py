@@ -6,11 +6,12 @@ one connection stop scaling at that cap. A :class:`SenderPool` opens ``size`` mo
 DC with the account's own auth key: each is a new ``MTProtoSender`` and thus a new MTProto session
 (as official clients open separate sessions for media), so nothing is shared with the client's main
 connection but the key. The first request of each session is wrapped in ``invokeWithLayer`` +
-``initConnection``, which Telegram expects on every new session. Files on another DC use Telethon's
-exported-authorization senders instead (one export per connection).
+``initConnection``, which Telegram expects on every new session. Connections to another DC use the
+one key ``dcauth.py`` authorized there for this client: one export per DC per process, not one per
+connection as Telethon's exported senders do.
 
 This module is the only place that touches Telethon's private sender API (``_sender``, ``_log``,
-``_connection``, ``_init_request``, ``_create_exported_sender``).
+``_connection``, ``_init_request``, ``_borrow_exported_sender``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ import logging
 import struct
 from typing import Any
 
+from telethon import errors
+from telethon.crypto import AuthKey
 from telethon.network.mtprotosender import MTProtoSender
 from telethon.network.mtprotostate import MTProtoState
 from telethon.tl import functions
 from telethon.tl.alltlobjects import LAYER
+
+from telepi.engine.transfer.dcauth import dc_auth
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,10 @@ class SenderPool:
     """``size`` connections to ``dc_id`` for one account, opened on first use; requests go to the
     least busy one. ``size == 0`` uses the client's main connection (Telethon's default behaviour)."""
 
-    def __init__(self, client: Any, dc_id: int, size: int, *, name: str) -> None:
+    def __init__(self, client: Any, dc_id: int, size: int, *, name: str, cdn: bool = False) -> None:
+        """``cdn``: a CDN DC, whose connections need no authorization (core.telegram.org/cdn)."""
         self.client = client
+        self.cdn = cdn
         self.dc_id = dc_id
         self.size = size
         self.name = name
@@ -86,20 +93,32 @@ class SenderPool:
         key = id(sender)
         self._load[key] = self._load.get(key, 0) + 1
         try:
-            future = sender.send(request)
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
-            # arrives as the answer does, which leaves a cancelled transfer running.
             try:
-                async with asyncio.timeout(timeout):
-                    return await future
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                future = sender.send(request)
+                return await self._wait(future, timeout)
+            except errors.UnauthorizedError as exc:
+                if self.home or self.size == 0 or self.cdn:
                     raise
-                # Telethon cancels pending requests when a connection is closed under them.
-                raise ConnectionError(f"{self.name} connection closed with the request pending") from None
+                # The DC forgot this account's imported authorization: authorize again, as a transient error
+                # (once: the pool's other connections share the key and meet the same answer).
+                dc_auth(self.client).forget(self.dc_id, sender.auth_key.key)
+                await sender.disconnect()
+                raise ConnectionError(f"DC {self.dc_id} answered {exc.message}; authorizing again") from exc
         finally:
             self._load[key] -= 1
+
+    async def _wait(self, future: Any, timeout: float) -> Any:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as the answer does, which leaves a cancelled transfer running.
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # Telethon cancels pending requests when a connection is closed under them.
+            raise ConnectionError(f"{self.name} connection closed with the request pending") from None
 
     async def _pick(self) -> Any:
         if self._closed:
@@ -121,7 +140,10 @@ class SenderPool:
         if failures:
             log.warning("%d of %d %s connections failed to open: %s", len(failures), missing, self.name, failures[0])
             if not self._senders:  # work on with fewer connections, never with none
-                raise failures[0]
+                first = failures[0]
+                if isinstance(first, errors.RPCError):  # opening a connection is never the file's fault
+                    raise ConnectionError(f"opening a {self.name} connection to DC {self.dc_id}: {first}") from first
+                raise first
 
     async def _open(self) -> Any:
         client = self.client
@@ -129,10 +151,51 @@ class SenderPool:
             if self.home:
                 return client._sender
             return await client._borrow_exported_sender(self.dc_id)
+        if self.cdn:
+            auth = dc_auth(client)
+            await auth.cdn_keys()
+            host, port = await auth.address(self.dc_id)
+            sender = await self._connect(None, host, port)  # a fresh key: a CDN knows no accounts
+            await self._hello(sender, functions.help.GetConfigRequest())
+            return sender
         if not self.home:
-            return await client._create_exported_sender(self.dc_id)
+            return await self._open_foreign()
+        sender = await self._connect(client.session.auth_key, client.session.server_address, client.session.port)
+        await self._hello(sender, functions.help.GetConfigRequest())
+        log.debug("opened a %s connection to DC %d", self.name, self.dc_id)
+        return sender
+
+    async def _open_foreign(self) -> Any:
+        """A connection to another DC with the key authorized there (exported and imported once)."""
+        auth = dc_auth(self.client)
+        host, port = await auth.address(self.dc_id)
+        key = auth.known(self.dc_id)
+        if key is None:
+            async with auth.lock(self.dc_id):
+                key = auth.known(self.dc_id)  # another connection may have authorized meanwhile
+                if key is None:
+                    sender = await self._connect(None, host, port)
+                    try:
+                        await auth.authorize(self.dc_id, lambda query: self._hello(sender, query))
+                    except BaseException:
+                        await sender.disconnect()
+                        raise
+                    auth.remember(self.dc_id, sender.auth_key)
+                    log.info("authorized this account on DC %d for %s connections", self.dc_id, self.name)
+                    return sender
+        sender = await self._connect(AuthKey(key), host, port)
+        await self._hello(sender, functions.help.GetConfigRequest())
+        if sender.auth_key.key != key:
+            # The DC did not know the key (transport -404): Telethon made a new one, not authorized.
+            auth.forget(self.dc_id, key)
+            await sender.disconnect()
+            raise ConnectionError(f"DC {self.dc_id} forgot this account's authorization; authorizing again")
+        return sender
+
+    async def _connect(self, auth_key: Any, host: str, port: int) -> Any:
+        client = self.client
         sender = MTProtoSender(
-            client.session.auth_key,
+            auth_key,
             loggers=client._log,
             retries=SENDER_RETRIES,
             delay=1,
@@ -141,40 +204,38 @@ class SenderPool:
             updates_queue=_DiscardUpdates(),
         )
         sender._state.__class__ = _PlainPartsState  # same state, without the futile gzip (see above)
-        # Start from what the main connection learnt: saves a bad_server_salt round trip.
-        sender._state.time_offset = client._sender._state.time_offset
-        sender._state.salt = client._sender._state.salt
+        if self.home:
+            # Start from what the main connection learnt: saves a bad_server_salt round trip.
+            sender._state.time_offset = client._sender._state.time_offset
+            sender._state.salt = client._sender._state.salt
         await sender.connect(
             client._connection(
-                client.session.server_address,
-                client.session.port,
-                self.dc_id,
-                loggers=client._log,
-                proxy=client._proxy,
-                local_addr=client._local_addr,
+                host, port, self.dc_id, loggers=client._log, proxy=client._proxy, local_addr=client._local_addr
             )
         )
+        return sender
+
+    async def _hello(self, sender: Any, query: Any) -> Any:
+        """Send ``query`` as a new session's first request, wrapped in ``initConnection``."""
+        init = self.client._init_request
+        hello = functions.InitConnectionRequest(
+            api_id=init.api_id,
+            device_model=init.device_model,
+            system_version=init.system_version,
+            app_version=init.app_version,
+            system_lang_code=init.system_lang_code,
+            lang_pack=init.lang_pack,
+            lang_code=init.lang_code,
+            query=query,
+            proxy=init.proxy,
+            params=init.params,
+        )
         try:
-            init = client._init_request
-            hello = functions.InitConnectionRequest(
-                api_id=init.api_id,
-                device_model=init.device_model,
-                system_version=init.system_version,
-                app_version=init.app_version,
-                system_lang_code=init.system_lang_code,
-                lang_pack=init.lang_pack,
-                lang_code=init.lang_code,
-                query=functions.help.GetConfigRequest(),
-                proxy=init.proxy,
-                params=init.params,
-            )
             async with asyncio.timeout(30):
-                await sender.send(functions.InvokeWithLayerRequest(LAYER, hello))
+                return await sender.send(functions.InvokeWithLayerRequest(LAYER, hello))
         except BaseException:
             await sender.disconnect()
             raise
-        log.debug("opened a %s connection to DC %d", self.name, self.dc_id)
-        return sender
 
     async def close(self) -> None:
         self._closed = True
