@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--watch",
         nargs="?",
-        const=2.0,
-        type=float,
+        const="2",
         metavar="SECONDS",
         help="show it again every SECONDS (default 2) until Ctrl-C: rates, ETA, flood waits with their method and "
         "end; redrawn on a terminal, plain lines otherwise, one JSON document a line with --json",
@@ -170,9 +169,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _watch_seconds(args: argparse.Namespace) -> float | None:
+    """``--watch``'s optional SECONDS; a word that is no number is the PATH written after it
+    (``telepi status --watch sessions``), so the order of the two does not matter."""
+    try:
+        seconds = float(args.watch)
+    except ValueError:
+        if args.path != "sessions":  # PATH given as well: the word was meant as SECONDS
+            return None
+        args.path, seconds = args.watch, 2.0
+    return seconds if seconds > 0 else None
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from telepi.commands.status import locate_checkpoint, read_report, render, report_json, shown
 
+    if args.watch is not None:
+        seconds = _watch_seconds(args)
+        if seconds is None:
+            print("telepi: --watch takes a number of seconds above 0, e.g. --watch 5.", file=sys.stderr)
+            return 2
     db_path = locate_checkpoint(args.path)
     if args.watch is not None:
         from telepi.commands.watch import watch
@@ -183,10 +199,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        if args.watch <= 0:
-            print("telepi: --watch takes a number of seconds above 0, e.g. --watch 5.", file=sys.stderr)
-            return 2
-        return watch(db_path, shown(db_path), args.watch, as_json=args.json)
+        return watch(db_path, shown(db_path), seconds, as_json=args.json)
     report = read_report(db_path)
     if args.prometheus or args.textfile:
         from telepi.commands.metrics import exposition, write_textfile

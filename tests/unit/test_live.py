@@ -95,3 +95,16 @@ def test_watch_refuses_metrics_and_ends_on_ctrl_c_with_exit_0(
     out = io.StringIO()
     assert watch(tmp_path / "checkpoint.db", "here", 1.0, as_json=True, out=out, sleep=sleep) == 0
     assert [json.loads(line)["exists"] for line in out.getvalue().splitlines()] == [False, False]
+
+
+def test_watch_takes_path_before_or_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import telepi.commands.watch
+
+    seen: list[tuple[Path, float]] = []
+    monkeypatch.setattr(telepi.commands.watch, "watch", lambda db, shown, seconds, **_: seen.append((db, seconds)) or 0)
+    assert main(["status", "--watch", str(tmp_path)]) == 0
+    assert main(["status", str(tmp_path), "--watch"]) == 0
+    assert main(["status", "--watch", "5", str(tmp_path)]) == 0
+    db = tmp_path / "shared" / "checkpoint.db"  # a sessions root
+    assert seen == [(db, 2.0), (db, 2.0), (db, 5.0)]
+    assert main(["status", str(tmp_path), "--watch", "soon"]) == 2  # PATH given: the word was meant as SECONDS
