@@ -1,8 +1,10 @@
 """Per-account pacing and flood waits: honoured per method, visible, and never a reason to skip a message.
 
 A flood wait holds back only the method group Telegram named (a wait on ``GetHistory`` does not stop sends;
-one on ``SendMessage`` holds ``SendMedia`` too); ``SEND_INTERVAL`` spaces the account's sends until a
-refusal teaches the group a slower spread (``budget.py``), which the checkpoint keeps for the account.
+one on ``SendMessage`` holds ``SendMedia`` too); ``SEND_INTERVAL`` spaces the account's sends and forwards
+per message, ``READ_INTERVAL`` its history reads, until a refusal teaches the group a slower spread
+(``budget.py``), which the checkpoint keeps for the account. A group has one call in flight at a time
+(``ONE_IN_FLIGHT``), so no call is refused during the penalty another call of it just met.
 """
 
 from __future__ import annotations
