@@ -149,6 +149,7 @@ class AccountLimiter:
         while True:
             await self._sit_out(method)
             async with self._in_flight(method):
+                await self._sit_out(method)  # a wait the call before met while this one queued: stop ends it
                 await self.pace(method, messages)  # reads too: their run-up is what a refusal teaches
                 if guard is not None and not guard():
                     raise LeaseLost(method)
