@@ -105,7 +105,7 @@ async def session_dirs(
             ACCOUNTS[i],
             SOURCE_CHAT=str(sb.chat(source).id),
             TARGET_CHAT=str(sb.chat(target).id),
-            **{**where, "LIVE": "false", "SEND_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
+            **{**where, "LIVE": "false", "SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
         )
         for i in range(count)
     ]

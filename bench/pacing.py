@@ -1,31 +1,35 @@
 """Scenario: one account against Telegram's quotas (the sandbox's ``realistic`` model), paced or not.
 
     .venv/bin/python -m bench.pacing [--messages 5000] [--scale 60] [--restart-messages 1500]
-                                     [--restart-scale 20] [--quick] [--json FILE]
+                                     [--restart-scale 20] [--rows ROW ...] [--quick] [--json FILE]
 
 Each row is one run in a fresh sandbox whose flood model is the ``realistic`` preset played ``--scale``
-times faster (``telepi/sandbox/flood.py``): sends (SendMessage, SendMedia, SendMultiMedia) 20 per 10 s and
-2,000 per hour, forwards the same in their own group, penalties of 30 s and 3,000 s, each call during a
-penalty lengthening it, ten of those PEER_FLOOD. One account clones ``--messages`` small messages (text and
-photos) into an empty channel:
+times faster (``telepi/sandbox/flood.py``): sends (SendMessage, SendMedia, SendMultiMedia) 20 requests per 10 s
+and 2,000 messages per hour, forwards the same in their own group (a forward of 100 counts 100 messages),
+penalties of 30 s and 3,000 s, each call during a penalty lengthening it, ten of those PEER_FLOOD; history reads
+30 per 30 s. One account clones ``--messages`` small messages (text and photos) into an empty channel:
 
-- ``telepi`` — ``python -m telepi run DIR`` with the default pacing (``SEND_INTERVAL`` 2 s of Telegram's time,
-  so ``2 / scale`` real seconds), ``LIVE=false``, ``ORDERED=false``, ``MODE=copy`` or ``forward``;
+- ``telepi`` — ``python -m telepi run DIR`` with the default pacing (``SEND_INTERVAL`` 2 s of Telegram's time
+  per message, so ``2 / scale`` real seconds, ``READ_INTERVAL`` 1.05 s), ``LIVE=false``, ``ORDERED=false``,
+  ``MODE=copy`` or ``forward``;
 - ``baseline`` — a plain Telethon client that sends until refused, then waits (``flood_sleep_threshold``
   above every wait: Telethon sleeps through each FLOOD_WAIT and sends again), one ``send_message`` per
   message, or one ``forward_messages`` per 100;
-- ``restart`` — ``telepi run`` with a fast start (``SEND_INTERVAL=0``) at ``--restart-scale`` (20: slow
-  enough that the burst quota, 20 per 10 s, is within the engine's reach): refused once, it learns;
-  SIGTERM 0.3 s after the lesson is in the checkpoint, started again: the refusals after the restart.
+- ``restart`` — ``telepi run`` with a fast start (``SEND_INTERVAL=0``, ``READ_INTERVAL=0``) at
+  ``--restart-scale`` (20: slow enough that the burst quota, 20 per 10 s, is within the engine's reach):
+  refused once, it learns; SIGTERM 0.3 s after the lesson is in the checkpoint, started again: the refusals
+  after the restart.
 
-Measured at the sandbox: successful send calls ``N`` and the time ``T`` from the first to the last (real
-seconds), refusals by kind, penalties started, PEER_FLOOD. The quota-bound maximum over ``T``:
+Measured at the sandbox: successful send calls, the messages ``N`` they published and the time ``T`` from
+the first to the last (real seconds), refusals by kind, penalties started, PEER_FLOOD; and a timeline of every
+call (per method: calls, refusals, first and last; forward sizes; the longest gaps between sends). The
+quota-bound maximum over ``T``:
 
-- *sustained* (the quotas' long-run rate): ``1 + T · K · min(calls / period)`` calls over the group's
-  quotas — for sends ``1 + T · K · 2000 / 3600``; ``fraction = N / that``;
-- *exact* (bursts included): ``T_min(N)``, the time an ideal client that knows the quotas needs for ``N``
+- *sustained* (the quotas' long-run rate): the first call's messages ``+ T · K · min(rate)`` over the group's
+  quotas, in messages — for sends ``1 + T · K · 2000 / 3600``; ``fraction = N / that``;
+- *exact* (bursts included): ``T_min``, the time an ideal client that knows the quotas needs for the same
   calls, sending each as soon as no quota refuses it (each quota a fixed window opened by its first call,
-  as the model counts): for 5,000 sends ``(7200 + 490) / K`` s; ``fraction = T_min(N) / T``.
+  as the model counts): for 5,000 sends ``(7200 + 490) / K`` s; ``fraction = T_min / T``.
 
 ``--quick`` runs small sizes (correctness only). Every run must leave exactly one copy of each message.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import signal
@@ -56,70 +61,116 @@ from bench.common import (
 )
 
 DEFAULT_INTERVAL = 2.0  # telepi's SEND_INTERVAL default, in Telegram's seconds
+DEFAULT_READ_INTERVAL = 1.05  # telepi's READ_INTERVAL default
 TARGET_FRACTION = 0.9
 GROUP_OF = {"copy": "sends", "forward": "forwards"}
 SENDS = {"SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest", "ForwardMessagesRequest"}
 
 
-def sustained_rate(group: str) -> float:
-    """Calls per model second the group's quotas allow in the long run."""
+def sustained_rate(group: str, per_call: int = 1) -> float:
+    """Messages per model second the group's quotas allow in the long run, for calls of ``per_call``
+    messages (a quota ``per_message`` counts messages, any other calls)."""
     from telepi.sandbox.flood import preset
 
     [found] = [g for g in preset("realistic").groups if g.name == group]
-    return min(q.calls / q.period for q in found.quotas)
+    return min(q.calls / q.period * (1 if q.per_message else per_call) for q in found.quotas)
 
 
-def ideal_seconds(group: str, calls: int) -> float:
-    """Model seconds from an ideal client's first call to its ``calls``-th (``T_min``)."""
+def ideal_seconds(group: str, calls: int | Sequence[int]) -> float:
+    """Model seconds from an ideal client's first call to its last (``T_min``): ``calls`` calls of one message,
+    or one call per item of that many messages (a forward of 100)."""
     from telepi.sandbox.flood import preset
 
     [found] = [g for g in preset("realistic").groups if g.name == group]
     opened = [-math.inf] * len(found.quotas)
     used = [0] * len(found.quotas)
     now = 0.0
-    for _ in range(calls):
+    for size in [1] * calls if isinstance(calls, int) else calls:
+        weights = [size if q.per_message else 1 for q in found.quotas]
         for i, quota in enumerate(found.quotas):
             if now - opened[i] >= quota.period:
                 opened[i], used[i] = now, 0
-            elif used[i] >= quota.calls:  # full: the next call waits for the window to close
+            elif used[i] + weights[i] > quota.calls:  # full: the next call waits for the window to close
                 now = max(now, opened[i] + quota.period)
         for i, quota in enumerate(found.quotas):
             if now - opened[i] >= quota.period:
                 opened[i], used[i] = now, 0
-            used[i] += 1
+            used[i] += weights[i]
     return now
 
 
 class _SendClock:
-    """Records when each send executed at the sandbox (real seconds)."""
+    """Records every call at the sandbox (real seconds): the sends' times, and a timeline of each executed or
+    refused call with its method and, for a forward, its size — where a run's time went."""
 
     def __init__(self, faults: Any) -> None:
         self.times: list[float] = []
-        original = faults.executed
+        self.sizes: list[int] = []  # messages per send call
+        self.calls: list[tuple[float, str, int, bool]] = []  # (time, method, messages, refused)
+        from telepi.sandbox.flood import messages_in
 
-        def executed(method: str, request: object, *, user_id: int | None) -> None:
+        executed, check = faults.executed, faults.check
+
+        def on_executed(method: str, request: object, *, user_id: int | None) -> None:
+            now = time.monotonic()
             if method in SENDS:
-                self.times.append(time.monotonic())
-            original(method, request, user_id=user_id)
+                self.times.append(now)
+                self.sizes.append(messages_in(request))
+            self.calls.append((now, method, len(getattr(request, "id", ()) or ()), False))
+            executed(method, request, user_id=user_id)
 
-        faults.executed = executed
+        def on_check(method: str, request: object, *, user_id: int | None, auth_key_id: int) -> Any:
+            error = check(method, request, user_id=user_id, auth_key_id=auth_key_id)
+            if error is not None:
+                self.calls.append((time.monotonic(), method, 0, True))
+            return error
+
+        faults.executed, faults.check = on_executed, on_check
+
+    def timeline(self, started: float | None = None) -> dict[str, Any]:
+        """Per method: calls, refusals, first and last (from ``started``, else the first call), sizes of
+        forwards; and the longest gaps between two sends, with what ran in them."""
+        if not self.calls:
+            return {}
+        origin = started if started is not None else self.calls[0][0]
+        methods: dict[str, dict[str, Any]] = {}
+        for at, method, size, refused in self.calls:
+            m = methods.setdefault(method.removesuffix("Request"), {"calls": 0, "refused": 0, "first": at - origin})
+            m["refused" if refused else "calls"] += 1
+            m["last"] = at - origin
+            if size and method == "ForwardMessagesRequest" and not refused:
+                m.setdefault("sizes", []).append(size)
+        gaps = sorted(itertools.pairwise(self.times), key=lambda pair: pair[0] - pair[1])[:5]
+        longest = [
+            {
+                "from": a - origin,
+                "seconds": b - a,
+                "between": sorted(
+                    {c[1].removesuffix("Request") + (" refused" if c[3] else "") for c in self.calls if a < c[0] < b}
+                ),
+            }
+            for a, b in gaps
+        ]
+        return {"methods": methods, "longest_send_gaps": longest}
 
 
 def _measure(label: str, mode: str, scale: float, sb: Any, sends: _SendClock, extra: dict[str, Any]) -> dict[str, Any]:
     flood = sb.faults.flood
     group = GROUP_OF[mode]
     calls = len(sends.times)
+    sent = sum(sends.sizes)  # messages: the long-run quota counts them
     span = sends.times[-1] - sends.times[0] if calls > 1 else 0.0
-    sustained_max = 1 + span * scale * sustained_rate(group)
-    ideal = ideal_seconds(group, calls) / scale
+    sustained_max = (sends.sizes[0] if calls else 0) + span * scale * sustained_rate(group, max(sends.sizes, default=1))
+    ideal = ideal_seconds(group, sends.sizes) / scale
     refusals = {k: v for k, v in flood.refusals.items()}
     return {
         "label": label,
         "mode": mode,
         "calls": calls,
+        "sent": sent,
         "seconds": span,
-        "sustained_max_calls": sustained_max,
-        "fraction_sustained": calls / sustained_max if sustained_max else None,
+        "sustained_max_messages": sustained_max,
+        "fraction_sustained": sent / sustained_max if sustained_max else None,
         "ideal_seconds": ideal,
         "fraction_exact": ideal / span if span else None,
         "refusals": refusals,
@@ -140,10 +191,19 @@ async def _telepi_row(tmp: Path, messages: int, mode: str, scale: float, *, rest
         sends = _SendClock(sb.faults)
         checkpoint = tmp / "shared" / "checkpoint.db"
         interval = 0.0 if restart else DEFAULT_INTERVAL / scale
+        reads = 0.0 if restart else DEFAULT_READ_INTERVAL / scale
         [directory] = await session_dirs(
-            sb, tmp, 1, "target", checkpoint, MODE=mode, ORDERED="false", SEND_INTERVAL=f"{interval:.6f}"
+            sb,
+            tmp,
+            1,
+            "target",
+            checkpoint,
+            MODE=mode,
+            ORDERED="false",
+            SEND_INTERVAL=f"{interval:.6f}",
+            READ_INTERVAL=f"{reads:.6f}",
         )
-        extra: dict[str, Any] = {"send_interval_real": interval}
+        extra: dict[str, Any] = {"send_interval_real": interval, "read_interval_real": reads}
         started = time.monotonic()
         [process] = await start_sessions([directory])
         if restart:
@@ -170,6 +230,7 @@ async def _telepi_row(tmp: Path, messages: int, mode: str, scale: float, *, rest
         store.close()
         extra["exit_code"] = code
         extra["check"] = verify_copies(sb, "target", messages)
+        extra["timeline"] = sends.timeline(started)
         label = "telepi restart" if restart else "telepi"
         return _measure(label, mode, scale, sb, sends, extra)
 
@@ -201,7 +262,12 @@ async def _baseline_row(tmp: Path, messages: int, mode: str, scale: float) -> di
         return _measure("baseline", mode, scale, sb, sends, extra)
 
 
-async def _run(messages: int, scale: float, restart_messages: int, restart_scale: float) -> dict[str, Any]:
+ROWS = ("telepi-copy", "baseline-copy", "telepi-forward", "baseline-forward", "restart-copy")
+
+
+async def _run(
+    messages: int, scale: float, restart_messages: int, restart_scale: float, rows: Sequence[str] = ROWS
+) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     plan = [
         ("telepi", "copy", messages),
@@ -210,7 +276,7 @@ async def _run(messages: int, scale: float, restart_messages: int, restart_scale
         ("baseline", "forward", messages),
         ("restart", "copy", restart_messages),
     ]
-    for kind, mode, count in plan:
+    for kind, mode, count in [p for p in plan if f"{p[0]}-{p[1]}" in rows]:
         with tempfile.TemporaryDirectory(prefix="telepi-bench-pacing-", dir=bench_tmp()) as tmp:
             if kind == "baseline":
                 row = await _baseline_row(Path(tmp), count, mode, scale)
@@ -230,10 +296,11 @@ def run(
     restart_messages: int = 1500,
     restart_scale: float = 20.0,
     quick: bool = False,
+    rows: Sequence[str] = ROWS,
 ) -> dict[str, Any]:
     if quick:
         messages, restart_messages = 150, 100
-    result = asyncio.run(_run(messages, scale, restart_messages, restart_scale))
+    result = asyncio.run(_run(messages, scale, restart_messages, restart_scale, rows))
     runs = result["runs"]
     ok = all(r["check"]["ok"] and r["exit_code"] == 0 for r in runs)
     telepi = [r for r in runs if r["label"] == "telepi"]
@@ -273,6 +340,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
             "mode",
             "msgs",
             "calls",
+            "sent",
             "T (s)",
             "of sustained max",
             "of exact max",
@@ -291,6 +359,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
                 r["mode"],
                 str(r["messages"]),
                 str(r["calls"]),
+                str(r["sent"]),
                 f"{r['seconds']:.1f}",
                 f"{(r['fraction_sustained'] or 0):.0%}",
                 f"{(r['fraction_exact'] or 0):.0%}",
@@ -309,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--restart-messages", type=int, default=1500)
     parser.add_argument("--restart-scale", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="the runs to make (all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     report = run(
@@ -317,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restart_messages=args.restart_messages,
         restart_scale=args.restart_scale,
         quick=args.quick,
+        rows=args.rows,
     )
     print_table(table(report))
     if args.json is not None:

@@ -119,6 +119,7 @@ async def _clone(
             SHARED_DB_PATH=str(checkpoint),
             LIVE="false",
             SEND_INTERVAL="0",
+            READ_INTERVAL="0",
             LOG_LEVEL="WARNING",
             **env,
         )
@@ -219,7 +220,7 @@ async def _run(messages: int, forward_messages: int, scale: float, sessions: Seq
             "forward_messages": forward_messages,
             "source": "forum, 3 topics and General interleaved at random; 70% text, 30% photos; no replies",
             "flood_model": {"limits": "realistic", "scale": scale},
-            "env": {"SEND_INTERVAL": "0", "LIVE": "false"},
+            "env": {"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LIVE": "false"},
         },
         "scaling": scaling_runs,
         "forward": forward_runs,

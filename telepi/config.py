@@ -52,7 +52,11 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "TO_ID": ("", "last source message id to copy"),
     "LEASE_SECONDS": ("120", "how long a claimed message stays leased without a heartbeat"),
     "MAX_ATTEMPTS": ("5", "attempts before a message is marked failed"),
-    "SEND_INTERVAL": ("2", "least seconds between two sends of this account until a refusal teaches a slower pace"),
+    "SEND_INTERVAL": (
+        "2",
+        "least seconds per message sent or forwarded by this account until a refusal teaches a slower pace",
+    ),
+    "READ_INTERVAL": ("1.05", "least seconds between two history reads of this account until a refusal teaches"),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
     "FILTER_KINDS": ("", "copy only these kinds: text,photo,video,document,audio,voice,round,sticker,…"),
     "FILTER_EXCLUDE_KINDS": ("", "never copy these kinds (same names as FILTER_KINDS)"),
@@ -102,6 +106,7 @@ class Settings:
     lease_seconds: int
     max_attempts: int
     send_interval: float
+    read_interval: float
     log_level: str
     dc_address: tuple[str, int] | None
     server_key_path: Path | None
@@ -366,6 +371,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         lease_seconds=read.integer("LEASE_SECONDS", 120, 10, 86400) or 120,
         max_attempts=read.integer("MAX_ATTEMPTS", 5, 1, 100) or 5,
         send_interval=read.seconds("SEND_INTERVAL", 2.0, 0.0, 60.0),
+        read_interval=read.seconds("READ_INTERVAL", 1.05, 0.0, 60.0),
         log_level=log_level,
         dc_address=read.parsed("TG_DC", _parse_address, "set TG_DC to host:port, or remove it to use Telegram"),
         server_key_path=_server_key(directory, read),

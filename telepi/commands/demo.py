@@ -104,6 +104,7 @@ async def run_demo(
                 LIVE="false",
                 ORDERED="true",
                 SEND_INTERVAL="0",
+                READ_INTERVAL="0",
             )
             for i, account in enumerate(("bob", "carol"), start=1)
         ]

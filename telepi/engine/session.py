@@ -151,7 +151,9 @@ async def run_session(
         ) from None
     progress = Progress()
     session = settings.session_name
-    limiter = AccountLimiter(store, session, progress, min_interval=settings.send_interval, stop=stop)
+    limiter = AccountLimiter(
+        store, session, progress, min_interval=settings.send_interval, read_interval=settings.read_interval, stop=stop
+    )
 
     def account_refused(problem: AccountProblem) -> None:
         # Every call fails the same way from now on: give all work back at once, say why, and stop.

@@ -659,6 +659,7 @@ class Worker:
                         [i.random_id for i in items],
                     )
                 ),
+                messages=len(items),
                 hand_back=hand_back,
                 guard=still_ours,
             )
@@ -675,6 +676,7 @@ class Worker:
         by_random = await self.limiter.call(
             method,
             lambda: _answered(sender.send_album(self.client, placement, members)),
+            messages=len(members),
             hand_back=hand_back,
             guard=still_ours,
         )

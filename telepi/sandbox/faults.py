@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .dispatch import RpcError
-from .flood import FloodModel, Limits, preset
+from .flood import FloodModel, Limits, messages_in, preset
 
 Per = Literal["account", "account+chat"]
 RateError = Literal["FLOOD_WAIT", "SLOWMODE_WAIT", "PEER_FLOOD"]
@@ -350,7 +350,12 @@ class Faults:
         account: Hashable = user_id if user_id is not None else ("key", auth_key_id)
         error = self._rate_limited(method, request, account)
         if error is None and self.flood is not None:
-            error = self.flood.check(method, account, premium=lambda: user_id is not None and self.premium(user_id))
+            error = self.flood.check(
+                method,
+                account,
+                premium=lambda: user_id is not None and self.premium(user_id),
+                messages=messages_in(request),
+            )
             if error is not None:
                 self.refused[method] += 1
         return error

@@ -198,6 +198,7 @@ def make_local_sessions(sandbox: SandboxThread, local: Path) -> str:
                 TG_SERVER_KEY=KEY_IN_CONTAINER,
                 LIVE="true",
                 SEND_INTERVAL="0.05",
+                READ_INTERVAL="0",
             )
 
     sandbox.call(logins)

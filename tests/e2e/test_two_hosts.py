@@ -193,6 +193,7 @@ def hosts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                     TG_SERVER_KEY=KEY_IN_CONTAINER,
                     LIVE="true",
                     SEND_INTERVAL="0.3",
+                    READ_INTERVAL="0",
                     LEASE_SECONDS=str(LEASE_SECONDS),
                 )
 

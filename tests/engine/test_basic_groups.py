@@ -50,6 +50,7 @@ async def make_session(sb: Sandbox, root: Path, account: str) -> Path:
         SOURCE_CHAT=str(sb.chat("source").id),
         TARGET_CHAT=str(sb.chat("target").id),
         SEND_INTERVAL="0",
+        READ_INTERVAL="0",
         LIVE="false",
         MODE="copy",
     )

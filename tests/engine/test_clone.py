@@ -66,7 +66,7 @@ async def make_sessions(sb: Sandbox, root: Path, accounts: list[str], **env: Any
             account,
             SOURCE_CHAT=str(source.id),
             TARGET_CHAT=str(target.id),
-            **{"SEND_INTERVAL": "0", **env},
+            **{"SEND_INTERVAL": "0", "READ_INTERVAL": "0", **env},
         )
         for i, account in enumerate(accounts, start=1)
     ]

@@ -216,6 +216,7 @@ async def make_session(sb: Sandbox, root: Path, index: int, account: str, source
         MODE=MODES[source],
         LEASE_SECONDS=str(int(LEASE)),
         SEND_INTERVAL="0.3",
+        READ_INTERVAL="0",
         SYNC_DELETES="true",
         LOG_LEVEL="INFO",
     )

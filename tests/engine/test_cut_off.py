@@ -82,7 +82,13 @@ async def test_a_session_cut_off_mid_send_holds_the_ordered_route_no_longer_than
     async with Sandbox(world=forum_world(60), state_dir=tmp_path / "state") as sb:
         link = Link(sb.port)
         await link.restore()
-        env = {"LIVE": "true", "MODE": "copy", "SEND_INTERVAL": "0.3", "LEASE_SECONDS": str(int(LEASE))}
+        env = {
+            "LIVE": "true",
+            "MODE": "copy",
+            "SEND_INTERVAL": "0.3",
+            "READ_INTERVAL": "0",
+            "LEASE_SECONDS": str(int(LEASE)),
+        }
         chats = {"SOURCE_CHAT": str(sb.chat("source").id), "TARGET_CHAT": str(sb.chat("target").id)}
         cut_off = await sb.session_dir(
             tmp_path / "s" / "session1", "bob", TG_DC=f"127.0.0.1:{link.port}", **chats, **env

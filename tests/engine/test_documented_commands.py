@@ -87,7 +87,7 @@ def test_a_newcomer_follows_the_readme_from_sandbox_to_clone(tmp_path: Path) -> 
         directory = root / "session1"
         directory.mkdir(parents=True)
         env = [*bob, f"SOURCE_CHAT={chats['source']['chat']['id']}", f"TARGET_CHAT={chats['target']['chat']['id']}"]
-        (directory / ".env").write_text("\n".join([*env, "LIVE=false", "SEND_INTERVAL=0"]) + "\n")
+        (directory / ".env").write_text("\n".join([*env, "LIVE=false", "SEND_INTERVAL=0", "READ_INTERVAL=0"]) + "\n")
         (directory / ".env").chmod(0o600)
 
         assert "logged in as" in run("login", str(directory), "--phone", "+15550000002", stdin="12345\n")

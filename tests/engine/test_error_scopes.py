@@ -52,7 +52,13 @@ async def start(directory: Path) -> asyncio.subprocess.Process:
 async def test_a_revoked_account_stops_at_once_and_the_other_finishes_with_nothing_lost(tmp_path: Path) -> None:
     async with Sandbox(world=forum_world(200), state_dir=tmp_path / "state") as sb:
         revoked_dir, healthy_dir = await make_sessions(
-            sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy", SEND_INTERVAL="0.03"
+            sb,
+            tmp_path / "sessions",
+            ["bob", "carol"],
+            LIVE="false",
+            MODE="copy",
+            SEND_INTERVAL="0.03",
+            READ_INTERVAL="0",
         )
         revoked, healthy = await start(revoked_dir), await start(healthy_dir)
         try:
@@ -128,6 +134,7 @@ async def test_a_flood_wait_on_any_call_is_waited_out_and_fails_nothing(tmp_path
             SOURCE_CHAT="@sourceforum",
             TARGET_CHAT=str(sb.chat("target").id),
             SEND_INTERVAL="0",
+            READ_INTERVAL="0",
             LIVE="false",
             MODE="auto",
         )

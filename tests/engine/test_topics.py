@@ -73,7 +73,7 @@ async def make_session(sb: Sandbox, root: Path, account: str, **env: Any) -> Pat
         account,
         SOURCE_CHAT=str(sb.chat("source").id),
         TARGET_CHAT=str(sb.chat("target").id),
-        **{"SEND_INTERVAL": "0", "LIVE": "false", "MODE": "copy", **env},
+        **{"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LIVE": "false", "MODE": "copy", **env},
     )
 
 

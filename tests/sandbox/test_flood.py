@@ -60,6 +60,24 @@ def test_a_long_run_below_the_burst_quota_meets_the_long_penalty() -> None:
     assert check(faults, send(1)) == "420 FLOOD_WAIT_1501"  # a second early: half the penalty more
 
 
+def forward(count: int) -> functions.messages.ForwardMessagesRequest:
+    peer = types.InputPeerChannel(channel_id=1, access_hash=0)
+    ids = list(range(1, count + 1))
+    return functions.messages.ForwardMessagesRequest(from_peer=peer, id=ids, to_peer=peer, random_id=ids)
+
+
+def test_a_forward_counts_its_messages_against_the_long_run_and_one_request_against_a_burst() -> None:
+    # tginfo/Telegram-Limits#289 counts 2,000-2,300 messages sent or forwarded in a row, not requests.
+    faults, clock = realistic()
+    for _ in range(19):  # 1,900 messages in 19 requests: within the burst of 20 requests
+        assert check(faults, forward(100)) is None
+        clock.now += 1
+    assert check(faults, forward(101)) == "420 FLOOD_WAIT_3000"  # 2,001 messages: refused whole
+    clock.now += 3000
+    assert [check(faults, forward(10)) for _ in range(20)] == [None] * 20  # a fresh long run: 200 of 2,000
+    assert check(faults, forward(1)) == "420 FLOOD_WAIT_30"  # the 21st request: the burst quota
+
+
 def test_calls_during_a_penalty_lengthen_it() -> None:
     faults, clock = realistic()
     for _ in range(20):

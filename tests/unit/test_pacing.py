@@ -3,12 +3,20 @@ the sandbox's quota model itself (``telepi.sandbox.flood``) on the same clock: r
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from telethon import errors
 
+from telepi.checkpoint import SqliteStore
 from telepi.checkpoint.model import Pace
-from telepi.engine.limits.budget import Budget, group_of
+from telepi.engine.limits.account import AccountLimiter
+from telepi.engine.limits.budget import READ_INTERVAL, Budget, group_of
+from telepi.engine.progress import Progress
 from telepi.sandbox.flood import FloodModel, preset
 
 
@@ -29,18 +37,33 @@ def book(budget: Budget, clock: Clock, method: str, count: int) -> list[float]:
     return starts
 
 
-def test_sends_keep_send_interval_until_something_is_learned_and_other_methods_are_free() -> None:
+def test_sends_keep_send_interval_until_something_is_learned_and_reads_their_default() -> None:
     clock = Clock()
-    budget = Budget(2.0, clock, clock)
+    budget = Budget(2.0, READ_INTERVAL, clock=clock, wall=clock)
     starts = book(budget, clock, "SendMessage", 5)
     assert [b - a for a, b in itertools.pairwise(starts)] == [2.0] * 4
     assert book(budget, clock, "SendMedia", 1) == [starts[-1] + 2.0]  # one group: media waits for the text
-    assert book(budget, clock, "GetHistory", 3) == [clock.now] * 3
+    reads = book(budget, clock, "GetHistory", 3)  # not held by the sends; ~30 per 30 s (Telethon#565)
+    assert reads == pytest.approx([1010.0, 1010.0 + READ_INTERVAL, 1010.0 + 2 * READ_INTERVAL])
+    assert book(budget, clock, "GetFile", 3) == [clock.now] * 3  # a group with no default is free
+
+
+def test_a_forward_or_an_album_takes_a_place_per_message() -> None:
+    # The long-run quota counts messages sent or forwarded (tginfo/Telegram-Limits#289), not requests.
+    clock = Clock()
+    budget = Budget(2.0, clock=clock, wall=clock)
+    clock.now += budget.book("ForwardMessages", 100)
+    assert budget.ready_in("ForwardMessages") == pytest.approx(200.0)  # SEND_INTERVAL per message
+    clock.now += budget.book("SendMultiMedia", 10)
+    assert budget.ready_in("SendMessage") == pytest.approx(20.0)
+    clock.now += budget.book("ForwardMessages", 100)
+    pace = budget.refused("ForwardMessages", 30, "FLOOD_WAIT", "s1")  # the second forward was refused
+    assert pace is not None and (pace.calls, pace.period) == (99, pytest.approx(200.0 + 30))
 
 
 def test_a_refusal_becomes_the_groups_spread_over_run_up_plus_wait() -> None:
     clock = Clock()
-    budget = Budget(0.0, clock, clock)
+    budget = Budget(0.0, clock=clock, wall=clock)
     book(budget, clock, "SendMessage", 20)  # 20 calls at once, the 21st refused with a 30 s wait
     clock.now += 0.5
     book(budget, clock, "SendMedia", 1)
@@ -57,7 +80,7 @@ def test_a_refusal_becomes_the_groups_spread_over_run_up_plus_wait() -> None:
 
 def test_a_refusal_while_keeping_to_the_lesson_makes_it_stricter() -> None:
     clock = Clock()
-    budget = Budget(0.0, clock, clock)
+    budget = Budget(0.0, clock=clock, wall=clock)
     book(budget, clock, "SendMessage", 10)
     first = budget.refused("SendMessage", 10, "FLOOD_WAIT", "s1")
     assert first is not None and first.interval == pytest.approx(10 / 8)  # 9 through, less one
@@ -68,7 +91,7 @@ def test_a_refusal_while_keeping_to_the_lesson_makes_it_stricter() -> None:
 
 def test_a_lesson_from_the_checkpoint_holds_and_its_wait_is_sat_out() -> None:
     clock = Clock()
-    budget = Budget(0.5, clock, clock)
+    budget = Budget(0.5, clock=clock, wall=clock)
     budget.adopt(Pace("send", 60, 120.0, learned_at=900.0, reason="FLOOD_WAIT 60 s", session="s1", wait_until=1050.0))
     starts = book(budget, clock, "SendMultiMedia", 3)
     assert starts == [1050.0, 1052.0, 1054.0]  # the rest of the wait, then one every 2 s (not SEND_INTERVAL)
@@ -80,7 +103,7 @@ def test_against_the_realistic_quota_model_one_refusal_then_none(scale: float, s
     is refused, learns, and is never refused again; the model's refusal counter is the judge."""
     clock = Clock(0.0)
     model = FloodModel(preset("realistic"), scale=scale, clock=clock)
-    budget = Budget(0.0, clock, clock)
+    budget = Budget(0.0, clock=clock, wall=clock)
     refusals = 0
     sent = 0
     while sent < sends:
@@ -101,7 +124,62 @@ def test_against_the_realistic_quota_model_one_refusal_then_none(scale: float, s
 def test_the_default_interval_is_never_refused_by_the_realistic_model() -> None:
     clock = Clock(0.0)
     model = FloodModel(preset("realistic"), scale=1.0, clock=clock)
-    budget = Budget(2.0, clock, clock)
+    budget = Budget(2.0, clock=clock, wall=clock)
     for _ in range(5000):
         clock.now += budget.book("SendMessage")
         assert model.check("SendMessageRequest", "bob", premium=lambda: False) is None
+
+
+def test_forwards_of_100_against_the_realistic_model_are_refused_at_most_once_per_quota() -> None:
+    """A fast start (SEND_INTERVAL=0) forwarding 100 at a time: the burst quota counts requests, the long run
+    messages; each teaches once and the account goes on unrefused."""
+    clock = Clock(0.0)
+    model = FloodModel(preset("realistic"), scale=1.0, clock=clock)
+    budget = Budget(0.0, clock=clock, wall=clock)
+    refusals = forwarded = 0
+    while forwarded < 10_000:
+        clock.now += budget.book("ForwardMessages", 100) + 0.05
+        error = model.check("ForwardMessagesRequest", "bob", premium=lambda: False, messages=100)
+        if error is None:
+            forwarded += 100
+            continue
+        refusals += 1
+        assert budget.refused("ForwardMessages", int(error.message.rsplit("_", 1)[1]), "FLOOD_WAIT", "s1")
+    assert refusals <= 2 and len(model.penalties) == refusals, model.refusals
+
+
+async def test_one_call_in_flight_per_group_so_none_is_refused_into_a_penalty(tmp_path: Path) -> None:
+    """Four tasks sending at once through one account's limiter, against the real quota model (sends 20 per
+    10 s, 60 times faster): the first refusal teaches, and no call is in flight to be refused during its
+    penalty (one would lengthen it). Reads, with nothing learned, keep their default and are never refused."""
+    store = SqliteStore(tmp_path / "checkpoint.db")
+    limiter = AccountLimiter(store, "s1", Progress(), read_interval=READ_INTERVAL / 60)  # as played 60x faster
+    model = FloodModel(preset("realistic"), scale=60, clock=time.monotonic)
+    in_flight: dict[str, int] = {"SendMessageRequest": 0, "GetHistoryRequest": 0}
+    most = dict(in_flight)
+
+    def request(method: str) -> Callable[[], Awaitable[None]]:
+        async def make() -> None:
+            in_flight[method] += 1
+            most[method] = max(most[method], in_flight[method])
+            try:
+                await asyncio.sleep(0.003)  # the round trip: calls of several tasks overlap without the rule
+                error = model.check(method, "bob", premium=lambda: False)
+                if error is not None:
+                    raise errors.FloodWaitError(None, capture=int(error.message.rsplit("_", 1)[1]))
+            finally:
+                in_flight[method] -= 1
+
+        return make
+
+    async def task(method: str, calls: int) -> None:
+        for _ in range(calls):
+            await limiter.call(method.removesuffix("Request"), request(method))
+
+    try:
+        await asyncio.gather(*(task("SendMessageRequest", 15) for _ in range(4)), task("GetHistoryRequest", 35))
+    finally:
+        store.close()
+    assert model.refusals == {"sends FLOOD_WAIT": 1}  # reads: 35 in their default spread, none refused
+    assert len(model.penalties) == 1  # none lengthened
+    assert most == {"SendMessageRequest": 1, "GetHistoryRequest": 1}

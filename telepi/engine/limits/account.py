@@ -1,8 +1,10 @@
 """Per-account pacing and flood waits: honoured per method, visible, and never a reason to skip a message.
 
 A flood wait holds back only the method group Telegram named (a wait on ``GetHistory`` does not stop sends;
-one on ``SendMessage`` holds ``SendMedia`` too); ``SEND_INTERVAL`` spaces the account's sends until a
-refusal teaches the group a slower spread (``budget.py``), which the checkpoint keeps for the account.
+one on ``SendMessage`` holds ``SendMedia`` too); ``SEND_INTERVAL`` spaces the account's sends and forwards
+per message, ``READ_INTERVAL`` its history reads, until a refusal teaches the group a slower spread
+(``budget.py``), which the checkpoint keeps for the account. A group has one call in flight at a time
+(``ONE_IN_FLIGHT``), so no call is refused during the penalty another call of it just met.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from telepi.checkpoint.store import Store
-from telepi.engine.limits.budget import Budget, group_of
+from telepi.engine.limits.budget import GROUPS, READ_INTERVAL, SEND_GROUPS, Budget, group_of
 from telepi.engine.progress import Progress
 from telepi.telegram.errors import ErrorKind, classify
 
@@ -27,6 +29,10 @@ T = TypeVar("T")
 LONG_WAIT_SECONDS = 30
 # The methods that publish into the target: what ready_in() without a method is about.
 SEND_METHODS = ("SendMessage", "SendMedia", "SendMultiMedia", "ForwardMessages")
+# Groups whose quotas the field reports (sends, forwards, history reads): one call of each in flight at a time
+# from the start, for two calls in flight together meet a quota together and the second is refused during the
+# penalty the first just started, lengthening it (sandbox/flood.py's escalation).
+ONE_IN_FLIGHT = frozenset(GROUPS.values()) | SEND_GROUPS
 # Set while a call runs under AccountLimiter.call, so the gateway below it does not wait a second time.
 GOVERNED: ContextVar[bool] = ContextVar("telepi_governed", default=False)
 
@@ -55,6 +61,7 @@ class AccountLimiter:
         progress: Progress,
         *,
         min_interval: float = 0.0,
+        read_interval: float = READ_INTERVAL,
         on_long_wait: Callable[[int], Awaitable[None]] | None = None,
         stop: asyncio.Event | None = None,
         user_id: int | None = None,
@@ -66,7 +73,8 @@ class AccountLimiter:
         self.stop = stop or asyncio.Event()
         self._blocked_until: dict[str, float] = {}  # method group -> monotonic end of its flood wait
         self._locks: dict[str, asyncio.Lock] = {}
-        self.budget = Budget(min_interval)
+        self._flights: dict[str, asyncio.Lock] = {}  # method group -> its one call in flight
+        self.budget = Budget(min_interval, read_interval)
         self.user_id: int | None = None
         if user_id is not None:
             self.know_account(user_id)
@@ -92,11 +100,24 @@ class AccountLimiter:
             max(self._blocked_until.get(group_of(m), 0.0) - time.monotonic(), self.budget.ready_in(m)) for m in methods
         )
 
-    async def pace(self, method: str) -> None:
+    async def pace(self, method: str, messages: int = 1) -> None:
         async with self._locks.setdefault(group_of(method), asyncio.Lock()):
-            delay = self.budget.book(method)
+            delay = self.budget.book(method, messages)
             if delay > 0:
                 await asyncio.sleep(delay)
+
+    def _in_flight(self, method: str) -> contextlib.AbstractAsyncContextManager[object]:
+        """The group's one call in flight, for the groups with known quotas and any group that has learned a
+        budget or is waiting one out; other groups' calls run side by side."""
+        group = group_of(method)
+        if (
+            group in ONE_IN_FLIGHT
+            or group in self._flights
+            or self.budget.lesson(method) is not None
+            or self._blocked_until.get(group, 0.0) > time.monotonic()
+        ):
+            return self._flights.setdefault(group, asyncio.Lock())
+        return contextlib.nullcontext()
 
     async def _sit_out(self, method: str) -> None:
         """Before any call: the rest of a flood wait Telegram gave this method's group (another task met it)."""
@@ -113,10 +134,12 @@ class AccountLimiter:
         method: str,
         make: Callable[[], Awaitable[T]],
         *,
+        messages: int = 1,
         hand_back: Callable[[], Awaitable[bool]] | None = None,
         guard: Callable[[], bool] | None = None,
     ) -> T:
-        """Run ``make()`` (a Telegram call of ``method``), waiting out flood limits as often as needed.
+        """Run ``make()`` (a Telegram call of ``method`` publishing ``messages``), waiting out flood limits as
+        often as needed.
 
         With ``hand_back``, a flood wait first offers the call's work to the other sessions: when it
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
@@ -125,25 +148,32 @@ class AccountLimiter:
         between: False raises LeaseLost."""
         while True:
             await self._sit_out(method)
-            await self.pace(method)  # reads too: their run-up is what a refusal teaches
-            if guard is not None and not guard():
-                raise LeaseLost(method)
-            token = GOVERNED.set(True)
-            try:
-                return await make()
-            except Exception as exc:
-                kind = classify(exc)
-                if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
-                    raise
-                self._learn(method, kind.seconds, kind.name.rstrip("0123456789").rstrip("_"))  # FLOOD_WAIT
-                if self.stop.is_set():
-                    raise Stopping(method) from exc
-                handed = hand_back is not None and await hand_back()
-                await self.wait(kind.seconds, method, kind.name)
-                if handed:
-                    raise HandedBack(method) from exc
-            finally:
-                GOVERNED.reset(token)
+            async with self._in_flight(method):
+                await self._sit_out(method)  # a wait the call before met while this one queued: stop ends it
+                await self.pace(method, messages)  # reads too: their run-up is what a refusal teaches
+                if guard is not None and not guard():
+                    raise LeaseLost(method)
+                token = GOVERNED.set(True)
+                try:
+                    return await make()
+                except Exception as exc:
+                    kind = classify(exc)
+                    if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
+                        raise
+                    refused = exc
+                    # Before the next call of the group may start: it books after the wait.
+                    self._learn(method, kind.seconds, kind.name.rstrip("0123456789").rstrip("_"))  # FLOOD_WAIT
+                    self._blocked_until[group_of(method)] = max(
+                        self._blocked_until.get(group_of(method), 0.0), time.monotonic() + max(1, kind.seconds)
+                    )
+                finally:
+                    GOVERNED.reset(token)
+            if self.stop.is_set():
+                raise Stopping(method) from refused
+            handed = hand_back is not None and await hand_back()
+            await self.wait(kind.seconds, method, kind.name)
+            if handed:
+                raise HandedBack(method) from refused
 
     def _learn(self, method: str, seconds: int, error: str) -> None:
         pace = self.budget.refused(method, seconds, error, self.session)

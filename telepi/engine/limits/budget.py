@@ -16,9 +16,13 @@ came — 30 s after a burst, ~50 minutes after 2,000 sends in a row. A refusal i
 - Telegram answers per method *group*: a wait met on ``SendMessage`` holds ``SendMedia`` and
   ``SendMultiMedia`` too (``sandbox/flood.py``'s sends group, from the field reports of a wait on one send
   method refusing the others), so the budget, the wait and the lesson are the group's;
-- with nothing learned, sends keep ``SEND_INTERVAL`` (2 s by default: one send every 2-3 s is the
-  conservative rate cloner users report, and 1,800 an hour stays under the 2,000 a run of sends reported
-  before a long wait; README "Rate limits").
+- the send groups count messages, not calls: the long-run quota is reported in messages sent or forwarded
+  (tginfo/Telegram-Limits#289), so a forward of 100 or an album of 10 takes that many places in the run-up,
+  and the spread between two calls is the interval per message times the earlier call's messages;
+- with nothing learned, sends and forwards keep ``SEND_INTERVAL`` per message (2 s by default: one send every
+  2-3 s is the conservative rate cloner users report, and 1,800 messages an hour stays under the 2,000 a run
+  of sends or forwards reported before a long wait; README "Rate limits"); history reads keep
+  ``READ_INTERVAL`` (about 3,000 messages per 30 s, i.e. 30 reads of 100, before FLOOD_WAIT: Telethon#565).
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ GROUPS = {
 }
 # The groups that publish into the target: SEND_INTERVAL spaces them even before anything is learned.
 SEND_GROUPS = frozenset({"send", "ForwardMessages"})
+# With nothing learned, one history read per this many seconds (READ_INTERVAL): under the ~30 reads of 100 per
+# 30 s reported before FLOOD_WAIT (Telethon#565, notes/telegram.md), 30 reads taking 31.5 s: slack for jitter.
+READ_INTERVAL = 1.05
 RUN_UP_CALLS = 100_000  # an hour's quota is a few thousand calls: the run-up kept is far longer
 
 
@@ -52,7 +59,8 @@ def group_of(method: str) -> str:
 
 @dataclass
 class _Group:
-    run_up: deque[float] = field(default_factory=lambda: deque(maxlen=RUN_UP_CALLS))  # starts since the last wait
+    # (start, messages) of each call since the group's last wait
+    run_up: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RUN_UP_CALLS))
     next_at: float = 0.0  # monotonic: the earliest start of the group's next call
     lesson: Pace | None = None
 
@@ -63,10 +71,12 @@ class Budget:
     def __init__(
         self,
         send_interval: float = 0.0,
+        read_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.send_interval = send_interval
+        self.read_interval = read_interval
         self._clock = clock
         self._wall = wall
         self._groups: dict[str, _Group] = {}
@@ -89,23 +99,29 @@ class Budget:
         return [g.lesson for g in self._groups.values() if g.lesson is not None]
 
     def interval(self, method: str) -> float:
-        """Seconds between two calls of ``method``'s group: the learned spread, at least ``SEND_INTERVAL``."""
+        """Seconds per call (per message, for the send groups) of ``method``'s group: the learned spread, at
+        least ``SEND_INTERVAL`` for sends; with nothing learned, the group's default."""
         group = group_of(method)
         lesson = self._group(method).lesson
-        floor = self.send_interval if group in SEND_GROUPS else 0.0
-        return max(floor, 0.0 if lesson is None else lesson.interval)
+        if lesson is not None:
+            floor = self.send_interval if group in SEND_GROUPS else 0.0
+            return max(floor, lesson.interval)
+        if group in SEND_GROUPS:
+            return self.send_interval
+        return self.read_interval if group == "history" else 0.0
 
     def ready_in(self, method: str) -> float:
         """Seconds until the group's budget lets the next call of ``method`` start (0: now)."""
         return max(0.0, self._group(method).next_at - self._clock())
 
-    def book(self, method: str) -> float:
-        """Seconds to wait before the next call of ``method``; the call is counted from then on."""
+    def book(self, method: str, messages: int = 1) -> float:
+        """Seconds to wait before the next call of ``method`` (publishing ``messages``); counted from then on."""
         state = self._group(method)
+        weight = messages if group_of(method) in SEND_GROUPS else 1
         now = self._clock()
         start = max(now, state.next_at)
-        state.run_up.append(start)
-        state.next_at = start + self.interval(method)
+        state.run_up.append((start, weight))
+        state.next_at = start + self.interval(method) * weight
         return start - now
 
     def refused(self, method: str, seconds: float, error: str, session: str) -> Pace | None:
@@ -119,9 +135,9 @@ class Budget:
         run_up, state.run_up = state.run_up, deque(maxlen=RUN_UP_CALLS)
         if not run_up:
             return None
-        # One call fewer than went through: a whole interval of slack for the jitter between this clock and
-        # Telegram's (calls spread exactly N per period meet a sliding window at its edge).
-        calls, period = max(1, len(run_up) - 1), (now - run_up[0]) + seconds
+        # One call (message) fewer than went through: a whole interval of slack for the jitter between this
+        # clock and Telegram's (calls spread exactly N per period meet a sliding window at its edge).
+        calls, period = max(1, sum(w for _, w in run_up) - 1), (now - run_up[0][0]) + seconds
         old = state.lesson
         if old is not None and period / calls <= old.interval:
             # Refused while keeping to the lesson: it was too generous; one call fewer per its period at least.
