@@ -91,13 +91,8 @@ _FIXABLE_CONNECT = (
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Once per pooled connection (never per transaction): bounded transactions, and generic plans for the
-    statements psycopg prepares, so the hot ones are planned once per connection instead of on every call
-    (planning a claim costs more than running it; ``_analyze_if_stale`` keeps the statistics they use)."""
-    conn.execute(
-        f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}; "
-        "SET plan_cache_mode = force_generic_plan".encode()
-    )
+    """Once per pooled connection, never per transaction: a transaction left idle is ended by the server."""
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}".encode())
 
 
 def redact(url: str) -> str:
@@ -429,10 +424,10 @@ class PostgresStore:
         return inserted
 
     def _analyze_if_stale(self, db: _Tx) -> None:
-        """Fresh statistics once this store has enqueued a fifth of what the last ones counted. The prepared
-        statements of the hot operations run on generic plans, which trust the statistics: a table analyzed
-        while nearly empty makes each ``complete`` scan its whole route (0.6 ms instead of 0.2 ms at 3,000
-        rows, and growing with the route) until autovacuum next looks, up to a minute later."""
+        """Fresh statistics once this store has enqueued a fifth of what the last ones counted. psycopg prepares
+        the hot statements, and PostgreSQL may then run them on a generic plan that trusts the statistics: a
+        table analyzed while nearly empty made each ``complete`` scan its whole route (0.6 ms instead of
+        0.2 ms at 3,000 rows, and growing with the route) until autovacuum next looked, up to a minute later."""
         row = db.one("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass")
         if self._inserted >= max(_ANALYZE_AFTER, 0.2 * float(row["reltuples"])):
             db.run("ANALYZE messages")
