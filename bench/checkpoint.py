@@ -63,6 +63,7 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
     print("ready", flush=True)
     sys.stdin.readline()  # the go signal: process start-up is not timed
     started = time.time()
+    cpu = time.process_time()
     claimed: list[int] = []
     bad_marks = bad_completes = units = 0
     while True:
@@ -85,6 +86,7 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
             if changed != len(ids):
                 bad_completes += 1
     ended = time.time()
+    cpu = time.process_time() - cpu
     store.close()
     result = {
         "claimed": claimed,
@@ -93,6 +95,7 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
         "bad_completes": bad_completes,
         "started": started,
         "ended": ended,
+        "cpu": cpu,
     }
     print(json.dumps(result), flush=True)
 
@@ -126,6 +129,7 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
             assert child.stdout is not None
             if child.stdout.readline().strip() != "ready":
                 raise RuntimeError("a checkpoint worker did not start")
+        server_cpu = server.cpu_seconds() if server is not None else 0.0
         began = time.time()
         for child in children:
             assert child.stdin is not None
@@ -143,6 +147,10 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
                 child.kill()
                 child.wait()
     elapsed = max(r["ended"] for r in results) - began
+    # The server's share is read once its backends have gone (the workers closed their pools): it also
+    # holds the verification's reads below, which are not counted, and the workers' disconnects, which are.
+    server_cpu = server.cpu_seconds() - server_cpu if server is not None else 0.0
+    client_cpu = sum(r["cpu"] for r in results)
     claimed = [i for r in results for i in r["claimed"]]
     counts = store.report(failures=0).routes[0].counts
     store.close()
@@ -168,6 +176,10 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
         "items_per_s": items / elapsed,
         "units_per_s": units / elapsed,
         "per_process_items": [len(r["claimed"]) for r in results],
+        # CPU per item, clients (the timed loops) and server: what the 2 shared cores must give each item,
+        # whatever else runs on them; cores / this is the rate that CPU alone allows.
+        "client_cpu_us_per_item": 1e6 * client_cpu / items,
+        "server_cpu_us_per_item": 1e6 * server_cpu / items,
         "checks": checks,
         "ok": ok,
     }
@@ -199,7 +211,10 @@ def run(
                         checks = "ok" if result["ok"] else result["checks"]
                         print(
                             f"  checkpoint round {round_no + 1}/{rounds}: {name:<8} {processes:2d} process(es) "
-                            f"{result['items_per_s']:8.0f} items/s  checks {checks}",
+                            f"{result['items_per_s']:8.0f} items/s  CPU/item client "
+                            f"{result['client_cpu_us_per_item']:4.0f} µs server "
+                            f"{result['server_cpu_us_per_item']:4.0f} µs"
+                            f"  load {os.getloadavg()[0]:.1f}  checks {checks}",
                             flush=True,
                         )
     finally:

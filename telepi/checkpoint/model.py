@@ -44,6 +44,7 @@ class Route:
     label: str
     high_water: int  # highest source id the history planner has enqueued
     adopted_through: int = 0  # telepi verify --adopt matched the target up to this id; older ones are settled
+    bound_user_id: int | None = None  # a basic group or private chat: the one account whose ids the route uses
 
     @classmethod
     def from_row(cls, row: Any) -> Route:
@@ -55,6 +56,7 @@ class Route:
             label=row["label"],
             high_water=row["high_water"],
             adopted_through=row["adopted_through"] or 0,
+            bound_user_id=row["bound_user_id"],
         )
 
 

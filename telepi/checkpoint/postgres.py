@@ -58,6 +58,7 @@ _CHANGES_LOCK = 0x54504932  # advisory lock key (with the route id): recording e
 # the server ends such a transaction after this long idle, and the others go on (every transaction of
 # telepi's is a few statements without a pause; the stopped session finds its connection gone on resuming).
 IDLE_IN_TRANSACTION_SECONDS = 10
+_ANALYZE_AFTER = 1000  # rows enqueued before the statistics are looked at (see _analyze_if_stale)
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
 _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
@@ -67,6 +68,13 @@ _CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')
     AND {_CLAIMABLE_NOW}
 """
+# The hot operations are each one statement in autocommit: one round trip, one implicit transaction. Their
+# ``now`` is read once per statement (a MATERIALIZED CTE), from the test clock when it passes one, else from
+# the server's clock, as ``_Tx.now`` does for the multi-statement transactions.
+_CLOCK = (
+    "clock AS MATERIALIZED (SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now)"
+)
+_CLAIMABLE_AT_CLOCK = _CLAIMABLE.replace("%(now)s", "clock.now")
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
 _FIXABLE_CONNECT = (
@@ -82,7 +90,8 @@ _FIXABLE_CONNECT = (
 )
 
 
-def _bounded_transactions(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Once per pooled connection, never per transaction: a transaction left idle is ended by the server."""
     conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_SECONDS * 1000}".encode())
 
 
@@ -156,13 +165,14 @@ class PostgresStore:
         self._read_only = read_only
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
+        self._inserted = 0  # rows this store enqueued since it last refreshed the statistics
         self._probe()  # connect once first: the pool would hide why a connection fails
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            configure=_bounded_transactions,
+            configure=_configure,
             open=False,
             name="telepi-checkpoint",
         )
@@ -287,6 +297,25 @@ class PostgresStore:
                 raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
+    def _statement(self, sql: str, params: Mapping[str, Any]) -> list[DictRow]:
+        """One statement that returns rows, in autocommit: its own transaction in a single round trip (no
+        BEGIN, no COMMIT, no separate read of the clock; psycopg prepares it after a few uses). Retried as
+        ``_run`` retries a transaction; ``%(now)s`` is the test clock, or NULL for the server's (``_CLOCK``)."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(sql.encode(), {**params, "now": None if self._clock is None else self._clock()})
+                    return cur.fetchall()
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise PassingError(
+                        f"{self.where} stayed contended for {_RETRIES} attempts: telepi retries."
+                    ) from None
+                time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                raise self._unavailable(exc) from None
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         with self._listen_lock:
             if self._listener is not None:
@@ -388,7 +417,21 @@ class PostgresStore:
                 ),
             )
 
-        return self._run(work)
+        inserted = self._run(work)
+        self._inserted += inserted
+        if self._inserted >= _ANALYZE_AFTER:
+            self._run(self._analyze_if_stale)
+        return inserted
+
+    def _analyze_if_stale(self, db: _Tx) -> None:
+        """Fresh statistics once this store has enqueued a fifth of what the last ones counted. psycopg prepares
+        the hot statements, and PostgreSQL may then run them on a generic plan that trusts the statistics: a
+        table analyzed while nearly empty made each ``complete`` scan its whole route (0.6 ms instead of
+        0.2 ms at 3,000 rows, and growing with the route) until autovacuum next looked, up to a minute later."""
+        row = db.one("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass")
+        if self._inserted >= max(_ANALYZE_AFTER, 0.2 * float(row["reltuples"])):
+            db.run("ANALYZE messages")
+            self._inserted = 0
 
     def claim(
         self,
@@ -405,19 +448,18 @@ class PostgresStore:
     ) -> list[WorkItem]:
         below = "" if after is None else " AND source_msg_id > %(after)s"
         below += "" if before is None else " AND source_msg_id < %(before)s"
+        params = {"route": route_id, "after": after, "before": before, "limit": limit}
+        if not topic_run:
+            rows = self._statement(
+                _CLAIM.format(below=below),
+                {**params, "session": session, "lease": lease_seconds, "at_least": at_least},
+            )
+            return sorted((_work_item(route_id, row) for row in rows), key=lambda item: item.source_msg_id)
 
         def work(db: _Tx) -> tuple[list[DictRow], float]:
             now = db.now()
-            params = {"route": route_id, "now": now, "after": after, "before": before}
-            if topic_run:
-                candidates = _topic_run(db, params, below, topic, limit)
-            else:
-                # SKIP LOCKED: rows another session is claiming right now are passed over, never waited for.
-                candidates = db.all(
-                    f"SELECT * FROM messages WHERE {_CLAIMABLE}{below} ORDER BY source_msg_id LIMIT %(limit)s "
-                    "FOR UPDATE SKIP LOCKED",
-                    {**params, "limit": max(limit, 1)},
-                )
+            params_now = {**params, "now": now}
+            candidates = _topic_run(db, params_now, below, topic, limit)
             if len(candidates) < at_least:
                 return [], now
             chosen: dict[int, DictRow] = {}
@@ -432,7 +474,7 @@ class PostgresStore:
                     albums_seen.add(grouped_id)
                     # An album is one item for the engine: lease every claimable member together, or none
                     # when another claim holds part of it right now (it takes the album whole, or gives it up).
-                    album = {**params, "grouped": grouped_id}
+                    album = {**params_now, "grouped": grouped_id}
                     members = db.all(
                         f"SELECT * FROM messages WHERE {_CLAIMABLE} AND grouped_id = %(grouped)s "
                         "ORDER BY source_msg_id FOR UPDATE SKIP LOCKED",
@@ -487,57 +529,61 @@ class PostgresStore:
         return self._run(work)
 
     def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
-        def work(db: _Tx) -> bool:
-            now = db.now()
-            # Locked, then decided, as mark_sending: a claim of these rows is either seen here or waits.
-            held = db.all(
-                "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND lease_expires > %s AND source_msg_id = ANY(%s::bigint[]) ORDER BY source_msg_id FOR UPDATE",
-                (route_id, session, now + spare_seconds, list(source_ids)),
-            )
-            if len(held) != len(set(source_ids)):
-                return False
-            db.run(
-                "UPDATE messages SET send_session = %s, send_started_at = %s "
-                "WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
-                (session, now, route_id, list(source_ids)),
-            )
-            return True
-
-        return self._run(work)
+        return self._mark(route_id, source_ids, session, " AND lease_expires > clock.now + %(spare)s", spare_seconds)
 
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
-        def work(db: _Tx) -> bool:
-            # Locked, then decided: a takeover claiming these rows meanwhile is either seen or waits.
-            held = db.all(
-                "SELECT source_msg_id FROM messages WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND source_msg_id = ANY(%s::bigint[]) ORDER BY source_msg_id FOR UPDATE",
-                (route_id, session, list(source_ids)),
-            )
-            if len(held) != len(set(source_ids)):
-                return False
-            db.run(
-                "UPDATE messages SET send_session = %s, send_started_at = %s "
-                "WHERE route_id = %s AND source_msg_id = ANY(%s::bigint[])",
-                (session, db.now(), route_id, list(source_ids)),
-            )
-            return True
+        return self._mark(route_id, source_ids, session, "", 0.0)
 
-        return self._run(work)
+    def _mark(self, route_id: int, source_ids: Sequence[int], session: str, lease_left: str, spare: float) -> bool:
+        # Locked, then decided, in one statement: a takeover claiming these rows meanwhile is either seen
+        # (PostgreSQL rechecks a locked row's newest version) or waits for this one. All or nothing: the
+        # update runs only when every row is still this session's.
+        wanted = len(set(source_ids))
+        params = {"route": route_id, "session": session, "ids": list(source_ids), "spare": spare, "wanted": wanted}
+        if wanted == 1:
+            # One row is all or nothing by itself: the update's own check on the row's newest version is the
+            # lock-then-decide, without locking the row first (a second write of it, WAL included).
+            rows = self._statement(
+                f"WITH {_CLOCK} UPDATE messages m SET send_session = %(session)s, send_started_at = clock.now "
+                "FROM clock WHERE route_id = %(route)s AND session = %(session)s AND status = 'processing' "
+                f"AND source_msg_id = ANY(%(ids)s::bigint[]){lease_left} RETURNING m.source_msg_id",
+                params,
+            )
+            return len(rows) == 1
+        rows = self._statement(
+            f"WITH {_CLOCK}, held AS MATERIALIZED (SELECT source_msg_id FROM messages, clock "
+            "WHERE route_id = %(route)s AND session = %(session)s AND status = 'processing' "
+            f"AND source_msg_id = ANY(%(ids)s::bigint[]){lease_left} ORDER BY source_msg_id FOR UPDATE OF messages) "
+            "UPDATE messages m SET send_session = %(session)s, send_started_at = clock.now FROM clock "
+            "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(ids)s::bigint[]) "
+            "AND (SELECT COUNT(*) FROM held) = %(wanted)s RETURNING m.source_msg_id",
+            params,
+        )
+        return len(rows) == wanted
 
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
-        def work(db: _Tx) -> int:
-            _notify_head(db, route_id)
-            return db.run(
-                "UPDATE messages m SET status = 'done', session = %s, target_msg_id = t.target, processed_at = %s, "
-                "lease_expires = NULL, last_error = NULL FROM unnest(%s::bigint[], %s::bigint[]) AS t(source, target) "
-                "WHERE m.route_id = %s AND m.source_msg_id = t.source AND m.status NOT IN ('done', 'skipped')",
-                (session, db.now(), list(targets), list(targets.values()), route_id),
-            )
-
-        return self._run(work)
+        # One statement; it wakes the sessions waiting on the head when it recorded something.
+        row = self._statement(
+            # The rows by key (= ANY), each one's target looked up in the arrays: a join with unnest() may be
+            # planned, once prepared, as a scan of the whole route.
+            f"WITH {_CLOCK}, done AS (UPDATE messages m SET status = 'done', session = %(session)s, "
+            "target_msg_id = (%(targets)s::bigint[])[array_position(%(sources)s::bigint[], m.source_msg_id)], "
+            "processed_at = clock.now, lease_expires = NULL, last_error = NULL FROM clock "
+            "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(sources)s::bigint[]) "
+            "AND m.status NOT IN ('done', 'skipped') RETURNING 1), counted AS (SELECT COUNT(*)::int AS n FROM done) "
+            "SELECT n, CASE WHEN n > 0 THEN pg_notify(%(channel)s, %(payload)s) END AS woke FROM counted",
+            {
+                "session": session,
+                "sources": list(targets),
+                "targets": list(targets.values()),
+                "route": route_id,
+                "channel": _HEAD,
+                "payload": str(route_id),
+            },
+        )[0]
+        return int(row["n"])
 
     def fail(
         self,
@@ -716,29 +762,23 @@ class PostgresStore:
 
     def head(self, route_id: int, topic: TopicFilter = ANY_TOPIC) -> Head | None:
         in_topic = "" if topic is ANY_TOPIC else _in_topic(topic)
-        row = self._run(
-            lambda db: db.first(
-                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
-                "CASE status WHEN 'processing' THEN session END AS holder "
-                f"FROM messages WHERE route_id = %(route)s{in_topic} AND status IN ('pending', 'processing') "
-                "ORDER BY source_msg_id LIMIT 1",
-                {"route": route_id, "now": db.now(), "topic": topic},
-            ),
-            write=False,
+        rows = self._statement(  # one statement: one snapshot, as the read-only transaction gave
+            f"WITH {_CLOCK} SELECT source_msg_id, {_CLAIMABLE_NOW.replace('%(now)s', 'clock.now')} AS claimable, "
+            "CASE status WHEN 'processing' THEN session END AS holder "
+            f"FROM messages, clock WHERE route_id = %(route)s{in_topic} AND status IN ('pending', 'processing') "
+            "ORDER BY source_msg_id LIMIT 1",
+            {"route": route_id, "topic": topic},
         )
-        return None if row is None else Head(int(row["source_msg_id"]), bool(row["claimable"]), row["holder"])
+        return _head(rows)
 
     def open_item(self, route_id: int, source_msg_id: int) -> Head | None:
-        row = self._run(
-            lambda db: db.first(
-                f"SELECT source_msg_id, {_CLAIMABLE_NOW} AS claimable, "
-                "CASE status WHEN 'processing' THEN session END AS holder FROM messages "
-                "WHERE route_id = %(route)s AND source_msg_id = %(id)s AND status IN ('pending', 'processing')",
-                {"route": route_id, "id": source_msg_id, "now": db.now()},
-            ),
-            write=False,
+        rows = self._statement(
+            f"WITH {_CLOCK} SELECT source_msg_id, {_CLAIMABLE_NOW.replace('%(now)s', 'clock.now')} AS claimable, "
+            "CASE status WHEN 'processing' THEN session END AS holder FROM messages, clock "
+            "WHERE route_id = %(route)s AND source_msg_id = %(id)s AND status IN ('pending', 'processing')",
+            {"route": route_id, "id": source_msg_id},
         )
-        return None if row is None else Head(int(row["source_msg_id"]), bool(row["claimable"]), row["holder"])
+        return _head(rows)
 
     def target_ids(self, route_id: int, source_ids: Sequence[int]) -> dict[int, int]:
         if not source_ids:
@@ -1382,6 +1422,80 @@ _SAVE_PACE = (
 
 def _pace_values(pace: Pace) -> tuple[object, ...]:
     return (pace.group, pace.calls, pace.period, pace.learned_at, pace.reason, pace.session, pace.wait_until)
+
+
+# The default claim as one statement (``claim`` without ``topic_run``), the same decisions as the loop in
+# ``claim``'s ORDERED=topic path: the lowest ``limit`` claimable rows, skipping rows another claim is
+# locking right now (SKIP LOCKED); an album is one unit, leased whole with every claimable member (locked,
+# wherever they are) or not at all when another claim holds part of it right now; units are taken in order
+# while fewer than ``limit`` rows are chosen (an album may end over the limit, as in the SQLite store).
+_CLAIM = f"""
+WITH {_CLOCK},
+cand AS MATERIALIZED (
+    SELECT source_msg_id, grouped_id FROM messages, clock WHERE {_CLAIMABLE_AT_CLOCK}{{below}}
+    ORDER BY source_msg_id LIMIT GREATEST(%(limit)s, 1) FOR UPDATE OF messages SKIP LOCKED
+),
+members AS MATERIALIZED (
+    SELECT source_msg_id, grouped_id FROM messages, clock WHERE {_CLAIMABLE_AT_CLOCK}
+    AND grouped_id IN (SELECT grouped_id FROM cand WHERE grouped_id IS NOT NULL)
+    FOR UPDATE OF messages SKIP LOCKED
+),
+units AS (
+    SELECT MIN(source_msg_id) AS first, grouped_id FROM cand
+    GROUP BY grouped_id, CASE WHEN grouped_id IS NULL THEN source_msg_id END
+),
+sized AS (
+    SELECT u.first, u.grouped_id, CASE
+        WHEN u.grouped_id IS NULL THEN 1
+        WHEN (SELECT COUNT(*) FROM members k WHERE k.grouped_id = u.grouped_id)
+            >= (SELECT COUNT(*) FROM messages, clock WHERE {_CLAIMABLE_AT_CLOCK} AND grouped_id = u.grouped_id)
+        THEN (SELECT COUNT(*) FROM members k WHERE k.grouped_id = u.grouped_id)
+        ELSE 0 END AS size
+    FROM units u
+),
+taken AS (
+    SELECT first, grouped_id FROM (
+        SELECT first, grouped_id, size,
+            COALESCE(SUM(size) OVER (ORDER BY first ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+        FROM sized
+    ) s WHERE size > 0 AND before < %(limit)s
+),
+chosen AS (
+    SELECT first AS source_msg_id FROM taken WHERE grouped_id IS NULL
+    UNION ALL SELECT k.source_msg_id FROM members k JOIN taken t ON k.grouped_id = t.grouped_id
+)
+UPDATE messages m SET status = 'processing', session = %(session)s, claimed_at = clock.now,
+    lease_expires = clock.now + %(lease)s,
+    attempts = m.attempts + (CASE WHEN m.status = 'processing' THEN 1 ELSE 0 END)
+FROM chosen, clock
+WHERE m.route_id = %(route)s AND m.source_msg_id = chosen.source_msg_id
+    AND (SELECT COUNT(*) FROM cand) >= %(at_least)s
+RETURNING m.source_msg_id, m.grouped_id, m.topic_id, m.random_id, m.attempts, m.lease_expires, m.send_session,
+    m.send_started_at
+"""
+
+
+def _work_item(route_id: int, row: DictRow) -> WorkItem:
+    """A claimed row as ``_CLAIM`` returns it: its attempts already count a lease that ran out while
+    processing (its holder died)."""
+    return WorkItem(
+        route_id=route_id,
+        source_msg_id=row["source_msg_id"],
+        grouped_id=row["grouped_id"],
+        topic_id=row["topic_id"],
+        random_id=row["random_id"],
+        attempts=row["attempts"],
+        lease_expires=row["lease_expires"],
+        takeover=row["send_started_at"] is not None,
+        send_session=row["send_session"],
+        send_started_at=row["send_started_at"],
+    )
+
+
+def _head(rows: Sequence[DictRow]) -> Head | None:
+    if not rows:
+        return None
+    return Head(int(rows[0]["source_msg_id"]), bool(rows[0]["claimable"]), rows[0]["holder"])
 
 
 def _in_topic(topic: int | AnyTopic | None) -> str:

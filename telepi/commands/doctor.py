@@ -220,11 +220,7 @@ def _per_account(source: Any, target: Any, settings: Settings, user_id: int) -> 
     key = per_account_key(source, target)
     if key is None:
         return []
-    owner = (
-        None  # the binding is read from the SQLite file only; a PostgreSQL checkpoint enforces it at run time
-        if settings.shared_db_url
-        else _route_owner(settings.shared_db_path, str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
-    )
+    owner = _route_owner(settings, str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
     if owner is not None and owner != user_id:
         return [
             Check(
@@ -244,21 +240,21 @@ def _per_account(source: Any, target: Any, settings: Settings, user_id: int) -> 
     ]
 
 
-def _route_owner(path: Path, source: str, target: str) -> int | None:
-    """The account a per-account route is bound to in the checkpoint (read-only; None when unknown)."""
-    if not path.exists():
+def _route_owner(settings: Settings, source: str, target: str) -> int | None:
+    """The account a per-account route is bound to in the session's checkpoint, the SQLite file or the
+    PostgreSQL database alike (opened read-only; None when nothing is bound or the checkpoint cannot tell:
+    its own check above names why)."""
+    try:
+        store = open_store(settings, create=False, read_only=True)
+    except UserFixableError:  # no checkpoint yet, an older schema, a server that does not answer
         return None
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            row = db.execute(
-                "SELECT bound_user_id FROM routes WHERE source_chat = ? AND target_chat = ?", (source, target)
-            ).fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:  # an older checkpoint without the column: nothing is bound yet
+        route = next((r for r in store.routes() if (r.source_chat, r.target_chat) == (source, target)), None)
+    except UserFixableError:
         return None
-    return None if row is None or row[0] is None else int(row[0])
+    finally:
+        store.close()
+    return None if route is None else route.bound_user_id
 
 
 def _title(entity: Any) -> str:

@@ -93,6 +93,24 @@ class PgServer:
             admin.execute(f"CREATE DATABASE {name} TEMPLATE template0".encode())
         return self.url(name)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far (user + system): the postmaster's own, its exited children's
+        (backends end when their client disconnects; the postmaster waits for them) and its live children's.
+        Linux only (``/proc``); a benchmark reads it before and after a run."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+
+        def fields(pid: int) -> list[str]:
+            # after "(comm)": state is field 3, utime 14, stime 15, cutime 16, cstime 17 (proc(5))
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+        own = fields(postmaster)
+        total = sum(int(v) for v in own[11:15])
+        for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += sum(int(v) for v in fields(int(child))[11:13])
+        return total / ticks
+
     def stop(self) -> None:
         if getattr(self, "running", False):
             self.running = False

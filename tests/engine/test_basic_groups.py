@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from telepi.checkpoint import SqliteStore
+from telepi.checkpoint import open_store
 from telepi.config import load_settings
 from telepi.engine.progress import Progress
 from telepi.engine.session import RouteOfAnotherAccount, run_session
@@ -43,7 +43,7 @@ WORLD: dict[str, Any] = {
 }
 
 
-async def make_session(sb: Sandbox, root: Path, account: str) -> Path:
+async def make_session(sb: Sandbox, root: Path, account: str, env: dict[str, str] | None = None) -> Path:
     directory = await sb.session_dir(
         root / account,
         account,
@@ -53,6 +53,7 @@ async def make_session(sb: Sandbox, root: Path, account: str) -> Path:
         READ_INTERVAL="0",
         LIVE="false",
         MODE="copy",
+        **(env or {}),
     )
     os.chmod(directory / ".env", 0o600)
     os.chmod(directory / f"{account}.session", 0o600)
@@ -67,7 +68,7 @@ def doctor(directory: Path) -> subprocess.CompletedProcess[str]:
 
 async def run(directory: Path) -> Progress:
     settings = load_settings(directory, {})
-    store = SqliteStore(settings.shared_db_path)
+    store = open_store(settings)
     try:
         return await asyncio.wait_for(run_session(settings, store, asyncio.Event()), 60)
     finally:
@@ -87,10 +88,15 @@ async def test_two_accounts_see_other_ids_in_a_basic_group(tmp_path: Path) -> No
         assert all(bob_ids[text] != carol_ids[text] for text in bob_ids)  # same messages, other ids
 
 
-async def test_a_second_account_is_refused_on_a_basic_group_route(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_second_account_is_refused_on_a_basic_group_route(
+    tmp_path: Path, backend: str, shared_db_env: dict[str, str]
+) -> None:
+    """On either checkpoint: the run refuses Carol, and so does doctor, reading the binding from the file or
+    from the PostgreSQL database (both sessions share one, SHARED_DB_URL)."""
     async with Sandbox(world=WORLD, state_dir=tmp_path / "state") as sb:
-        bob = await make_session(sb, tmp_path / "sessions", "bob")
-        carol = await make_session(sb, tmp_path / "sessions", "carol")
+        bob = await make_session(sb, tmp_path / "sessions", "bob", shared_db_env)
+        carol = await make_session(sb, tmp_path / "sessions", "carol", shared_db_env)
         await run(bob)
         assert_clone_equal(sb, "source", "target")
         with pytest.raises(RouteOfAnotherAccount, match=r"per account.*session bob.*supergroup") as refused:
