@@ -29,7 +29,9 @@ REVIEW_REASONS: tuple[str, ...] = ("needs_review", "adopt_review")
 # A send request without Telegram's answer this long is withdrawn by its session (never sent later, not even
 # after a reconnect); a unit whose send went out this long ago (SENDING_STALE_SECONDS, with a margin for the
 # request's way out) is then claimable by any session, whatever its holder's heartbeats say, and settled by
-# the takeover rules: no ordered route waits for a holder cut off from Telegram.
+# the takeover rules: no ordered route waits for a holder cut off from Telegram. Only a mark made under the
+# current claim counts: the session that took a unit over keeps it by its lease, not by its predecessor's mark
+# (else every session could take it again at once, a lease ping-pong Hypothesis found).
 SEND_TIMEOUT_SECONDS = 15.0
 SENDING_STALE_SECONDS = 20.0
 

@@ -62,7 +62,8 @@ _ANALYZE_AFTER = 1000  # rows enqueued before the statistics are looked at (see 
 _HEAD = "telepi_head"  # NOTIFY channel: a write that may move a route's head, the route id as payload
 _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= %(now)s)) "
-    f"OR (status = 'processing' AND (lease_expires < %(now)s OR send_started_at < %(now)s - {SENDING_STALE_SECONDS})))"
+    f"OR (status = 'processing' AND (lease_expires < %(now)s OR (send_started_at < %(now)s - {SENDING_STALE_SECONDS}"
+    " AND send_started_at >= claimed_at))))"
 )
 _CLAIMABLE = f"""
     route_id = %(route)s AND status IN ('pending', 'processing', 'failed')

@@ -50,7 +50,8 @@ _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _READONLY, _FULL, _CANTOPEN = 8, 13, 14  # SQLITE_READONLY, SQLITE_FULL, SQLITE_CANTOPEN
 _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
-    f"OR (status = 'processing' AND (lease_expires < :now OR send_started_at < :now - {SENDING_STALE_SECONDS})))"
+    f"OR (status = 'processing' AND (lease_expires < :now OR (send_started_at < :now - {SENDING_STALE_SECONDS}"
+    " AND send_started_at >= claimed_at))))"
 )
 _CLAIMABLE = f"""
     route_id = :route AND status IN ('pending', 'processing', 'failed')

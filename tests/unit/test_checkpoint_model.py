@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from telepi.checkpoint import NewItem, open_checkpoint
+from telepi.checkpoint.model import SENDING_STALE_SECONDS
 
 SESSIONS = st.sampled_from(["s1", "s2", "s3"])
 MAX_ATTEMPTS = 2
@@ -30,6 +31,8 @@ class Row:
     expires: float = 0.0
     not_before: float = 0.0
     sending: bool = False
+    claimed_at: float = 0.0
+    sent_at: float = 0.0  # when the latest send mark was made
     attempts: int = 0
     target: int | None = None
 
@@ -62,7 +65,11 @@ class CheckpointMachine(RuleBasedStateMachine):
     def claimable(self, msg_id: int) -> bool:
         row = self.rows[msg_id]
         now = self.clock.now
-        return (row.status == "pending" and row.not_before <= now) or (row.status == "processing" and row.expires < now)
+        # a send mark made under the current claim and older than SENDING_STALE_SECONDS frees the unit too
+        stale_send = row.sending and row.sent_at < now - SENDING_STALE_SECONDS and row.sent_at >= row.claimed_at
+        return (row.status == "pending" and row.not_before <= now) or (
+            row.status == "processing" and (row.expires < now or stale_send)
+        )
 
     def held(self, session: str) -> list[int]:
         return sorted(i for i, r in self.rows.items() if r.status == "processing" and r.owner == session)
@@ -98,6 +105,7 @@ class CheckpointMachine(RuleBasedStateMachine):
             assert item.takeover == row.sending
             assert item.attempts == row.attempts
             row.status, row.owner, row.expires = "processing", session, self.clock.now + lease
+            row.claimed_at = self.clock.now
 
     @rule(seconds=st.sampled_from([1.0, 5.0, 15.0, 40.0]))
     def tick(self, seconds: float) -> None:
@@ -119,7 +127,7 @@ class CheckpointMachine(RuleBasedStateMachine):
         assert self.store.mark_sending(self.route, ids, session) == owns_all
         if owns_all:
             for i in ids:
-                self.rows[i].sending = True
+                self.rows[i].sending, self.rows[i].sent_at = True, self.clock.now
 
     @precondition(lambda self: any(r.status == "processing" for r in self.rows.values()))
     @rule(data=st.data())
