@@ -30,6 +30,7 @@ from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.provenance import refuse_unrecorded_copies
 from telepi.engine.routerules import RouteRules, source_link_base
+from telepi.engine.stopping import until_stopped
 from telepi.engine.topics import TopicMapper, load_topic_map
 from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import PassingError, SessionStopped, UserFixableError
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 10.0
+DISCONNECT_SECONDS = 5.0
 CONNECT_SECONDS = 30.0  # at start, Telegram unreachable this long: exit 75, systemd starts again after RestartSec
 
 
@@ -170,7 +172,8 @@ async def run_session(
     link = Link(lambda: transport_up(client))  # not client.is_connected(): true while Telethon reconnects
     if hooks.monitor is not None:
         hooks.monitor.watch_connection(link)
-    try:
+
+    async def connect_and_run() -> None:
         telethon_log = logging.getLogger("telethon")
         level = telethon_log.level
         telethon_log.setLevel(logging.CRITICAL)  # its retries log a line each: the sentence below says it once
@@ -218,6 +221,12 @@ async def run_session(
                 raise
         if gateway.problem is not None:  # whichever task met it first, the account's problem is the cause
             raise gateway.problem
+
+    try:
+        # A stop ends the run even while Telethon waits for a Telegram that is gone (engine/stopping.py).
+        await until_stopped(connect_and_run(), stop, link)
+        if gateway.problem is not None:  # the run was cancelled after an account's problem stopped it
+            raise gateway.problem
     except SessionStopped:
         stopped_by_problem = True  # its state (revoked, blocked, ...) and fix stay for telepi status
         raise
@@ -229,7 +238,9 @@ async def run_session(
         if own_reuploader:
             with contextlib.suppress(Exception):
                 await reuploader.close()
-        await client.disconnect()
+        with contextlib.suppress(Exception):  # a Telethon reconnect it cancels must not hold the stop up
+            async with asyncio.timeout(DISCONNECT_SECONDS):
+                await client.disconnect()
     return progress
 
 

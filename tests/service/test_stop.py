@@ -1,0 +1,138 @@
+"""SIGTERM (``systemctl stop``) ends a real ``telepi run`` promptly with exit 0 whatever the link does:
+Telegram gone mid-run while Telethon reconnects, unreachable from the start, or a long flood wait.
+A benchmark found two processes that ignored SIGTERM for 30 minutes while Telethon kept reconnecting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from telepi.sandbox.sandbox import Sandbox
+from tests.engine.clonecheck import assert_clone_equal, content
+from tests.engine.test_clone import forum_world, make_sessions
+from tests.service.test_outage import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+STOP_DEADLINE = 5.0  # systemd's TimeoutStopSec is far longer; a clean stop takes well under a second
+
+
+def start(directory: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "telepi", "run", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+async def terminate(process: subprocess.Popen[bytes], log: Path) -> tuple[int, float]:
+    """SIGTERM, then the exit code and how long the process took; SIGKILL after the deadline so the
+    test fails instead of hanging."""
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        code = await asyncio.to_thread(process.wait, STOP_DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"SIGTERM ignored for {STOP_DEADLINE} s:\n{log.read_text()[-3000:]}") from None
+    return code, time.monotonic() - sent
+
+
+def leases_and_state(db: Path) -> tuple[int, str, str]:
+    with sqlite3.connect(db) as conn:
+        leases = conn.execute("SELECT COUNT(*) FROM messages WHERE status = 'processing'").fetchone()[0]
+        state, detail = conn.execute("SELECT state, detail FROM sessions").fetchone()
+    return int(leases), str(state), str(detail)
+
+
+def flood_waits(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM flood_waits").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+async def test_sigterm_while_telethon_reconnects_to_a_telegram_gone_away_exits_0_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "run.log"
+    async with Sandbox(world=forum_world(400), state_dir=tmp_path / "state", port=port) as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="true", MODE="copy")
+        process = start(directory, log)
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) >= 20, 60, "the first copies")
+            await sb.server.stop()  # Telegram goes away mid-history: Telethon reconnects, again and again
+            await asyncio.sleep(3.0)
+            code, took = await terminate(process, log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        print(f"SIGTERM during reconnects: exit {code} after {took:.2f} s")
+        assert code == 0, log.read_text()[-3000:]
+        assert took < STOP_DEADLINE
+        assert "Traceback" not in log.read_text()
+        leases, state, detail = leases_and_state(tmp_path / "sessions" / "shared" / "checkpoint.db")
+        assert (leases, state, detail) == (0, "stopped", "exit 0")
+
+        await sb.server.start()  # Telegram back: a new run finishes the clone, nothing doubled or lost
+        process = start(directory, log)
+        try:
+            whole = len(content(sb.messages("source")))
+            await wait_for(lambda: len(content(sb.messages("target"))) >= whole, 120, "the rest copied")
+            await asyncio.sleep(1.0)
+            code, _ = await terminate(process, log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert code == 0
+        assert_clone_equal(sb, "source", "target", ordered=False)  # every message once: none doubled or lost
+
+
+async def test_sigterm_during_the_start_up_connect_to_an_unreachable_telegram_exits_0(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "run.log"
+    async with Sandbox(world=forum_world(5), state_dir=tmp_path / "state", port=port) as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="true", MODE="copy")
+        await sb.server.stop()
+        process = start(directory, log)
+        try:
+            await asyncio.sleep(4.0)  # started, connecting: each attempt meets a closed port
+            assert process.poll() is None, log.read_text()
+            code, took = await terminate(process, log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    print(f"SIGTERM during the start-up connect: exit {code} after {took:.2f} s")
+    assert code == 0, log.read_text()[-3000:]
+    assert took < STOP_DEADLINE
+    assert "Traceback" not in log.read_text()
+
+
+async def test_sigterm_during_a_long_flood_wait_exits_0_and_gives_the_send_back(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    async with Sandbox(world=forum_world(30), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="true", MODE="copy")
+        for method in ("SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest"):
+            sb.faults.inject_error(method, "FLOOD_WAIT_3600", 420, nth=3)  # an hour: SIGTERM comes first
+        db = tmp_path / "sessions" / "shared" / "checkpoint.db"
+        process = start(directory, log)
+        try:
+            await wait_for(lambda: flood_waits(db) > 0, 60, "the flood wait")
+            await asyncio.sleep(1.0)
+            code, took = await terminate(process, log)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    print(f"SIGTERM during a flood wait: exit {code} after {took:.2f} s")
+    assert code == 0, log.read_text()[-3000:]
+    assert took < STOP_DEADLINE
+    leases, state, _ = leases_and_state(db)
+    assert (leases, state) == (0, "stopped")
