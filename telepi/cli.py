@@ -185,21 +185,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from telepi.commands.status import locate_checkpoint, read_report, render, report_json, shown
 
     if args.watch is not None:
-        seconds = _watch_seconds(args)
+        from telepi.commands.watch import watch
+
+        seconds = _watch_seconds(args)  # first: it may take the PATH from --watch
         if seconds is None:
             print("telepi: --watch takes a number of seconds above 0, e.g. --watch 5.", file=sys.stderr)
             return 2
-    db_path = locate_checkpoint(args.path)
-    if args.watch is not None:
-        from telepi.commands.watch import watch
-
         if args.prometheus or args.textfile:
             print(
                 "telepi: --watch shows the status or its --json; for metrics run --textfile from a timer.",
                 file=sys.stderr,
             )
             return 2
+        db_path = locate_checkpoint(args.path)
         return watch(db_path, shown(db_path), seconds, as_json=args.json)
+    db_path = locate_checkpoint(args.path)
     report = read_report(db_path)
     if args.prometheus or args.textfile:
         from telepi.commands.metrics import exposition, write_textfile
