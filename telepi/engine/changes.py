@@ -41,10 +41,11 @@ from telethon.tl import functions, types
 from telepi.checkpoint.model import ChangeItem
 from telepi.checkpoint.store import Store
 from telepi.engine import appconfig
-from telepi.engine.content import mentioned_users, text_entities, utf16_length
+from telepi.engine.content import mentioned_users, text_entities
 from telepi.engine.messages import topic_of
 from telepi.engine.routerules import RouteRules
 from telepi.errors import SessionStopped
+from telepi.rules.entities import utf16_length
 from telepi.telegram.errors import ErrorKind, classify
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ from typing import Any
 
 from telethon.tl import types
 
+from telepi.rules.entities import utf16_length
+
 # The app config's caption_length_limit_default / _premium as of 2026; the account's own config wins.
 CAPTION_LIMIT = 1024
 CAPTION_LIMIT_PREMIUM = 4096
@@ -44,11 +46,6 @@ _SENDABLE = (
     types.MessageMediaDice,
     types.MessageMediaWebPage,
 )
-
-
-def utf16_length(text: str) -> int:
-    """Telegram's length of a text: UTF-16 code units (an emoji outside the BMP counts 2)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def unsendable_kind(media: Any) -> str | None:

@@ -38,7 +38,6 @@ from telepi.engine.content import (
     recreated_media,
     reference_media,
     text_entities,
-    utf16_length,
 )
 from telepi.engine.limits.account import AccountLimiter, HandedBack, Stopping
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
@@ -48,6 +47,7 @@ from telepi.engine.sender import Placement
 from telepi.engine.topics import TopicMapper
 from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError, TransferFailed
 from telepi.errors import SessionStopped
+from telepi.rules.entities import utf16_length
 from telepi.telegram.errors import Classified, ErrorKind, classify, classify_name, error_name
 
 log = logging.getLogger(__name__)
