@@ -39,7 +39,7 @@ from telepi.engine.content import (
     reference_media,
     text_entities,
 )
-from telepi.engine.limits.account import AccountLimiter, HandedBack, Stopping
+from telepi.engine.limits.account import AccountLimiter, HandedBack, LeaseLost, Stopping
 from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
 from telepi.engine.routerules import RouteRules
@@ -529,7 +529,8 @@ class Worker:
     async def _publish_prepared(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
         if self.options.ordered:
             try:
-                await self._wait_turn(prepared.sendable[0][0])
+                if not await self._wait_turn(prepared.sendable[0][0]):
+                    return  # handed over meanwhile: the unit is the others' now (or done), nothing to send here
                 if self.options.by_topic:
                     await self._wait_replied(prepared)
             except Stopping:
@@ -551,6 +552,12 @@ class Worker:
             targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
         except HandedBack:
             return  # Telegram refused the send for now and the unit went to the other sessions
+        except LeaseLost:
+            # Nothing was sent. Handed over earlier, the unit is someone else's and this session's other
+            # leases stay; still held with too little time left (a stall), everything unsent goes.
+            if self._holds_any(ids):
+                self._hand_back(refused=ids)
+            return
         except Stopping:
             self._hand_back(refused=ids)  # refused by a flood wait, and this session is leaving
             return
@@ -778,6 +785,12 @@ class Worker:
             self._others = (time.monotonic(), count)
         return count > 0
 
+    def _holds_any(self, ids: Sequence[int]) -> bool:
+        return any(
+            (held := self.store.open_item(self.route.route_id, i)) is not None and held.holder == self.session
+            for i in ids
+        )
+
     def _hand_back(self, refused: Sequence[int] = ()) -> None:
         given = self.store.hand_back(self.route.route_id, self.session, refused)
         log.debug("handed %d unsent messages to the other sessions", given, extra={"event": "hand_back"})
@@ -893,16 +906,22 @@ class Worker:
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, TURN_POLL[1])
 
-    async def _wait_turn(self, first: WorkItem) -> None:
-        """Return once every message before ``first`` (of its topic, ORDERED=topic) is published,
-        publishing what nobody holds."""
+    async def _wait_turn(self, first: WorkItem) -> bool:
+        """Return True once every message before ``first`` (of its topic, ORDERED=topic) is published,
+        publishing what nobody holds; False when ``first`` is no longer this session's to send: handed
+        over meanwhile (pending, or claimed by another session) or already settled. Sending it anyway
+        would only meet the lease guard, and its refusal would hand over this session's other leases
+        too: two accounts would keep taking each other's work away, neither sending (the 2-account
+        ``ORDERED=topic`` stall)."""
         first_id = first.source_msg_id
         topic: TopicFilter = first.topic_id if self.options.by_topic else ANY_TOPIC
         pause = TURN_POLL[0]
         while True:
             head = self.store.head(self.route.route_id, topic)
-            if head is None or head.source_msg_id >= first_id:
-                return
+            if head is None or head.source_msg_id > first_id:
+                return False  # ``first`` is no longer open: another session settled it
+            if head.source_msg_id == first_id:
+                return head.holder == self.session
             if self.limiter.stop.is_set():
                 raise Stopping("turn")
             if head.holder == self.session and not head.claimable and head.source_msg_id not in self._publishing:
