@@ -4,22 +4,10 @@ in ``telepi status`` (text and --json), requeued by ``telepi retry --filtered`` 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from telepi.checkpoint import NewItem, open_checkpoint
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+from tests.unit.test_operator_safety import cli
 
 
 def test_filtered_rows_are_terminal_counted_and_requeued_only_by_retry_filtered(
