@@ -117,6 +117,11 @@ def clock(seconds: float) -> str:
     return f"{secs}s"
 
 
+def eta_text(seconds: float | None) -> str:
+    """An ETA as every output shows it: ``—`` while unknown."""
+    return "—" if seconds is None else clock(seconds)
+
+
 def route_line(route: RouteReport, window: RateWindow | None = None) -> RouteLine:
     rate = window.per_minute(route.route.id) if window is not None else None
     if rate is None and route.done_last_5min:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from telepi.checkpoint import is_url, open_checkpoint
 from telepi.checkpoint.model import Pace, SessionInfo, StatusReport
-from telepi.commands.live import Snapshot, clock, pace_line, snapshot
+from telepi.commands.live import Snapshot, eta_text, pace_line, snapshot
 from telepi.commands.sessionhealth import ago as _ago
 from telepi.commands.sessionhealth import judge
 from telepi.errors import NoCheckpoint
@@ -155,7 +155,7 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None, v
             *(str(counts.get(status, 0)) for status in ("pending", "processing", "done", "failed", "skipped")),
             "-" if route.low_water is None else str(route.low_water),
             "—" if line.per_minute is None else f"{line.per_minute:.1f}",
-            "—" if line.eta_seconds is None else clock(line.eta_seconds),
+            eta_text(line.eta_seconds),
         )
     if report.routes:
         console.print(routes)

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from telepi.checkpoint.model import StatusReport
-from telepi.commands.live import RateWindow, Snapshot, clock, snapshot
+from telepi.commands.live import RateWindow, Snapshot, eta_text, snapshot
 from telepi.commands.status import _clean, _plain, read_report, report_json
 
 DEFAULT_SECONDS = 2.0
@@ -26,7 +26,7 @@ DEFAULT_SECONDS = 2.0
 def route_text(line: Snapshot, index: int) -> str:
     route = line.routes[index]
     rate = "—" if route.per_minute is None else f"{route.per_minute:.1f}/min"
-    eta = "—" if route.eta_seconds is None else clock(route.eta_seconds)
+    eta = eta_text(route.eta_seconds)
     return (
         f"route {route.id} {route.label}: {route.done}/{route.total} done, {route.failed} failed, "
         f"{route.filtered} filtered · {rate} · ETA {eta}"
@@ -57,7 +57,7 @@ def live_view(view: Snapshot, every: float) -> RenderableType:
             str(route.failed),
             str(route.filtered),
             "—" if route.per_minute is None else f"{route.per_minute:.1f}",
-            "—" if route.eta_seconds is None else clock(route.eta_seconds),
+            eta_text(route.eta_seconds),
         )
     accounts = Table(title="Sessions", title_justify="left")
     for column in ("session", "doing", "leases"):
