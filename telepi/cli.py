@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(handler=_cmd_status)
 
+    web = commands.add_parser("web", help="serve the status as a read-only page that refreshes itself (127.0.0.1)")
+    web.add_argument(
+        "path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db (as status)"
+    )
+    web.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
+    web.add_argument(
+        "--host",
+        help="address to listen on (default 127.0.0.1). The page has no authentication: reach it through "
+        "ssh -L; another address is used only when named here, with a warning",
+    )
+    web.set_defaults(handler=_cmd_web)
+
     login = commands.add_parser("login", help="log a session's account in (creates its .session file, mode 600)")
     login.add_argument("session_dir")
     login.add_argument(
@@ -213,6 +225,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         render(Console(), shown(db_path), report)
     return 0
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    from telepi.commands.status import locate_checkpoint
+    from telepi.commands.web import LOOPBACK, is_loopback, serve
+
+    host = args.host or LOOPBACK
+    if not is_loopback(host):
+        print(
+            f"telepi: warning: listening on {host}: the page has no authentication, so anyone who reaches this "
+            "port reads the status; prefer 127.0.0.1 and ssh -L 8765:127.0.0.1:8765 user@host.",
+            file=sys.stderr,
+        )
+    if not 0 <= args.port <= 65535:
+        print("telepi: --port takes a number from 0 to 65535.", file=sys.stderr)
+        return 2
+    return serve(locate_checkpoint(args.path), host, args.port, functools.partial(print, flush=True))
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:

@@ -58,6 +58,7 @@ KEYS: dict[str, tuple[str | None, str]] = {
     ),
     "READ_INTERVAL": ("1.05", "least seconds between two history reads of this account until a refusal teaches"),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
+    "WEB_PORT": ("", "serve the read-only status page on 127.0.0.1:PORT while this session runs (one session a host)"),
     "FILTER_KINDS": ("", "copy only these kinds: text,photo,video,document,audio,voice,round,sticker,…"),
     "FILTER_EXCLUDE_KINDS": ("", "never copy these kinds (same names as FILTER_KINDS)"),
     "FILTER_INCLUDE_WORDS": ("", "copy only messages whose text or caption holds one of these words (comma-separated)"),
@@ -115,6 +116,7 @@ class Settings:
     shared_db_url: str = field(default="", repr=False)  # may hold a password: never shown
     filters: Filters = field(default_factory=Filters)
     transforms: Transforms = field(default_factory=Transforms)
+    web_port: int | None = None  # WEB_PORT: the status page beside the clone, on the loopback
 
     @property
     def session_file(self) -> Path:
@@ -379,6 +381,7 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         shared_db_url=_shared_db_url(read),
         filters=filters,
         transforms=transforms,
+        web_port=read.integer("WEB_PORT", None, 1, 65535),
     )
     if read.problems:
         raise ConfigError(read.problems, list(warnings), where)

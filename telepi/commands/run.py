@@ -110,6 +110,11 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
         loop.add_signal_handler(signum, on_signal)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
+    page = None
+    if settings.web_port is not None:
+        from telepi.commands.web import serve_beside_run
+
+        page = await serve_beside_run(settings.shared_db_url or settings.shared_db_path, settings.web_port)
     terminal = sys.stderr.isatty() and not under_systemd()
     try:
         with progress_display(settings.route_label, terminal) as show:
@@ -117,4 +122,6 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
             progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
+        if page is not None:
+            await page.cleanup()
     log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})

@@ -217,7 +217,7 @@ def render(console: Console, db_path: Path | str, report: StatusReport | None, v
             if session.needs_action:  # a table cell may cut the fix: say it in full once more
                 fix = session.detail or session.state
                 console.print(
-                    Text.assemble((_clean(f"{session.name} needs you"), "bold red"), _clean(f": {fix}")), soft_wrap=True
+                    Text.assemble((clean(f"{session.name} needs you"), "bold red"), clean(f": {fix}")), soft_wrap=True
                 )
         for names, paces in _paces_by_account(report.sessions):
             for pace in paces:
@@ -251,12 +251,12 @@ _CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)
 }
 
 
-def _clean(value: str) -> str:
+def clean(value: str) -> str:
     return value.translate(_CONTROL)
 
 
 def _plain(value: str) -> Text:
-    return Text(_clean(value))
+    return Text(clean(value))
 
 
 def _row(table: Table, *cells: str, style: str | None = None) -> None:

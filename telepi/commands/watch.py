@@ -18,7 +18,7 @@ from rich.text import Text
 
 from telepi.checkpoint.model import StatusReport
 from telepi.commands.live import RateWindow, Snapshot, eta_text, snapshot
-from telepi.commands.status import _clean, _plain, read_report, report_json
+from telepi.commands.status import _plain, clean, read_report, report_json
 
 DEFAULT_SECONDS = 2.0
 
@@ -42,7 +42,7 @@ def plain_lines(view: Snapshot) -> list[str]:
         lines += [f"{at} {account.session}: {pace}" for pace in account.paces]
     if not view.routes and not view.accounts:
         lines.append(f"{at} no routes and no sessions yet")
-    return [_clean(line) for line in lines]
+    return [clean(line) for line in lines]
 
 
 def live_view(view: Snapshot, every: float) -> RenderableType:
@@ -97,14 +97,14 @@ def watch(
                 while True:
                     report, view = take()
                     shown: RenderableType = (
-                        live_view(view, every) if view else Text(_clean(f"No checkpoint yet at {shown_path}"))
+                        live_view(view, every) if view else Text(clean(f"No checkpoint yet at {shown_path}"))
                     )
                     live.update(shown, refresh=True)
                     sleep(every)
         else:
             while True:
                 report, view = take()
-                lines = plain_lines(view) if view else [_clean(f"no checkpoint yet at {shown_path}")]
+                lines = plain_lines(view) if view else [clean(f"no checkpoint yet at {shown_path}")]
                 print("\n".join(lines), file=out, flush=True)
                 sleep(every)
     except KeyboardInterrupt:
