@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,17 @@ def test_a_newcomer_follows_the_readme_from_sandbox_to_clone(tmp_path: Path) -> 
         run("retry", str(root), "--skipped")
         moved = run("checkpoint", "copy", str(root / "shared" / "checkpoint.db"), str(tmp_path / "moved.db"))
         assert "verified row for row" in moved
+        web = subprocess.Popen([str(TELEPI), "web", str(root), "--port", "0"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert web.stdout is not None
+            url = re.search(r"(http://127\.0\.0\.1:\d+/)", web.stdout.readline())
+            assert url, "telepi web did not say where it serves"
+            with urllib.request.urlopen(url[1] + "status.json", timeout=30) as page:
+                assert json.loads(page.read())["routes"][0]["counts"] == route["counts"]
+        finally:
+            web.send_signal(signal.SIGTERM)
+            assert web.wait(timeout=30) == 0
+        ran.add("web")
 
         run("sandbox", "post", "--state", str(state), "--chat", "source", "--text", "after the history")
         run("run", str(directory))
