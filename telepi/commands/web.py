@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from telepi.checkpoint.model import StatusReport
 from telepi.commands.status import read_report, report_json, shown
@@ -49,8 +50,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_app(db_path: Path | str) -> web.Application:
+_LOCAL_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def make_app(db_path: Path | str, *, local_only: bool = True) -> web.Application:
+    """``local_only``: answer only requests addressed to the loopback by name (``Host: 127.0.0.1:8765``, as
+    through ``ssh -L``), so a web page that rebinds its own name to 127.0.0.1 cannot read the status."""
     where = shown(db_path)  # a PostgreSQL URL without its password
+
+    @web.middleware
+    async def loopback_names(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = (request.host or "").lower()
+        name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # without the port: [::1]:8765 -> [::1]
+        if name not in _LOCAL_NAMES:
+            return web.Response(text="this page answers requests to 127.0.0.1 or localhost only\n", status=421)
+        return await handler(request)
 
     async def read() -> tuple[StatusReport | None, str | None]:
         try:
@@ -71,7 +85,7 @@ def make_app(db_path: Path | str) -> web.Application:
         body = report_json(where, report)
         return web.Response(text=body, content_type="application/json", headers=_HEADERS)
 
-    app = web.Application()
+    app = web.Application(middlewares=[loopback_names] if local_only else [])
     app.router.add_get("/", index)
     app.router.add_get("/status.json", status_json)
     return app
@@ -80,7 +94,7 @@ def make_app(db_path: Path | str) -> web.Application:
 async def start(db_path: Path | str, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Listen on ``host:port`` (0: any free port); the runner to clean up and the port it got.
     OSError when the address is taken or cannot be had."""
-    runner = web.AppRunner(make_app(db_path), access_log=None)
+    runner = web.AppRunner(make_app(db_path, local_only=is_loopback(host)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=False)
     try:

@@ -41,9 +41,10 @@ def web(*args: str) -> Iterator[str]:
         assert "Traceback" not in (process.stderr.read() if process.stderr else "")
 
 
-def get(url: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
+def get(url: str, method: str = "GET", host: str | None = None) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read().decode(), dict(answer.headers)
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(), dict(error.headers)
@@ -88,6 +89,10 @@ def test_the_page_escapes_titles_refreshes_itself_and_takes_no_writes(tmp_path: 
         for method in ("POST", "PUT", "DELETE"):
             assert get(url, method)[0] == 405
         assert get(url + "retry")[0] == 404
+        # a page elsewhere that rebinds its own name to 127.0.0.1 is not answered; ssh -L's names are
+        port = url.rsplit(":", 1)[1].strip("/")
+        assert get(url + "status.json", host=f"attacker.example:{port}")[0] == 421
+        assert get(url, host=f"localhost:{port}")[0] == 200
     assert SqliteStore(db).report().routes[0].counts == {
         "pending": 6,
         "processing": 1,
