@@ -3,7 +3,8 @@
 
 Rates: a watcher keeps its own samples of each route's finished count (:class:`RateWindow`) and measures
 the rate over the last minutes it saw; a single snapshot uses the checkpoint's done counts of the last
-5 minutes. ETA is remaining / rate, unknown (``None``, shown as "—") while the rate is 0 or unmeasured.
+5 minutes. ETA is remaining / rate, unknown (``None``, shown as "—") while the rate is 0 or unmeasured,
+and starts after the flood wait every account sits out, if all do.
 """
 
 from __future__ import annotations
@@ -122,7 +123,9 @@ def eta_text(seconds: float | None) -> str:
     return "—" if seconds is None else clock(seconds)
 
 
-def route_line(route: RouteReport, window: RateWindow | None = None) -> RouteLine:
+def route_line(route: RouteReport, window: RateWindow | None = None, blocked_for: float = 0.0) -> RouteLine:
+    """``blocked_for``: seconds before any account can send again (all of them sit out a flood wait), which
+    the ETA starts after: the rate measured before the wait says nothing of the wait itself."""
     rate = window.per_minute(route.route.id) if window is not None else None
     if rate is None and route.done_last_5min:
         rate = route.done_last_5min / 5.0  # the checkpoint's own clock: done per minute over 5 minutes
@@ -135,8 +138,26 @@ def route_line(route: RouteReport, window: RateWindow | None = None) -> RouteLin
         failed=route.counts.get("failed", 0),
         filtered=route.filtered,
         per_minute=rate,
-        eta_seconds=eta_seconds(remaining, rate),
+        eta_seconds=_plus(eta_seconds(remaining, rate), blocked_for if remaining > 0 else 0.0),
     )
+
+
+def _holds_sends(method: str | None) -> bool:
+    """A wait on a read (GetHistory) holds no send back; one not naming its method may."""
+    return method is None or method.startswith(("Send", "Forward"))
+
+
+def _plus(eta: float | None, blocked_for: float) -> float | None:
+    return None if eta is None else eta + blocked_for
+
+
+def blocked_for(accounts: list[AccountLine]) -> float:
+    """Seconds until the first of the working accounts may send again, when every one of them sits out a
+    flood wait (a stopped account sends nothing either way); 0 when one of them can send now."""
+    working = [a for a in accounts if a.state in ("running", "flood-wait")]
+    if not working or any(a.wait_left is None or not _holds_sends(a.wait_method) for a in working):
+        return 0.0
+    return min(a.wait_left or 0.0 for a in working)
 
 
 # Methods that share one quota and one wait (engine/limits/budget.py).
@@ -193,8 +214,7 @@ def snapshot(report: StatusReport, window: RateWindow | None = None) -> Snapshot
     if window is not None:
         for route in report.routes:
             window.add(route.route.id, route.finished)
-    return Snapshot(
-        at=report.generated_at,
-        routes=[route_line(route, window) for route in report.routes],
-        accounts=[account_line(session, report) for session in report.sessions],
-    )
+    accounts = [account_line(session, report) for session in report.sessions]
+    waiting = blocked_for(accounts)
+    routes = [route_line(route, window, waiting) for route in report.routes]
+    return Snapshot(at=report.generated_at, routes=routes, accounts=accounts)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from telepi.cli import main
-from telepi.commands.live import MIN_SPAN_SECONDS, AccountLine, RateWindow, clock, eta_seconds
+from telepi.commands.live import MIN_SPAN_SECONDS, AccountLine, RateWindow, blocked_for, clock, eta_seconds
 from telepi.commands.watch import watch
 from telepi.engine.session import stop_detail
 from telepi.errors import PassingError, UserFixableError
@@ -55,6 +55,17 @@ def test_eta_is_remaining_over_rate_and_unknown_without_a_rate() -> None:
     assert eta_seconds(120, None) is None and eta_seconds(120, 0.0) is None
     assert eta_seconds(0, None) == 0.0
     assert (clock(180), clock(724), clock(7500), clock(45)) == ("3m 00s", "12m 04s", "2h 05m", "45s")
+
+
+def test_eta_starts_after_the_flood_wait_every_working_account_sits_out() -> None:
+    def waiting(left: float, method: str = "SendMessage") -> AccountLine:
+        return AccountLine("s", "flood-wait", "", 0, "FLOOD_WAIT", method, 0.0, left)
+
+    running, stopped = AccountLine("r", "running", "", 0), AccountLine("x", "stopped", "", 0)
+    assert blocked_for([waiting(840), waiting(300), stopped]) == 300  # the first to send again
+    assert blocked_for([waiting(840), running]) == 0  # one can send now: the rate says it
+    assert blocked_for([waiting(840, "GetHistory")]) == 0  # a read's wait holds no send back
+    assert blocked_for([stopped]) == 0 and blocked_for([]) == 0
 
 
 def test_account_lines() -> None:
