@@ -7,6 +7,7 @@ right copy, every edit and delete applied, and no route waiting longer than one 
 
 One run covers the seeds in TELEPI_CRASH_SEEDS (default "1,2"; "1-20" for a range), e.g.
     TELEPI_CRASH_SEEDS=1-20 scripts/test.sh tests/engine/test_crash_routes.py
+CRASH_LOG_LEVEL=DEBUG gives the sessions' clone.log every claim and call (kept with pytest's --basetemp).
 """
 
 from __future__ import annotations
