@@ -95,6 +95,24 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         return io.TextIOWrapper(io.FileIO(descriptor, "a"), encoding=self.encoding, errors=self.errors)
 
 
+class QuietReconnects(logging.Filter):
+    """Telethon logs a line for every failed connection attempt, one each ``retry_delay`` (2 s) for as long as
+    Telegram is unreachable: a long outage would bury the journal. The first attempt's line and then every
+    ``every``-th one pass: about one a minute, enough to show the outage goes on."""
+
+    MESSAGE = "Attempt %d at connecting failed: %s: %s"  # telethon/network/mtprotosender.py, 1.45
+
+    def __init__(self, every: int = 30) -> None:
+        super().__init__()
+        self.every = every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE or not isinstance(record.args, tuple) or not record.args:
+            return True
+        attempt = record.args[0]
+        return not isinstance(attempt, int) or attempt <= 1 or attempt % self.every == 0
+
+
 def journal_priority(levelno: int) -> int:
     """Syslog priority of a logging level (sparse levels round up to the next standard one)."""
     for limit, priority in ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4), (logging.ERROR, 3)):
@@ -214,3 +232,6 @@ def setup_logging(
         root.addHandler(handler)
     # Telethon is chatty at INFO (connection lines on every reconnect); keep its warnings.
     logging.getLogger("telethon").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    sender_log = logging.getLogger("telethon.network.mtprotosender")
+    if not any(isinstance(f, QuietReconnects) for f in sender_log.filters):
+        sender_log.addFilter(QuietReconnects())

@@ -104,10 +104,17 @@ def make_client(settings: Settings, *, receive_updates: bool = True, read_only: 
         device_model="telepi",
         app_version="telepi",
     )
-    if settings.dc_address is not None and not read_only:
+    if settings.dc_address is not None and not read_only and _home_unknown_or_dc2(client.session):
+        # TG_DC is where a login starts (DC 2). A login that moved to the account's home DC (PHONE_MIGRATE_X)
+        # saved that DC's address and key in the session: pointing it back at DC 2 would show DC 2 a key
+        # it never made, and the account would look logged out.
         host, port = settings.dc_address
         client.session.set_dc(2, host, port)
     return client
+
+
+def _home_unknown_or_dc2(session: Any) -> bool:
+    return session.auth_key is None or session.dc_id in (0, 2)
 
 
 def transport_up(client: TelegramClient) -> bool:

@@ -7,6 +7,7 @@ right copy, every edit and delete applied, and no route waiting longer than one 
 
 One run covers the seeds in TELEPI_CRASH_SEEDS (default "1,2"; "1-20" for a range), e.g.
     TELEPI_CRASH_SEEDS=1-20 scripts/test.sh tests/engine/test_crash_routes.py
+CRASH_LOG_LEVEL=DEBUG gives the sessions' clone.log every claim and call (kept with pytest's --basetemp).
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ class Checkpoint:
     def write_lock_held(self) -> bool:
         """Whether some process holds the checkpoint's write lock for more than a second (a transaction
         takes milliseconds: only a process stopped inside one holds it that long)."""
+        if not self.path.exists():  # no session has opened it yet (a slow start on a loaded machine)
+            return False
         db = sqlite3.connect(self.path, timeout=1.0)
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -218,7 +221,7 @@ async def make_session(sb: Sandbox, root: Path, index: int, account: str, source
         SEND_INTERVAL="0.3",
         READ_INTERVAL="0",
         SYNC_DELETES="true",
-        LOG_LEVEL="INFO",
+        LOG_LEVEL=os.environ.get("CRASH_LOG_LEVEL", "INFO"),
     )
     return Session(name, account, source, directory)
 

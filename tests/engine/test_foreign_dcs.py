@@ -8,13 +8,18 @@ the SHA-256 of what arrived.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from telethon.tl import functions
 
 from bench.transfer import ACCOUNT, TARGET, world
+from telepi.checkpoint import open_store
+from telepi.config import load_settings
+from telepi.engine.session import run_session
 from telepi.engine.transfer import TransferOptions, Transfers
 from telepi.sandbox.sandbox import Sandbox
+from tests.engine.clonecheck import assert_clone_equal
 from tests.engine.test_transfer import Cloner, assert_copied, document, source_items, video
 
 MiB = 1024 * 1024
@@ -114,3 +119,39 @@ async def test_a_file_redirected_to_a_cdn_is_read_there_decrypted_and_checked() 
         assert cdn is not None and cdn.reuploads == 1  # one reupload for the parts in flight
         assert 1 <= cdn.redirects <= OPTIONS.downloads_in_flight
         assert sb.exports(ACCOUNT) == {4: 1}  # the redirect came from DC 4; the CDN needs no authorization
+
+
+async def test_an_account_whose_home_is_not_dc_2_clones_from_its_own_dc(tmp_path: Path) -> None:
+    """Bob's home is DC 4: his login moved there (PHONE_MIGRATE_4) and his session keeps DC 4's key, which
+    DC 2 (TG_DC, where a login starts) does not know. ``telepi run`` works on from DC 4."""
+    chats = [
+        {
+            "name": "source",
+            "kind": "channel",
+            "owner": "alice",
+            "members": ["bob"],
+            "messages": [{"text": f"post {i}"} for i in range(6)],
+        },
+        {"name": "target", "kind": "channel", "owner": "bob"},
+    ]
+    accounts = [
+        {"name": "alice", "phone": "+15550004001", "code": "12345"},
+        {"name": "bob", "phone": "+15550004002", "code": "12345", "dc": 4},
+    ]
+    async with Sandbox(world={"accounts": accounts, "chats": chats}, state_dir=tmp_path / "state") as sb:
+        directory = await sb.session_dir(
+            tmp_path / "bob",
+            "bob",
+            SOURCE_CHAT=str(sb.chat("source").id),
+            TARGET_CHAT=str(sb.chat("target").id),
+            LIVE="false",
+            SEND_INTERVAL="0",
+            READ_INTERVAL="0",
+        )
+        settings = load_settings(directory, {})
+        store = open_store(settings)
+        try:
+            await asyncio.wait_for(run_session(settings, store, asyncio.Event()), 60)
+        finally:
+            store.close()
+        assert_clone_equal(sb, "source", "target")

@@ -141,3 +141,24 @@ def test_without_systemd_python_lines_go_to_stderr_with_a_priority_prefix(tmp_pa
         "<6>INFO telepi: two",
         "<6>lines",
     ]
+
+
+async def test_an_unreachable_telegram_logs_a_failed_connection_about_once_a_minute(tmp_path: Path) -> None:
+    """Real Telethon against a closed port: its line per failed attempt (every 2 s in an outage) is kept for
+    the first attempt and every 30th, so an hour's outage is some 60 lines, not 1,800."""
+    import socket
+
+    from telethon import TelegramClient
+    from telethon.sessions import StringSession
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    log_file = tmp_path / "clone.log"
+    setup_logging("INFO", log_file, journal=False)
+    client = TelegramClient(StringSession(), 1, "0" * 32, connection_retries=65, retry_delay=0)
+    client.session.set_dc(2, "127.0.0.1", port)
+    with pytest.raises(ConnectionError):
+        await client.connect()
+    attempts = [line for line in log_file.read_text().splitlines() if "at connecting failed" in line]
+    assert [line.split("Attempt ")[1].split(" ")[0] for line in attempts] == ["1", "30", "60"]
