@@ -20,6 +20,7 @@ from telepi.errors import UserFixableError
 from telepi.secret_files import check_permissions
 from telepi.service.logs import setup_logging, under_systemd
 from telepi.service.notify import notifier
+from telepi.service.taskdump import dump_tasks
 from telepi.service.terminal import progress_display
 from telepi.service.watchdog import HealthMonitor
 
@@ -108,6 +109,7 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
     loop.set_exception_handler(_one_line)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)  # where a session that does nothing sits
     # READY once connected, logged in and both chats resolved (run_session calls it then).
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
     page = None

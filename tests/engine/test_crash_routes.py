@@ -200,13 +200,32 @@ class Stalls:
                 self.worst[route_id] = now - before[1]
                 self.spans[route_id] = (before[1], now)
 
-    async def moved_since(self, when: float, timeout: float = 30.0) -> None:
+    async def moved_since(self, when: float, sessions: list[Session], timeout: float = 30.0) -> None:
         """Wait until every route has got something done since ``when`` (or has nothing to do): one incident
         at a time, so that a route's wait is that of one incident (two at once may rightly add up)."""
         deadline = time.monotonic() + timeout
         while any(stamp < when for _settled, stamp in self.last.values()):
-            assert time.monotonic() < deadline, f"a route did not move for {timeout:.0f}s after an incident"
+            if time.monotonic() >= deadline:
+                where = await task_dumps(sessions)
+                raise AssertionError(f"a route did not move for {timeout:.0f}s after an incident; tasks:\n{where}")
             await asyncio.sleep(0.1)
+
+
+async def task_dumps(sessions: list[Session]) -> str:
+    """What every task of every live session waits on (telepi's SIGUSR1 dump, from its clone.log)."""
+    for session in sessions:
+        if session.alive():
+            assert session.process is not None
+            session.process.send_signal(signal.SIGUSR1)
+    await asyncio.sleep(1.0)
+    dumps = []
+    for session in sessions:
+        log = session.directory / "clone.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        starts = [i for i, line in enumerate(lines) if "(SIGUSR1)" in line]
+        if starts:
+            dumps.append(f"{session.name}:\n" + "\n".join(lines[starts[-1] :]))
+    return "\n".join(dumps)
 
 
 async def make_session(sb: Sandbox, root: Path, index: int, account: str, source: str) -> Session:
@@ -448,7 +467,7 @@ async def test_sessions_killed_where_it_hurts_still_copy_exactly_once(tmp_path: 
                     if lock_held is not None:
                         lock_held = (lock_held[0], time.monotonic())
                     events.append(f"SIGSTOP {victim.name} for {LEASE + 2:.0f}s")
-                    await stalls.moved_since(time.monotonic())
+                    await stalls.moved_since(time.monotonic(), sessions)
                     continue
                 fired = arm(sb, victim, kind, nth=rng.randint(1, 4))
                 if not await wait_dead(victim, 15) or not fired[0]:
@@ -459,7 +478,7 @@ async def test_sessions_killed_where_it_hurts_still_copy_exactly_once(tmp_path: 
                 await change_copies_of(sb, checkpoint, victim, rng, changed)
                 await asyncio.sleep(rng.uniform(0.5, 2.5))
                 await victim.start()
-                await stalls.moved_since(time.monotonic())
+                await stalls.moved_since(time.monotonic(), sessions)
             for feeder in feeders:
                 feeder.cancel()
             deadline = time.monotonic() + 150

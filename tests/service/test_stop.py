@@ -127,6 +127,11 @@ async def test_sigterm_during_a_long_flood_wait_exits_0_and_gives_the_send_back(
         try:
             await wait_for(lambda: flood_waits(db) > 0, 60, "the flood wait")
             await asyncio.sleep(1.0)
+            process.send_signal(signal.SIGUSR1)  # what each task waits on, to the log: the send sits out the wait
+            await wait_for(lambda: "(SIGUSR1)" in log.read_text(), 10, "the task dump")
+            await asyncio.sleep(0.5)
+            dump = [line for line in log.read_text().splitlines() if "account.py" in line]
+            assert any(line.rstrip().endswith(" wait") for line in dump), log.read_text()[-3000:]
             code, took = await terminate(process, log)
         finally:
             if process.poll() is None:
