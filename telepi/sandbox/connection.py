@@ -23,6 +23,7 @@ from typing import Protocol
 from telethon.errors import TypeNotFoundError
 from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
+from telethon.tl.alltlobjects import LAYER
 from telethon.tl.tlobject import TLObject, TLRequest
 
 from . import protocol as proto
@@ -33,7 +34,10 @@ from .keystore import AuthKeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAYER = 229
+# The one TL layer the sandbox serves: the schema of the installed Telethon (1.45: 229), whose classes
+# read and write every object.
+SERVED_LAYER: int = LAYER
+DEFAULT_LAYER = SERVED_LAYER
 # Client messages are acknowledged with the next reply, or after this long if nothing else goes out.
 ACK_DELAY = 0.05
 # Replies are packed into one container up to this size / count (Telethon's own limits).
@@ -131,6 +135,30 @@ def unwrap(request: TLObject) -> _Unwrapped:
         elif not isinstance(req, functions.InitConnectionRequest):
             return out
         out.request = req.query
+
+
+def unknown_constructor_error(body: bytes, exc: TypeNotFoundError) -> bytes:
+    """Telegram's answer to a constructor outside its schema (core.telegram.org/api/errors, 400).
+
+    In a method's place (the body itself, or the query of invokeWithLayer / initConnection / ...)
+    it is ``INPUT_METHOD_INVALID_<id>_<n>``, the id unsigned in decimal, as Telegram sends it
+    (e.g. "INPUT_METHOD_INVALID_472471681_289215"; the second number is undocumented, the sandbox
+    sends 0); inside a method's arguments ``INPUT_CONSTRUCTOR_INVALID``.
+    """
+    offset = len(body) - len(exc.remaining)
+    if offset == 0 or _parses(body[:offset] + struct.pack("<I", functions.help.GetConfigRequest.CONSTRUCTOR_ID)):
+        return proto.rpc_error(400, f"INPUT_METHOD_INVALID_{exc.invalid_constructor_id}_0")
+    return proto.rpc_error(400, "INPUT_CONSTRUCTOR_INVALID")
+
+
+def _parses(body: bytes) -> bool:
+    """Whether ``body`` is exactly one TL object (the unknown id swapped for an argument-less method)."""
+    try:
+        with BinaryReader(body) as reader:
+            reader.tgread_object()
+            return reader.tell_position() == len(body)
+    except Exception:  # any failure means the swapped id was not in a method's place
+        return False
 
 
 def is_file_request(request: TLObject) -> bool:
@@ -284,7 +312,7 @@ class Connection:
 
     def _handle_plain(self, message: proto.Message) -> None:
         if self._handshake is None:
-            self._handshake = Handshake(self._host.server_key)
+            self._handshake = Handshake(self._host.server_key, exponent=self._host.faults.next_dh_exponent)
         with BinaryReader(message.body) as reader:
             request = reader.tgread_object()
         answer = self._handshake.handle(request)
@@ -312,7 +340,7 @@ class Connection:
             try:
                 obj = reader.tgread_object()
             except TypeNotFoundError as exc:
-                self._reply(session, message.msg_id, proto.rpc_error(400, "INPUT_CONSTRUCTOR_INVALID"))
+                self._reply(session, message.msg_id, unknown_constructor_error(message.body, exc))
                 log.info("%s: unknown constructor %08x", self.name, exc.invalid_constructor_id)
                 return
         if not self._service(session, message.msg_id, obj) and isinstance(obj, TLRequest):
@@ -378,6 +406,11 @@ class Connection:
         host = self._host
         record = host.store.get(session.auth_key_id)
         if record is None:  # destroyed meanwhile
+            return
+        if call.layer is not None and call.layer != SERVED_LAYER:
+            # Telegram lists 400 INPUT_LAYER_INVALID for invokeWithLayer (core.telegram.org/method/invokeWithLayer).
+            # It serves older layers too; the sandbox speaks only Telethon 1.45's schema, so it refuses the rest.
+            self._reply(session, msg_id, proto.rpc_error(400, "INPUT_LAYER_INVALID"))
             return
         if call.layer is not None:
             host.store.set_layer(record.key_id, call.layer)

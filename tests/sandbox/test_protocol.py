@@ -33,6 +33,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import protocol as proto
 from telepi.sandbox.handshake import DH_G, DH_PRIME, Handshake, HandshakeError, ServerKey, to_bytes
+from tests.sandbox import dhkit
 
 LOGGERS: Any = collections.defaultdict(lambda: logging.getLogger("telethon-under-test"))
 ALL_FRAMINGS = list(proto.Framing)
@@ -327,7 +328,7 @@ def server_key(request: pytest.FixtureRequest) -> ServerKey:
 
 def cached_server_key(request: pytest.FixtureRequest) -> ServerKey:
     """Generating 2048-bit RSA in pure Python takes seconds: keep one test key in pytest's cache."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     pem = cache.get("telepi/sandbox/test_rsa_pem", None) if cache is not None else None
     if pem:
         return ServerKey.from_pem(pem.encode())
@@ -352,10 +353,47 @@ async def test_telethon_authenticator_completes_the_exchange(server_key: ServerK
 
     telethon_rsa.add_key(server_key.public_pem, old=False)
     for _ in range(3):
-        handshake = Handshake(server_key)
-        auth_key, time_offset = await authenticator.do_authentication(_LoopbackSender(handshake))
-        assert handshake.auth_key == auth_key.key
+        a = dhkit.plain_server_exponent(_)
+        handshake = Handshake(server_key, exponent=lambda a=a: a)  # type: ignore[misc]
+        b = dhkit.client_exponent(a, key_zero=False, g_b_zero=False)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+            auth_key, time_offset = await authenticator.do_authentication(_LoopbackSender(handshake))
+        assert handshake.auth_key == auth_key.key == dhkit.auth_key(a, b)
+        assert len(auth_key.key) == 256
         assert abs(time_offset) <= 1
+
+
+@pytest.mark.parametrize("zero", ["g_a", "g_b"])
+async def test_a_dh_value_with_a_leading_zero_byte_is_sent_and_read_in_full(server_key: ServerKey, zero: str) -> None:
+    from telethon.crypto import rsa as telethon_rsa
+
+    telethon_rsa.add_key(server_key.public_pem, old=False)
+    a = dhkit.SERVER_G_A_ZERO(0) if zero == "g_a" else dhkit.plain_server_exponent(0)
+    b = dhkit.client_exponent(a, key_zero=False, g_b_zero=zero == "g_b")
+    handshake = Handshake(server_key, exponent=lambda: a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+        auth_key, _ = await authenticator.do_authentication(_LoopbackSender(handshake))
+    assert handshake.auth_key == auth_key.key == dhkit.auth_key(a, b)
+
+
+async def test_an_auth_key_with_a_leading_zero_byte_keeps_all_256_bytes(server_key: ServerKey) -> None:
+    # The spec's key is 256 bytes (core.telegram.org/mtproto/auth_key). Telethon 1.45 strips the zero,
+    # so its check of dh_gen_ok fails and it starts again, as it does against Telegram.
+    from telethon.crypto import rsa as telethon_rsa
+    from telethon.errors import SecurityError
+
+    telethon_rsa.add_key(server_key.public_pem, old=False)
+    a = dhkit.plain_server_exponent(0)
+    b = dhkit.client_exponent(a, key_zero=True, g_b_zero=False)
+    handshake = Handshake(server_key, exponent=lambda: a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+        with pytest.raises(SecurityError, match="new nonce hash"):
+            await authenticator.do_authentication(_LoopbackSender(handshake))
+    assert handshake.auth_key == dhkit.auth_key(a, b)
+    assert len(handshake.auth_key) == 256 and handshake.auth_key[0] == 0
 
 
 def rsa_encrypt(key: ServerKey, block: bytes) -> bytes:
