@@ -46,6 +46,11 @@ CONTAINER_MAX_COUNT = 100
 READ_CHUNK = 1024 * 1024
 # Server salts change every half hour; the previous one stays valid for another period.
 SALT_PERIOD = 1800
+# Server messages that need no acknowledgment, so their seq_no is even (core.telegram.org/mtproto/description
+# #content-related-message): acks, and the BadMsgNotification type (bad_msg_notification, bad_server_salt) about a
+# message the server ignored. A client with a wrong clock reads Telegram's time from them: Pyrogram (2.0.106 on)
+# from the msg_id of a seq_no-0 message, which is what made it work again on Telegram for users whose clock was off.
+_NOT_CONTENT_RELATED = frozenset({proto.MSGS_ACK_ID, proto.BAD_MSG_NOTIFICATION_ID, proto.BAD_SERVER_SALT_ID})
 # Transport-level error answered for an auth key the server does not know (Telethon: AuthKeyNotFound).
 AUTH_KEY_NOT_FOUND = struct.pack("<i", -404)
 
@@ -472,7 +477,7 @@ class Connection:
         if self.closed:
             return
         due = self._loop.time() + self._throttle.latency
-        content_related = not body or proto.constructor_of(body[0]) != proto.MSGS_ACK_ID
+        content_related = not body or proto.constructor_of(body[0]) not in _NOT_CONTENT_RELATED
         self._outbound.append(_Outgoing(session, list(body), content_related, response, due))
         self._out_ready.set()
 

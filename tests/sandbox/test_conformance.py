@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 from pyrogram import Client, filters, raw
+from pyrogram import client as pyrogram_client
 from pyrogram.crypto import rsa as pyrogram_rsa
 from pyrogram.errors import BadRequest
 from pyrogram.handlers import MessageHandler
@@ -210,3 +212,30 @@ async def test_telethon_through_the_same_exchanges(sb: Sandbox, monkeypatch: pyt
     else:
         assert sb.server.handshakes == handshakes + 1
         assert client.session.auth_key.key == dhkit.auth_key(a, b)
+
+
+class _SkewedTime:
+    """test-only: the client machine's clock, ``skew`` seconds off (everything else is the real ``time``)."""
+
+    def __init__(self, skew: float) -> None:
+        self._skew = skew
+
+    def time(self) -> float:
+        return time.time() + self._skew
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+async def test_a_client_whose_clock_is_minutes_behind_works(
+    sb: Sandbox, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Telegram answers bad_msg_notification 16 (core.telegram.org/mtproto/service_messages_about_messages)
+    # and the client takes Telegram's time from it. (A clock minutes *ahead* is not tested: kurigram keeps
+    # its msg_ids increasing within a session, so after the correction they stay "too high" (17) until
+    # its clock catches up; the server must refuse them, msg_ids more than 30 s ahead.)
+    monkeypatch.setattr(pyrogram_client, "time", _SkewedTime(-600))
+    alice = await start("alice")
+    sent = await wait(alice.send_message(sb.chat("forum").id, "on a wrong clock"))
+    assert (sb.messages("forum")[-1]["id"], sb.messages("forum")[-1]["text"]) == (sent.id, "on a wrong clock")
+    assert abs(alice.server_time - time.time()) < 5  # it took Telegram's time
