@@ -161,7 +161,8 @@ def _parses(body: bytes) -> bool:
     try:
         with BinaryReader(body) as reader:
             reader.tgread_object()
-            return reader.tell_position() == len(body)
+            position: int = reader.tell_position()
+            return position == len(body)
     except Exception:  # any failure means the swapped id was not in a method's place
         return False
 

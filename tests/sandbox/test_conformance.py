@@ -18,7 +18,7 @@ import pytest
 from pyrogram import Client, filters, raw
 from pyrogram import client as pyrogram_client
 from pyrogram.crypto import rsa as pyrogram_rsa
-from pyrogram.errors import BadRequest
+from pyrogram.errors import BadRequest, Forbidden
 from pyrogram.handlers import MessageHandler
 from pyrogram.raw.core import TLObject
 from pyrogram.session import auth as pyrogram_auth
@@ -239,3 +239,15 @@ async def test_a_client_whose_clock_is_minutes_behind_works(
     sent = await wait(alice.send_message(sb.chat("forum").id, "on a wrong clock"))
     assert (sb.messages("forum")[-1]["id"], sb.messages("forum")[-1]["text"]) == (sent.id, "on a wrong clock")
     assert abs(alice.server_time - time.time()) < 5  # it took Telegram's time
+
+
+async def test_rights_by_role_reach_the_client_as_telegram_errors(sb: Sandbox, start: Start) -> None:
+    bob = await start("bob")  # a plain member of the channel
+    chan = sb.chat("chan").id
+    with pytest.raises(Forbidden, match="CHAT_WRITE_FORBIDDEN"):
+        await wait(bob.send_message(chan, "not an admin"))
+    with pytest.raises(Forbidden, match="CHAT_ADMIN_REQUIRED"):
+        await wait(bob.pin_chat_message(chan, sb.messages("chan")[0]["id"]))
+    carol = await start("carol")  # an admin who may post
+    sent = await wait(carol.send_message(chan, "admin post"))
+    assert sb.messages("chan")[-1]["id"] == sent.id

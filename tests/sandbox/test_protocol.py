@@ -444,3 +444,24 @@ def test_dh_parameters_and_shortest_byte_form() -> None:
     assert DH_PRIME.bit_length() == 2048 and DH_PRIME % 3 == 2 and DH_G == 3  # g = 3 needs p mod 3 = 2
     assert to_bytes(0x00FF) == b"\xff"
     assert len(to_bytes(1 << (254 * 8))) == 255  # a g^ab with a leading zero byte
+
+
+def test_unknown_constructors_are_answered_as_telegram_does() -> None:
+    from telethon.errors import TypeNotFoundError
+
+    from telepi.sandbox.connection import unknown_constructor_error
+
+    def answer(body: bytes) -> tuple[int, str]:
+        with pytest.raises(TypeNotFoundError) as info, BinaryReader(body) as reader:
+            reader.tgread_object()
+        error = read(unknown_constructor_error(body, info.value))
+        assert isinstance(error, types.RpcError)
+        return error.error_code, error.error_message
+
+    unknown = b"test"  # 0x74736574 = 1953719668, in no layer
+    assert answer(unknown + bytes(8)) == (400, "INPUT_METHOD_INVALID_1953719668_0")
+    wrapped = bytes(functions.InvokeWithLayerRequest(229, functions.help.GetConfigRequest()))
+    assert answer(wrapped[:-4] + unknown) == (400, "INPUT_METHOD_INVALID_1953719668_0")
+    history = bytes(functions.messages.GetHistoryRequest(types.InputPeerSelf(), 0, None, 0, 1, 0, 0, 0))
+    peer = struct.pack("<I", types.InputPeerSelf.CONSTRUCTOR_ID)
+    assert answer(history.replace(peer, unknown)) == (400, "INPUT_CONSTRUCTOR_INVALID")
