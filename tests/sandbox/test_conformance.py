@@ -248,6 +248,13 @@ async def test_rights_by_role_reach_the_client_as_telegram_errors(sb: Sandbox, s
         await wait(bob.send_message(chan, "not an admin"))
     with pytest.raises(Forbidden, match="CHAT_ADMIN_REQUIRED"):
         await wait(bob.pin_chat_message(chan, sb.messages("chan")[0]["id"]))
-    carol = await start("carol")  # an admin who may post
+    carol = await start("carol")  # an admin who may post, not pin
     sent = await wait(carol.send_message(chan, "admin post"))
     assert sb.messages("chan")[-1]["id"] == sent.id
+    forum = sb.chat("forum").id
+    for member in (bob, carol):  # a supergroup member; an admin without pin_messages
+        with pytest.raises(Forbidden, match="CHAT_ADMIN_REQUIRED"):
+            await wait(member.pin_chat_message(forum, sb.messages("forum")[0]["id"]))
+    alice = await start("alice")  # the creator
+    await wait(alice.pin_chat_message(forum, sb.messages("forum")[0]["id"]))
+    assert sb.messages("forum")[0]["pinned"]
