@@ -48,8 +48,9 @@ READ_CHUNK = 1024 * 1024
 SALT_PERIOD = 1800
 # Server messages that need no acknowledgment, so their seq_no is even (core.telegram.org/mtproto/description
 # #content-related-message): acks, and the BadMsgNotification type (bad_msg_notification, bad_server_salt) about a
-# message the server ignored. A client with a wrong clock reads Telegram's time from them: Pyrogram (2.0.106 on)
-# from the msg_id of a seq_no-0 message, which is what made it work again on Telegram for users whose clock was off.
+# message the server ignored. A client with a wrong clock reads Telegram's time from them: kurigram 2.2 takes it
+# from the msg_id of a seq_no-0 message (pyrogram/session/session.py); with an odd seq_no it never syncs and
+# fails with error 16 for ever, what Pyrogram users with a wrong clock reported (pyrogram/pyrogram#1347).
 _NOT_CONTENT_RELATED = frozenset({proto.MSGS_ACK_ID, proto.BAD_MSG_NOTIFICATION_ID, proto.BAD_SERVER_SALT_ID})
 # Transport-level error answered for an auth key the server does not know (Telethon: AuthKeyNotFound).
 AUTH_KEY_NOT_FOUND = struct.pack("<i", -404)
