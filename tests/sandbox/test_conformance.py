@@ -12,6 +12,7 @@ import hashlib
 import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -62,7 +63,8 @@ async def _drain(items: AsyncIterator[Any]) -> list[Any]:
 
 
 @pytest.fixture
-async def sb(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sandbox]:
+async def sb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    monkeypatch.chdir(tmp_path)  # Pyrogram appends errors it does not know to ./unknown_errors.txt
     async with Sandbox(base_world()) as sandbox:
         key = sandbox.server.server_key
         # test-only: point an unmodified client at the local Telegram (its server keys are a fixed dict).
