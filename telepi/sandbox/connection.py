@@ -23,6 +23,7 @@ from typing import Protocol
 from telethon.errors import TypeNotFoundError
 from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
+from telethon.tl.alltlobjects import LAYER
 from telethon.tl.tlobject import TLObject, TLRequest
 
 from . import protocol as proto
@@ -33,7 +34,10 @@ from .keystore import AuthKeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAYER = 229
+# The one TL layer the sandbox serves: the schema of the installed Telethon (1.45: 229), whose classes
+# read and write every object.
+SERVED_LAYER: int = LAYER
+DEFAULT_LAYER = SERVED_LAYER
 # Client messages are acknowledged with the next reply, or after this long if nothing else goes out.
 ACK_DELAY = 0.05
 # Replies are packed into one container up to this size / count (Telethon's own limits).
@@ -42,6 +46,12 @@ CONTAINER_MAX_COUNT = 100
 READ_CHUNK = 1024 * 1024
 # Server salts change every half hour; the previous one stays valid for another period.
 SALT_PERIOD = 1800
+# Server messages that need no acknowledgment, so their seq_no is even (core.telegram.org/mtproto/description
+# #content-related-message): acks, and the BadMsgNotification type (bad_msg_notification, bad_server_salt) about a
+# message the server ignored. A client with a wrong clock reads Telegram's time from them: kurigram 2.2 takes it
+# from the msg_id of a seq_no-0 message (pyrogram/session/session.py); with an odd seq_no it never syncs and
+# fails with error 16 for ever, what Pyrogram users with a wrong clock reported (pyrogram/pyrogram#1347).
+_NOT_CONTENT_RELATED = frozenset({proto.MSGS_ACK_ID, proto.BAD_MSG_NOTIFICATION_ID, proto.BAD_SERVER_SALT_ID})
 # Transport-level error answered for an auth key the server does not know (Telethon: AuthKeyNotFound).
 AUTH_KEY_NOT_FOUND = struct.pack("<i", -404)
 
@@ -131,6 +141,31 @@ def unwrap(request: TLObject) -> _Unwrapped:
         elif not isinstance(req, functions.InitConnectionRequest):
             return out
         out.request = req.query
+
+
+def unknown_constructor_error(body: bytes, exc: TypeNotFoundError) -> bytes:
+    """Telegram's answer to a constructor outside its schema (core.telegram.org/api/errors, 400).
+
+    In a method's place (the body itself, or the query of invokeWithLayer / initConnection / ...)
+    it is ``INPUT_METHOD_INVALID_<id>_<n>``, the id unsigned in decimal, as Telegram sends it
+    (e.g. "INPUT_METHOD_INVALID_472471681_289215"; the second number is undocumented, the sandbox
+    sends 0); inside a method's arguments ``INPUT_CONSTRUCTOR_INVALID``.
+    """
+    offset = len(body) - len(exc.remaining)
+    if offset == 0 or _parses(body[:offset] + struct.pack("<I", functions.help.GetConfigRequest.CONSTRUCTOR_ID)):
+        return proto.rpc_error(400, f"INPUT_METHOD_INVALID_{exc.invalid_constructor_id}_0")
+    return proto.rpc_error(400, "INPUT_CONSTRUCTOR_INVALID")
+
+
+def _parses(body: bytes) -> bool:
+    """Whether ``body`` is exactly one TL object (the unknown id swapped for an argument-less method)."""
+    try:
+        with BinaryReader(body) as reader:
+            reader.tgread_object()
+            position: int = reader.tell_position()
+            return position == len(body)
+    except Exception:  # any failure means the swapped id was not in a method's place
+        return False
 
 
 def is_file_request(request: TLObject) -> bool:
@@ -284,7 +319,7 @@ class Connection:
 
     def _handle_plain(self, message: proto.Message) -> None:
         if self._handshake is None:
-            self._handshake = Handshake(self._host.server_key)
+            self._handshake = Handshake(self._host.server_key, exponent=self._host.faults.next_dh_exponent)
         with BinaryReader(message.body) as reader:
             request = reader.tgread_object()
         answer = self._handshake.handle(request)
@@ -312,7 +347,7 @@ class Connection:
             try:
                 obj = reader.tgread_object()
             except TypeNotFoundError as exc:
-                self._reply(session, message.msg_id, proto.rpc_error(400, "INPUT_CONSTRUCTOR_INVALID"))
+                self._reply(session, message.msg_id, unknown_constructor_error(message.body, exc))
                 log.info("%s: unknown constructor %08x", self.name, exc.invalid_constructor_id)
                 return
         if not self._service(session, message.msg_id, obj) and isinstance(obj, TLRequest):
@@ -379,6 +414,11 @@ class Connection:
         record = host.store.get(session.auth_key_id)
         if record is None:  # destroyed meanwhile
             return
+        if call.layer is not None and call.layer != SERVED_LAYER:
+            # Telegram lists 400 INPUT_LAYER_INVALID for invokeWithLayer (core.telegram.org/method/invokeWithLayer).
+            # It serves older layers too; the sandbox speaks only Telethon 1.45's schema, so it refuses the rest.
+            self._reply(session, msg_id, proto.rpc_error(400, "INPUT_LAYER_INVALID"))
+            return
         if call.layer is not None:
             host.store.set_layer(record.key_id, call.layer)
         if not call.no_updates and not is_file_request(call.request):
@@ -439,7 +479,7 @@ class Connection:
         if self.closed:
             return
         due = self._loop.time() + self._throttle.latency
-        content_related = not body or proto.constructor_of(body[0]) != proto.MSGS_ACK_ID
+        content_related = not body or proto.constructor_of(body[0]) not in _NOT_CONTENT_RELATED
         self._outbound.append(_Outgoing(session, list(body), content_related, response, due))
         self._out_ready.set()
 

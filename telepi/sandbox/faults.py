@@ -204,8 +204,14 @@ class Faults:
         self.flood: FloodModel | None = None
         self.premium: Callable[[int], bool] = lambda _user_id: False
         self._limit_rules: list[RateRule] = []
+        # Server DH exponents the next auth-key exchanges use, one each, then random ones again
+        # (handshake.leading_zero_exponent: the exchange whose g_a, g_b or key starts with a zero byte).
+        self.dh_exponents: list[int] = []
 
     # --- configuration (tests and benchmarks) ---
+
+    def next_dh_exponent(self) -> int | None:
+        return self.dh_exponents.pop(0) if self.dh_exponents else None
 
     def add_rate_rule(self, rule: RateRule) -> RateRule:
         self._rate_rules.append(rule)

@@ -3,6 +3,14 @@
 ``req_pq_multi -> req_DH_params -> set_client_DH_params -> dh_gen_ok``, with the sandbox's own RSA
 key. Telethon encrypts with the old scheme (``sha1(data) + data + random padding``, raw RSA), so the
 server decrypts with a plain ``pow(c, d, n)``.
+
+The DH values and the auth key are 2048-bit numbers written as exactly 256 big-endian bytes, leading
+zero bytes kept (core.telegram.org/mtproto/auth_key: "auth_key ... 2048-bit"; the key id is the low
+64 bits of SHA1 of those 256 bytes), as Telegram does and spec-following clients (TDLib, the Pyrogram
+family) expect. Telethon 1.45 strips leading zeros, so on the ~1 exchange in 256 whose g^ab starts
+with a zero byte its check of ``new_nonce_hash1`` fails and it starts a fresh exchange, as it does
+against Telegram. ``exponent`` (a test hook, ``Faults.dh_exponents``) fixes the server's secret so a
+test can make g_a, g_b or the key start with a zero byte on purpose.
 """
 
 from __future__ import annotations
@@ -53,9 +61,23 @@ class HandshakeError(Exception):
 
 
 def to_bytes(value: int) -> bytes:
-    """Shortest big-endian form, as Telethon's ``rsa.get_byte_array``. The auth key uses this form:
-    a g^ab with a leading zero byte gives a 255-byte key on the client, so the server must match."""
+    """Shortest big-endian form, as TL writes ``pq`` (core.telegram.org/mtproto/auth_key)."""
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def dh_bytes(value: int) -> bytes:
+    """A 2048-bit DH value or auth key as Telegram writes it: 256 bytes, leading zeros kept."""
+    return value.to_bytes(256, "big")
+
+
+def leading_zero_exponent(seed: int = 0) -> int:
+    """A server exponent ``a`` whose g^a mod p starts with a zero byte (and passes the range checks):
+    the deterministic way to the exchange that ~1 handshake in 256 meets on Telegram."""
+    rng = random.Random(seed)
+    while True:
+        a = rng.getrandbits(160)  # short: ~256 tries, each a modexp; g^a is no less uniform for it
+        if _SAFETY <= pow(DH_G, a, DH_PRIME) < 1 << 2040:
+            return a
 
 
 @dataclass(frozen=True)
@@ -140,9 +162,16 @@ class _Pending:
 class Handshake:
     """One connection's exchange. ``handle`` answers each step; ``auth_key`` is set once it completes."""
 
-    def __init__(self, key: ServerKey, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        key: ServerKey,
+        *,
+        now: Callable[[], float] = time.time,
+        exponent: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self._key = key
         self._now = now
+        self._exponent = exponent
         self._rng = random.SystemRandom()
         self._pending: _Pending | None = None
         self.auth_key: bytes | None = None
@@ -181,18 +210,21 @@ class Handshake:
         pending.new_nonce = inner.new_nonce
         pending.tmp_key, pending.tmp_iv = _tmp_aes(pending.server_nonce, pending.new_nonce)
 
+        fixed = self._exponent()
         while True:
-            pending.a = int.from_bytes(os.urandom(256), "big")
+            pending.a = fixed if fixed is not None else int.from_bytes(os.urandom(256), "big")
             g_a = pow(DH_G, pending.a, DH_PRIME)
             if _SAFETY <= g_a <= DH_PRIME - _SAFETY:
                 break
+            if fixed is not None:
+                raise HandshakeError("the fixed DH exponent gives g_a out of range")
         answer = bytes(
             ServerDHInnerData(
                 nonce=pending.nonce,
                 server_nonce=pending.server_nonce,
                 g=DH_G,
-                dh_prime=to_bytes(DH_PRIME),
-                g_a=to_bytes(g_a),
+                dh_prime=dh_bytes(DH_PRIME),
+                g_a=dh_bytes(g_a),
                 server_time=int(self._now()),
             )
         )
@@ -209,7 +241,7 @@ class Handshake:
         g_b = int.from_bytes(inner.g_b, "big")
         if not _SAFETY <= g_b <= DH_PRIME - _SAFETY:
             raise HandshakeError("g_b out of range")
-        auth_key = to_bytes(pow(g_b, pending.a, DH_PRIME))
+        auth_key = dh_bytes(pow(g_b, pending.a, DH_PRIME))
         new_nonce_hash1 = AuthKey(auth_key).calc_new_nonce_hash(pending.new_nonce, 1)
         self._pending = None
         self.auth_key = auth_key

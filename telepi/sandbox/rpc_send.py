@@ -332,7 +332,11 @@ def register(registry: Registry, env: Env) -> None:
             raise bad("MESSAGE_ID_INVALID")
         if peer < 0:
             member = world.member(peer, viewer)
-            if member is None or (member.role == "member" and world.chat(peer).broadcast):
+            # In channels and supergroups pinning is the pin_messages admin right
+            # (core.telegram.org/constructor/chatAdminRights). Members of a supergroup may pin only when
+            # its default rights allow it, which public groups never do (chatBannedRights.pin_messages);
+            # the sandbox has no default rights, so it takes the harsher public-group rule.
+            if member is None or (world.chat(peer).is_channel and not member.can("pin_messages")):
                 raise forbidden("CHAT_ADMIN_REQUIRED")
         world.set_pinned(box, msg.id, not request.unpin)
         if request.unpin:

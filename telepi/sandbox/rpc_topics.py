@@ -68,6 +68,11 @@ def register(registry: Registry, env: Env) -> None:
         tops = world.messages_by_ids(chat.id, [top for _, top in listed])
         msgs: list[Message] = [tops[top] for _, top in listed if top in tops]
         tl_messages, users, chats = env.render.messages(msgs, viewer)
+        # "users: related users" (core.telegram.org/constructor/messages.forumTopics): each topic's creator
+        # (its from_id) too; clients resolve from_id from this list (Pyrogram fails without it).
+        listed_ids = {getattr(u, "id", None) for u in users}
+        creators, _ = env.render.entities_of({t.creator_id for t, _ in listed} - listed_ids, viewer)
+        users = [*users, *(u for u in creators if getattr(u, "id", None) not in listed_ids)]
         return types.messages.ForumTopics(
             count=count,
             topics=[topic_tl(chat, topic, top, viewer) for topic, top in listed],

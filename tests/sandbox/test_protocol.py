@@ -33,6 +33,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import protocol as proto
 from telepi.sandbox.handshake import DH_G, DH_PRIME, Handshake, HandshakeError, ServerKey, to_bytes
+from tests.sandbox import dhkit
 
 LOGGERS: Any = collections.defaultdict(lambda: logging.getLogger("telethon-under-test"))
 ALL_FRAMINGS = list(proto.Framing)
@@ -327,7 +328,7 @@ def server_key(request: pytest.FixtureRequest) -> ServerKey:
 
 def cached_server_key(request: pytest.FixtureRequest) -> ServerKey:
     """Generating 2048-bit RSA in pure Python takes seconds: keep one test key in pytest's cache."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     pem = cache.get("telepi/sandbox/test_rsa_pem", None) if cache is not None else None
     if pem:
         return ServerKey.from_pem(pem.encode())
@@ -352,10 +353,47 @@ async def test_telethon_authenticator_completes_the_exchange(server_key: ServerK
 
     telethon_rsa.add_key(server_key.public_pem, old=False)
     for _ in range(3):
-        handshake = Handshake(server_key)
-        auth_key, time_offset = await authenticator.do_authentication(_LoopbackSender(handshake))
-        assert handshake.auth_key == auth_key.key
+        a = dhkit.plain_server_exponent(_)
+        handshake = Handshake(server_key, exponent=lambda a=a: a)  # type: ignore[misc]
+        b = dhkit.client_exponent(a, key_zero=False, g_b_zero=False)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+            auth_key, time_offset = await authenticator.do_authentication(_LoopbackSender(handshake))
+        assert handshake.auth_key == auth_key.key == dhkit.auth_key(a, b)
+        assert len(auth_key.key) == 256
         assert abs(time_offset) <= 1
+
+
+@pytest.mark.parametrize("zero", ["g_a", "g_b"])
+async def test_a_dh_value_with_a_leading_zero_byte_is_sent_and_read_in_full(server_key: ServerKey, zero: str) -> None:
+    from telethon.crypto import rsa as telethon_rsa
+
+    telethon_rsa.add_key(server_key.public_pem, old=False)
+    a = dhkit.SERVER_G_A_ZERO(0) if zero == "g_a" else dhkit.plain_server_exponent(0)
+    b = dhkit.client_exponent(a, key_zero=False, g_b_zero=zero == "g_b")
+    handshake = Handshake(server_key, exponent=lambda: a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+        auth_key, _ = await authenticator.do_authentication(_LoopbackSender(handshake))
+    assert handshake.auth_key == auth_key.key == dhkit.auth_key(a, b)
+
+
+async def test_an_auth_key_with_a_leading_zero_byte_keeps_all_256_bytes(server_key: ServerKey) -> None:
+    # The spec's key is 256 bytes (core.telegram.org/mtproto/auth_key). Telethon 1.45 strips the zero,
+    # so its check of dh_gen_ok fails and it starts again, as it does against Telegram.
+    from telethon.crypto import rsa as telethon_rsa
+    from telethon.errors import SecurityError
+
+    telethon_rsa.add_key(server_key.public_pem, old=False)
+    a = dhkit.plain_server_exponent(0)
+    b = dhkit.client_exponent(a, key_zero=True, g_b_zero=False)
+    handshake = Handshake(server_key, exponent=lambda: a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(authenticator, "os", dhkit.os_with_urandom(dhkit.urandom_once(b)))
+        with pytest.raises(SecurityError, match="new nonce hash"):
+            await authenticator.do_authentication(_LoopbackSender(handshake))
+    assert handshake.auth_key == dhkit.auth_key(a, b)
+    assert len(handshake.auth_key) == 256 and handshake.auth_key[0] == 0
 
 
 def rsa_encrypt(key: ServerKey, block: bytes) -> bytes:
@@ -406,3 +444,24 @@ def test_dh_parameters_and_shortest_byte_form() -> None:
     assert DH_PRIME.bit_length() == 2048 and DH_PRIME % 3 == 2 and DH_G == 3  # g = 3 needs p mod 3 = 2
     assert to_bytes(0x00FF) == b"\xff"
     assert len(to_bytes(1 << (254 * 8))) == 255  # a g^ab with a leading zero byte
+
+
+def test_unknown_constructors_are_answered_as_telegram_does() -> None:
+    from telethon.errors import TypeNotFoundError
+
+    from telepi.sandbox.connection import unknown_constructor_error
+
+    def answer(body: bytes) -> tuple[int, str]:
+        with pytest.raises(TypeNotFoundError) as info, BinaryReader(body) as reader:
+            reader.tgread_object()
+        error = read(unknown_constructor_error(body, info.value))
+        assert isinstance(error, types.RpcError)
+        return error.error_code, error.error_message
+
+    unknown = b"test"  # 0x74736574 = 1953719668, in no layer
+    assert answer(unknown + bytes(8)) == (400, "INPUT_METHOD_INVALID_1953719668_0")
+    wrapped = bytes(functions.InvokeWithLayerRequest(229, functions.help.GetConfigRequest()))
+    assert answer(wrapped[:-4] + unknown) == (400, "INPUT_METHOD_INVALID_1953719668_0")
+    history = bytes(functions.messages.GetHistoryRequest(types.InputPeerSelf(), 0, None, 0, 1, 0, 0, 0))
+    peer = struct.pack("<I", types.InputPeerSelf.CONSTRUCTOR_ID)
+    assert answer(history.replace(peer, unknown)) == (400, "INPUT_CONSTRUCTOR_INVALID")
