@@ -157,7 +157,11 @@ def forward_batches(units: Sequence[Unit], keys: Sequence[Hashable | None], *, c
 
     A unit whose key is None stays alone (not content, or not forwarded). ``contiguous`` (ordered
     publishing) joins only units whose ids follow each other without a gap: a gap may be a message
-    another session holds, which must be published in between."""
+    another session holds, which must be published in between. Units a previous holder may have sent
+    join only the units sent in the same call (the same sending mark): a takeover looks in the target
+    for that call's run of copies, which a batch of another shape would never match (seen: a message
+    forwarded alone before its session was killed, taken over in a batch with the next one, found no
+    run of two and was sent again)."""
     batches: list[Unit] = []
     last_key: Hashable | None = None
     for unit, key in zip(units, keys, strict=True):
@@ -168,6 +172,7 @@ def forward_batches(units: Sequence[Unit], keys: Sequence[Hashable | None], *, c
             and key == last_key
             and len(previous.items) + len(unit.items) <= FORWARD_BATCH
             and (not contiguous or unit.first_id == previous.items[-1].source_msg_id + 1)
+            and _sending_mark(unit) == _sending_mark(previous)
         ):
             previous.items.extend(unit.items)
             previous.messages.extend(unit.messages)
@@ -175,6 +180,12 @@ def forward_batches(units: Sequence[Unit], keys: Sequence[Hashable | None], *, c
             batches.append(Unit(list(unit.items), list(unit.messages)))
         last_key = key
     return batches
+
+
+def _sending_mark(unit: Unit) -> tuple[str | None, float | None]:
+    """Which earlier send the unit may have been part of; (None, None) when none started."""
+    first = unit.items[0]
+    return first.send_session, first.send_started_at
 
 
 class Worker:
