@@ -7,7 +7,9 @@ ids after them, up to one call's 100, and claims are served from what was read w
 
 A copy made from a read up to ``FRESH_SECONDS`` old is what a read at claim time gives when the message changes
 just after it: an edit or delete of a message not yet copied waits for its copy and is applied to it then
-(``changes.py``). An id that read as nothing (not posted yet, deleted) is never kept: it is read again.
+(``changes.py``); the catch-up that finds edits a copy may have missed takes every edit from 120 s before
+the claim as one (``changes.CLOCK_SLACK``), which covers a read this much older. An id that read as nothing
+(not posted yet, deleted) is never kept: it is read again.
 """
 
 from __future__ import annotations
