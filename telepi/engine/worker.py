@@ -5,7 +5,9 @@ topic that reply to the same message or to none. The messages of a claim are fet
 preparation (mapping topic, transferring files) runs ahead in parallel; the reply is mapped and the
 final send of a unit waits for its turn (the route's head) when ``ORDERED`` is on. A session waiting
 for its turn takes over whatever claimable work stands before it, and a session that cannot send soon
-(pacing, flood wait) hands its unsent work to the others, so several accounts share one ordered route.
+(pacing, flood wait) hands its unsent work to the others, so several accounts share one ordered route;
+copying, they claim one message at a time once their account can send, so the next message goes to the
+account that is free first.
 Every send carries the checkpoint's fixed random_id; before it the unit is marked *sending*, and a
 session taking over such a unit first looks in the target for the copy the previous holder may have made.
 """
