@@ -58,8 +58,8 @@ Transfer = Literal["forward", "copy", "reupload"]
 T = TypeVar("T")
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
-# Route-wide order shared with other sessions: a session claims the route's next message only this close to
-# being able to send it, one at a time, so the next message always goes to the account that can send it first.
+# Ordered copying shared with other sessions: a session claims the next message only this close to being able
+# to send it, one at a time, so the next message always goes to the account that can send it first.
 CLAIM_LEAD_SECONDS = 0.02
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 # With a checkpoint that notifies (PostgreSQL), waiting for another session's head is woken by its writes;
@@ -245,7 +245,7 @@ class Worker:
         self.link: Callable[[], bool] = lambda: True
         self.stats = WorkerStats()
         self.source = SourceCache(self._fetch)
-        self._unpublished = 0  # claims taken and not yet published (route-wide order shared: at most one)
+        self._unpublished = 0  # claims taken and not yet published (shared: at most one)
         self._published = asyncio.Event()
 
     # ---- the loop ------------------------------------------------------------------------------
