@@ -5,7 +5,9 @@ topic that reply to the same message or to none. The messages of a claim are fet
 preparation (mapping topic, transferring files) runs ahead in parallel; the reply is mapped and the
 final send of a unit waits for its turn (the route's head) when ``ORDERED`` is on. A session waiting
 for its turn takes over whatever claimable work stands before it, and a session that cannot send soon
-(pacing, flood wait) hands its unsent work to the others, so several accounts share one ordered route.
+(pacing, flood wait) hands its unsent work to the others, so several accounts share one ordered route;
+copying, they claim one message at a time once their account can send, so the next message goes to the
+account that is free first.
 Every send carries the checkpoint's fixed random_id; before it the unit is marked *sending*, and a
 session taking over such a unit first looks in the target for the copy the previous holder may have made.
 """
@@ -44,6 +46,7 @@ from telepi.engine.messages import replied_id, signature, skip_reason, topic_of
 from telepi.engine.progress import Progress
 from telepi.engine.routerules import RouteRules
 from telepi.engine.sender import Placement
+from telepi.engine.sourcecache import READ_AHEAD, SourceCache
 from telepi.engine.topics import TopicMapper
 from telepi.engine.transfer.errors import FloodWaitTooLong, SourceChanged, TooLarge, TransferError, TransferFailed
 from telepi.errors import SessionStopped
@@ -55,6 +58,9 @@ Transfer = Literal["forward", "copy", "reupload"]
 T = TypeVar("T")
 FORWARD_BATCH = 100
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
+# Ordered copying shared with other sessions: a session claims the next message only this close to being able
+# to send it, one at a time, so the next message always goes to the account that can send it first.
+CLAIM_LEAD_SECONDS = 0.02
 TURN_POLL = (0.002, 0.01)  # first and longest pause between two looks at the route's head
 # With a checkpoint that notifies (PostgreSQL), waiting for another session's head is woken by its writes;
 # a lease running out is no write, so the head is looked at again after this long all the same.
@@ -134,6 +140,28 @@ class WorkerOptions:
     claim_size: int = 1
     by_topic: bool = False  # ORDERED=topic: order within each source topic, topics published side by side
     rules: RouteRules = field(default_factory=RouteRules)  # filters judged again here: a retry re-plans
+
+
+@dataclass
+class WorkerStats:
+    """Where an ordered route's time goes, per session: logged when the worker ends (``worker_stats``)."""
+
+    claims: int = 0  # claims that got work (ahead, at the turn, for a reply)
+    claimed: int = 0  # messages in them
+    reads: int = 0  # GetMessages calls
+    read_ids: int = 0
+    sends: int = 0  # sends and forwards that landed
+    hand_backs: int = 0  # hand-overs of unsent work to the other sessions
+    handed: int = 0  # messages in them
+    turn_seconds: float = 0.0  # waiting for the route's (topic's) head
+    send_seconds: float = 0.0  # inside the send call: pacing, flood waits, the request
+    idle_seconds: float = 0.0  # claiming found nothing
+
+    def line(self) -> str:
+        return " ".join(
+            f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in dataclasses.asdict(self).items()
+        )
 
 
 def units_of(items: Sequence[WorkItem]) -> list[Unit]:
@@ -226,6 +254,10 @@ class Worker:
         # Whether Telegram is reachable right now (the session sets the client's transport state): cut off,
         # the session claims nothing and gives its unsent work to the others instead of holding it.
         self.link: Callable[[], bool] = lambda: True
+        self.stats = WorkerStats()
+        self.source = SourceCache(self._fetch)
+        self._unpublished = 0  # claims taken and not yet published (shared: at most one)
+        self._published = asyncio.Event()
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -243,9 +275,14 @@ class Worker:
                 await self._publish_by_topic(queue)
             else:
                 while (entry := await queue.get()) is not None:
-                    await self._publish_claim(entry)
+                    try:
+                        await self._publish_claim(entry)
+                    finally:
+                        self._unpublished -= 1
+                        self._published.set()
             await producer  # ended: re-raise what stopped it, if anything did
         finally:
+            log.info("%s: %s", self.session, self.stats.line(), extra={"event": "worker_stats"})
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
             while not queue.empty():
@@ -266,6 +303,8 @@ class Worker:
                         await self._publish_claim(claimed)
                     finally:
                         self._slots.release()
+                        self._unpublished -= 1
+                        self._published.set()
             finally:
                 while not claims.empty():
                     if (left := claims.get_nowait()) is not None:
@@ -312,10 +351,18 @@ class Worker:
                 self._hand_back()  # what this session cannot send now, another one can
                 await _sleep_or_stop(stop, 0.2)
                 continue
+            sharing = self._sharing()
             busy = self._busy_for() if self.options.ordered else 0.0
+            if sharing:
+                busy = max(self.limiter.ready_in() - CLAIM_LEAD_SECONDS, 0.0)
             if busy:
                 # Work claimed now would only wait for this account and hold the route up.
                 await _sleep_or_stop(stop, busy)
+                continue
+            if sharing and self._unpublished:
+                # One message at a time: the next one goes to whichever account is ready first.
+                self._published.clear()
+                await _sleep_or_event(stop, self._published, 0.05)
                 continue
             # Ordered, claims ahead only grow: anything lower that comes free is taken at the turn. By topic,
             # each claim is the run of one topic from its lowest claimable message.
@@ -332,7 +379,7 @@ class Worker:
             items = self.store.claim(
                 self.route.route_id,
                 self.session,
-                self.options.claim_size,
+                1 if sharing else self.options.claim_size,
                 self.options.lease_seconds,
                 after=after,
                 at_least=self.options.claim_size if whole else 1,
@@ -350,21 +397,30 @@ class Worker:
                 self.progress.touch()  # idle while live is healthy: nothing to copy is not a stall
                 # Woken by this session's planner at once; work another session planned (or a lease
                 # that ran out) is found by the next look, which backs off to once a second.
+                started = time.monotonic()
                 await _sleep_or_event(stop, self.work_planned, idle)
+                self.stats.idle_seconds += time.monotonic() - started
                 idle = min(idle * 2, 1.0)
                 continue
             idle, short_since = 0.05, None
             self._queued_up_to = items[-1].source_msg_id
+            self._unpublished += 1
             await queue.put(self._claimed(items))
 
     # ---- preparation ---------------------------------------------------------------------------
 
     def _claimed(self, items: list[WorkItem]) -> Claimed:
+        self.stats.claims += 1
+        self.stats.claimed += len(items)
         return Claimed(items, asyncio.create_task(self._prepare_claim(items)))
 
     async def _prepare_claim(self, items: list[WorkItem]) -> list[tuple[Unit, asyncio.Task[Prepared | None]]]:
-        """Fetch a claim's messages in one call, cut it into units and start preparing each."""
-        messages = await self._fetch([item.source_msg_id for item in items])
+        """Fetch a claim's messages (with the ids after them: see sourcecache.py), cut it into units and start
+        preparing each."""
+        last = items[-1].source_msg_id
+        planned = self._planned_up_to()
+        ahead = range(last + 1, min(last + READ_AHEAD, planned) + 1)
+        messages = await self.source.messages([item.source_msg_id for item in items], ahead=ahead)
         by_id = {item.source_msg_id: message for item, message in zip(items, messages, strict=True)}
         units = units_of(items)
         for unit in units:
@@ -376,10 +432,15 @@ class Worker:
         return [(unit, asyncio.create_task(self._prepare_in_turn(unit))) for unit in units]
 
     async def _fetch(self, ids: list[int]) -> list[Any]:
+        self.stats.reads += 1
+        self.stats.read_ids += len(ids)
         messages = await self.limiter.call(
             "GetMessages", lambda: self.client.get_messages(self.route.source_peer, ids=ids)
         )
         return list(messages)
+
+    def _planned_up_to(self) -> int:
+        return next((r.high_water for r in self.store.routes() if r.id == self.route.route_id), 0)
 
     def _forward_key(self, unit: Unit) -> Hashable | None:
         """What a forwarded unit may share a batch by, or None when it is not forwarded: its topic and the
@@ -540,7 +601,12 @@ class Worker:
     async def _publish_prepared(self, unit: Unit, prepared: Prepared, ids: list[int]) -> None:
         if self.options.ordered:
             try:
-                if not await self._wait_turn(prepared.sendable[0][0]):
+                started = time.monotonic()
+                try:
+                    in_turn = await self._wait_turn(prepared.sendable[0][0])
+                finally:
+                    self.stats.turn_seconds += time.monotonic() - started
+                if not in_turn:
                     return  # handed over meanwhile: the unit is the others' now (or done), nothing to send here
                 if self.options.by_topic:
                     await self._wait_replied(prepared)
@@ -560,7 +626,11 @@ class Worker:
         try:
             if any(item.takeover for item, _ in prepared.sendable) and await self._adopt_earlier_copy(prepared):
                 return
-            targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
+            started = time.monotonic()
+            try:
+                targets = await self._send(prepared)  # marked sending right before its request (confirm_send)
+            finally:
+                self.stats.send_seconds += time.monotonic() - started
         except HandedBack:
             return  # Telegram refused the send for now and the unit went to the other sessions
         except LeaseLost:
@@ -582,6 +652,7 @@ class Worker:
             return
         self.store.complete(self.route.route_id, targets, self.session)
         self.progress.copied(len(targets))
+        self.stats.sends += 1
         self._unknown = ("", [])
         log.debug("copied %s -> %s", list(targets), list(targets.values()), extra={"event": "copied", "msg_id": ids[0]})
         if len(targets) < len(ids):
@@ -789,6 +860,12 @@ class Worker:
         HANDOVER_SECONDS are sat out."""
         return max(self.limiter.ready_in(method) - HANDOVER_SECONDS, 0.0)
 
+    def _sharing(self) -> bool:
+        """Ordered, copying (preparing a unit takes moments), with other live sessions: the next message
+        goes to whichever account can send it first, one at a time. Forwards keep their batches, and
+        reuploads their transfers ahead, by claiming ahead as alone."""
+        return self.options.ordered and self._transfer_for(()) == "copy" and self._others_alive()
+
     def _others_alive(self) -> bool:
         looked, count = self._others
         if time.monotonic() - looked > 2.0:
@@ -804,6 +881,8 @@ class Worker:
 
     def _hand_back(self, refused: Sequence[int] = ()) -> None:
         given = self.store.hand_back(self.route.route_id, self.session, refused)
+        self.stats.hand_backs += 1
+        self.stats.handed += given
         log.debug("handed %d unsent messages to the other sessions", given, extra={"event": "hand_back"})
 
     def _hand_back_on_flood(self, ids: list[int]) -> Callable[[], Awaitable[bool]] | None:
@@ -942,7 +1021,7 @@ class Worker:
                 items = self.store.claim(
                     self.route.route_id,
                     self.session,
-                    self.options.claim_size,
+                    1 if self._sharing() else self.options.claim_size,
                     self.options.lease_seconds,
                     before=first_id,
                     topic_run=self.options.by_topic,

@@ -19,7 +19,7 @@ from telepi.sandbox.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
 from telepi.sandbox.worldfile import generate_history
 from tests.conftest import BACKENDS
-from tests.engine.clonecheck import assert_clone_equal, content
+from tests.engine.clonecheck import assert_clone_equal, assert_clone_per_topic, content
 from tests.engine.test_clone import checkpoint, forum_world, make_sessions, run_all, wait_for
 from tests.engine.test_crash import start
 
@@ -162,3 +162,33 @@ async def test_a_takeover_adopts_only_the_dead_sessions_own_copy(
         finally:
             later.close()
         assert_clone_equal(sb, "source", "target")
+
+
+@pytest.mark.parametrize("ordered", ["true", "topic"])
+async def test_paced_accounts_on_an_ordered_route_take_turns_without_a_read_per_message(
+    tmp_path: Path, ordered: str
+) -> None:
+    # Three accounts paced to one send per 0.3 s (over the 0.25 s hand-over threshold) share one ordered route:
+    # the next message goes to whichever account can send it, one at a time, from messages read ahead — not
+    # one GetMessages per message (a claim each) and not every account's claims handed back after each send.
+    async with Sandbox(world=forum_world(60, seed=3), state_dir=tmp_path / "state") as sb:
+        directories = await make_sessions(
+            sb,
+            tmp_path / "sessions",
+            ["bob", "carol", "dave"],
+            MODE="copy",
+            LIVE="false",
+            ORDERED=ordered,
+            SEND_INTERVAL="0.3",
+        )
+        sb.faults.calls.clear()
+        await run_all(directories)
+        if ordered == "true":
+            assert_clone_equal(sb, "source", "target")
+        else:
+            assert_clone_per_topic(sb, "source", "target")
+        copies = content(sb.messages("target"))
+        shares = {name: sum(1 for m in copies if m["sender"] == name) for name in ("bob", "carol", "dave")}
+        assert min(shares.values()) >= len(copies) // 6, shares  # every account sent its part
+        reads = sb.faults.calls["GetMessagesRequest"]
+        assert reads <= 3 * 3, f"{reads} GetMessages for {len(copies)} messages"
