@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from telepi.sandbox.photos import media_key
 from telepi.sandbox.sandbox import Sandbox
 
 
@@ -24,6 +25,8 @@ def _media(message: dict[str, Any]) -> tuple[Any, ...] | None:
         return ("webpage", media["url"])
     if media["kind"] == "dice":  # Telegram rolls a sent dice itself: the value cannot be copied
         return ("dice", media["emoticon"])
+    if media["kind"] == "photo":  # Telegram re-encodes every uploaded photo: its sizes survive, not its bytes
+        return ("photo", media_key(media), ("spoiler", media["spoiler"]))
     keys = sorted(k for k in media if k not in ("sizes", "thumb", "thumbs", "id", "attributes"))
     attributes = sorted(
         str(sorted((key, value) for key, value in attribute.items() if value not in (False, None)))

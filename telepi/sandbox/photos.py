@@ -1,0 +1,162 @@
+"""Photos as Telegram keeps them: an uploaded image is re-encoded into JPEG sizes, never stored as sent.
+
+Telegram turns an uploaded photo (``inputMediaUploadedPhoto``) into JPEG sizes of fixed boxes, the longest
+side fitting the box (https://core.telegram.org/api/files#image-thumbnail-types: ``s`` 100, ``m`` 320,
+``x`` 800, ``y`` 1280, ``w`` 2560), the largest as a progressive JPEG (``photoSizeProgressive``, its
+``sizes`` the byte offsets of its scans) and a stripped preview ``i`` (``photoStrippedSize``, a JPEG body
+without its standard header, https://core.telegram.org/api/files#stripped-thumbnails) carried inside the
+message. What a client downloads is therefore never what was uploaded (shared/notes/telegram.md: "a
+reuploaded photo is never byte-identical to its source"): a copy of a photo shows the same dimensions and
+sizes, not the same bytes. Without an image codec the sandbox keeps what a client can observe: each size's
+dimensions, JPEG headers that carry them, byte counts that shrink with the area and with every re-encoding,
+and bytes that differ from the upload's.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from telepi.sandbox.dispatch import RpcError
+from telepi.sandbox.files import FileStore, generated_bytes
+
+BOXES = (("s", 100), ("m", 320), ("x", 800), ("y", 1280), ("w", 2560))
+STRIPPED_BOX = 40  # a stripped preview is at most 40×40 (Telegram's clients scale it up, blurred)
+# Re-encoding at Telegram's JPEG quality shrinks an image: a guess (no published figure), kept below 1 so a
+# photo copied twice differs again.
+REENCODE_RATIO = 0.9
+# Bot API sendPhoto (https://core.telegram.org/bots/api#sendphoto): "The photo's width and height must not
+# exceed 10000 in total. Width and height ratio must be at most 20." messages.sendMedia's error for it:
+# PHOTO_INVALID_DIMENSIONS (https://core.telegram.org/method/messages.sendMedia).
+MAX_SIDES = 10_000
+MAX_RATIO = 20
+
+
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF, WebP or JPEG header; None when it is none of them."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return int(w), int(h)
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return int(w), int(h)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] == b"VP8X" and len(head) >= 30:
+        w = int.from_bytes(head[24:27], "little") + 1
+        h = int.from_bytes(head[27:30], "little") + 1
+        return w, h
+    if head[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 < len(head):
+            if head[pos] != 0xFF:
+                return None
+            marker = head[pos + 1]
+            length = int.from_bytes(head[pos + 2 : pos + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+                return int(w), int(h)
+            pos += 2 + length
+    return None
+
+
+def photo_size_type(w: int, h: int) -> str:
+    """Telegram's size letter for a photo of this size (s 100, m 320, x 800, y 1280, w 2560)."""
+    side = max(w, h)
+    for letter, limit in BOXES[:-1]:
+        if side <= limit:
+            return letter
+    return "w"
+
+
+def fit(w: int, h: int, box: int) -> tuple[int, int]:
+    """``w``×``h`` scaled down (never up) so that its longest side fits ``box``."""
+    side = max(w, h)
+    if side <= box:
+        return w, h
+    return max(1, round(w * box / side)), max(1, round(h * box / side))
+
+
+def plan(w: int, h: int) -> list[tuple[str, int, int]]:
+    """The sizes Telegram keeps of a ``w``×``h`` photo, smallest first, up to the box that holds it whole
+    (or ``w``, 2560: larger photos are scaled down)."""
+    sizes = []
+    for letter, box in BOXES:
+        sizes.append((letter, *fit(w, h, box)))
+        if max(w, h) <= box:
+            break
+    return sizes
+
+
+def check_dimensions(w: int, h: int) -> None:
+    if w < 1 or h < 1 or w + h > MAX_SIDES or max(w, h) > MAX_RATIO * min(w, h):
+        raise RpcError(400, "PHOTO_INVALID_DIMENSIONS")
+
+
+def jpeg_header(w: int, h: int, *, progressive: bool = False) -> bytes:
+    """SOI, JFIF and a start-of-frame (baseline SOF0 or progressive SOF2) naming ``w``×``h``."""
+    sof = b"\xff\xc2" if progressive else b"\xff\xc0"
+    return (
+        b"\xff\xd8"
+        + b"\xff\xe0" + struct.pack(">H5sBBBHHBB", 16, b"JFIF", 1, 1, 0, 1, 1, 0, 0)
+        + sof + struct.pack(">HBHHB", 17, 8, h, w, 3) + bytes([1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1])
+    )  # fmt: skip
+
+
+def jpeg_bytes(seed: int | str, size: int, w: int, h: int, *, progressive: bool = False) -> bytes:
+    """``size`` bytes that start like a JPEG of ``w``×``h``, then generated bytes."""
+    header = jpeg_header(w, h, progressive=progressive)
+    if size <= len(header):
+        return header[:size]
+    return header + generated_bytes(seed, size - len(header), 0, size - len(header))
+
+
+MIN_SIZE = len(jpeg_header(1, 1)) + 32
+
+
+def store(files: FileStore, *, seed: str, w: int, h: int, largest: int) -> list[dict[str, Any]]:
+    """The sizes of a ``w``×``h`` photo whose largest size is ``largest`` bytes, stored in ``files``:
+    the stripped preview first, then the boxes smallest first, the largest progressive."""
+    planned = plan(w, h)
+    full_w, full_h = planned[-1][1:]
+    sw, sh = fit(full_w, full_h, STRIPPED_BOX)
+    stripped = bytes([1, sh, sw]) + generated_bytes(f"{seed}:i", 24 + sw * sh // 8, 0, 1 << 20)
+    sizes: list[dict[str, Any]] = [{"type": "i", "w": sw, "h": sh, "size": len(stripped), "stripped": stripped.hex()}]
+    for letter, lw, lh in planned:
+        last = (lw, lh) == (full_w, full_h)
+        count = largest if last else max(MIN_SIZE, round(largest * lw * lh / (full_w * full_h)))
+        file_id = files.add_bytes(jpeg_bytes(f"{seed}:{letter}", count, lw, lh, progressive=last))
+        size: dict[str, Any] = {"type": letter, "w": lw, "h": lh, "file_id": file_id, "size": count}
+        if last:
+            size["progressive"] = sorted({max(1, count // 4), max(1, count // 2), count})
+        sizes.append(size)
+    return sizes
+
+
+def reencode(files: FileStore, file_id: int) -> list[dict[str, Any]]:
+    """The sizes Telegram makes of an uploaded image: IMAGE_PROCESS_FAILED when it is no image it can read
+    (messages.sendMedia's errors), PHOTO_INVALID_DIMENSIONS when its dimensions are refused."""
+    dims = image_size(files.read(file_id, 0, 64 * 1024))
+    if dims is None:
+        raise RpcError(400, "IMAGE_PROCESS_FAILED")
+    w, h = dims
+    check_dimensions(w, h)
+    full_w, full_h = plan(w, h)[-1][1:]
+    scale = (full_w * full_h) / (w * h)
+    largest = max(MIN_SIZE, round(files.size(file_id) * scale * REENCODE_RATIO))
+    return store(files, seed=f"reencoded:{files.sha256(file_id)}", w=w, h=h, largest=largest)
+
+
+def downloadable(size: Mapping[str, Any]) -> bool:
+    """Whether a stored size is a file (the stripped preview lives only inside the message)."""
+    return "file_id" in size
+
+
+def media_key(media: Mapping[str, Any] | None) -> str:
+    """What a faithful copy of a message's media shares with it, as ``Sandbox.messages`` shows media: a
+    photo its sizes (Telegram re-encodes every upload), a file its bytes, anything else its kind."""
+    if media is None:
+        return ""
+    if media.get("kind") == "photo":
+        shapes = ",".join(f"{s['type']}{s['w']}x{s['h']}" for s in media.get("sizes") or [])
+        return f"photo:{shapes}"
+    return f"{media.get('kind')}:{media.get('sha256', '')}"
