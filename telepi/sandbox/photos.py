@@ -59,15 +59,6 @@ def image_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def photo_size_type(w: int, h: int) -> str:
-    """Telegram's size letter for a photo of this size (s 100, m 320, x 800, y 1280, w 2560)."""
-    side = max(w, h)
-    for letter, limit in BOXES[:-1]:
-        if side <= limit:
-            return letter
-    return "w"
-
-
 def fit(w: int, h: int, box: int) -> tuple[int, int]:
     """``w``×``h`` scaled down (never up) so that its longest side fits ``box``."""
     side = max(w, h)
