@@ -134,6 +134,8 @@ async def run_demo(
 
 
 def report(console: Console, sb: Any, seconds: float) -> int:
+    from telepi.sandbox.photos import media_key
+
     source = [m for m in sb.messages("source") if not m["service"]]
     target = [m for m in sb.messages("target") if not m["service"]]
     source_titles = {t["id"]: t["title"] for t in sb.topics("source")}
@@ -149,15 +151,18 @@ def report(console: Console, sb: Any, seconds: float) -> int:
         all_matched &= matched
         table.add_row(title, str(per_source[title]), str(per_target[title]), "yes" if matched else "NO")
     console.print(table)
-    keys = [(m["text"], (m["media"] or {}).get("sha256"), target_titles.get(m["topic"])) for m in target]
+    keys = [(m["text"], media_key(m["media"]), target_titles.get(m["topic"])) for m in target]
     duplicates = len(keys) - len(set(keys)) - _repeats_in(source, source_titles)
-    source_files = sorted((m["media"] or {}).get("sha256") or "" for m in source if (m["media"] or {}).get("sha256"))
-    target_files = sorted((m["media"] or {}).get("sha256") or "" for m in target if (m["media"] or {}).get("sha256"))
+    # Telegram re-encodes every uploaded photo: a photo's copy keeps its sizes, a file's copy its bytes.
+    source_files, source_photos = _files(source)
+    target_files, target_photos = _files(target)
     identical = sum((collections.Counter(source_files) & collections.Counter(target_files)).values())
+    photos = sum((collections.Counter(source_photos) & collections.Counter(target_photos)).values())
     biggest = max(((m["media"] or {}).get("size") or 0 for m in target), default=0)
     console.print(
         f"duplicates: {max(duplicates, 0)}   topics matched: {'all' if all_matched else 'NOT all'}   "
-        f"files byte-identical (sha256): {identical}/{len(source_files)}, largest {biggest / 2**20:.0f} MiB"
+        f"files byte-identical (sha256): {identical}/{len(source_files)}, largest {biggest / 2**20:.0f} MiB   "
+        f"photos with their sizes (re-encoded): {photos}/{len(source_photos)}"
     )
     spread = ", ".join(f"DC {dc}: {n}" for dc, n in sb.file_dcs("source").items())
     exports = "; ".join(
@@ -174,10 +179,22 @@ def report(console: Console, sb: Any, seconds: float) -> int:
             f"flood limits: Telegram refused {refusals}; penalties {penalties:.0f}s of Telegram's time, "
             f"{penalties / flood.scale:.1f}s here"
         )
-    return 0 if all_matched and duplicates <= 0 and identical == len(source_files) else 1
+    whole = identical == len(source_files) and photos == len(source_photos)
+    return 0 if all_matched and duplicates <= 0 and whole else 1
+
+
+def _files(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The sha256 of each file-backed medium but photos, and each photo's sizes."""
+    from telepi.sandbox.photos import media_key
+
+    media = [m["media"] for m in messages if (m["media"] or {}).get("sha256")]
+    files = sorted(m["sha256"] for m in media if m["kind"] != "photo")
+    return files, sorted(media_key(m) for m in media if m["kind"] == "photo")
 
 
 def _repeats_in(messages: list[dict[str, Any]], titles: dict[int, str]) -> int:
+    from telepi.sandbox.photos import media_key
+
     # Identical messages in the source (two bare "ok"s) are not duplicates of the clone.
-    keys = [(m["text"], (m["media"] or {}).get("sha256"), titles.get(m["topic"])) for m in messages]
+    keys = [(m["text"], media_key(m["media"]), titles.get(m["topic"])) for m in messages]
     return len(keys) - len(set(keys))

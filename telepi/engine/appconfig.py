@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from telethon.tl import functions, types
@@ -20,9 +21,16 @@ def config_numbers(app_config: Any) -> dict[str, float]:
     return {entry.key: float(entry.value.value) for entry in config.value if isinstance(entry.value, types.JsonNumber)}
 
 
-async def caption_limit(client: Any) -> int:
-    """This account's caption limit in UTF-16 code units: the app config's default, or premium for a
-    premium account (https://core.telegram.org/api/config#caption-length-limit-default)."""
+@dataclass(frozen=True)
+class AccountLimits:
+    caption: int  # UTF-16 code units
+    premium: bool
+
+
+async def account_limits(client: Any) -> AccountLimits:
+    """This account's caption limit in UTF-16 code units — the app config's default, or premium for a
+    premium account (https://core.telegram.org/api/config#caption-length-limit-default) — and whether it is
+    premium."""
     premium = bool(getattr(await client.get_me(), "premium", False))
     key, fallback = (
         ("caption_length_limit_premium", CAPTION_LIMIT_PREMIUM)
@@ -36,5 +44,10 @@ async def caption_limit(client: Any) -> int:
         numbers = config_numbers(await client(functions.help.GetAppConfigRequest(hash=0)))
     except Exception as exc:  # without the config the published default is still right for most accounts
         log.debug("app config unavailable (%s): caption limit %d", type(exc).__name__, fallback)
-        return fallback
-    return int(numbers.get(key, fallback))
+        return AccountLimits(fallback, premium)
+    return AccountLimits(int(numbers.get(key, fallback)), premium)
+
+
+async def caption_limit(client: Any) -> int:
+    """This account's caption limit in UTF-16 code units (see ``account_limits``)."""
+    return (await account_limits(client)).caption

@@ -78,9 +78,12 @@ def identity(message: Any, *, shown: tuple[str, Sequence[Any] | None] | None = N
     text, found = (
         shown if shown is not None else (getattr(message, "message", "") or "", getattr(message, "entities", None))
     )
+    # Custom emoji are left out: Telegram drops them from a non-premium sender's copy, keeping the plain
+    # emoji in the text (core.telegram.org/api/premium, tdesktop#28377), so a faithful copy may lack them.
     entities = [
         (type(e).__name__, e.offset, e.length, getattr(e, "url", None), getattr(e, "document_id", None))
         for e in found or []
+        if not isinstance(e, types.MessageEntityCustomEmoji)
     ]
     parts: list[object] = [media_kind(message), text, entities, *_media_facts(getattr(message, "media", None))]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]

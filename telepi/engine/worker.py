@@ -249,8 +249,9 @@ class Worker:
         self._queued_up_to = 0  # highest id claimed ahead (ordered claims only grow)
         self._others: tuple[float, int] = (0.0, 0)  # (when looked, other live sessions)
         self._unknown: tuple[str, list[int]] = ("", [])  # an unlisted error and the units it refused in a row
-        self._caption_limit: int | None = None  # from the account's app config, read once
-        self._caption_limit_lock = asyncio.Lock()
+        self._limits: appconfig.AccountLimits | None = None  # from the account's app config, read once
+        self._custom_emoji_noted = False
+        self._limits_lock = asyncio.Lock()
         # Whether Telegram is reachable right now (the session sets the client's transport state): cut off,
         # the session claims nothing and gives its unsent work to the others instead of holding it.
         self.link: Callable[[], bool] = lambda: True
@@ -496,10 +497,14 @@ class Worker:
 
     async def _outgoing(self, message: Any, transfer: Transfer, album: bool) -> Outgoing:
         media = message.media
-        limit = await self._account_caption_limit()
+        limits = await self._account_limits()
+        limit = limits.caption
         mentions = await self._mention_inputs(message)
         topic = topic_of(message, self.route.source_is_forum)
         shown = self.options.rules.shown(message, text_entities(message, mentions), topic=topic)
+        if not limits.premium and not self._custom_emoji_noted and _has_custom_emoji(shown[1]):
+            self._custom_emoji_noted = True  # Telegram drops them from a non-premium sender's message
+            log.warning("this account is not premium: custom emoji arrive in the target as their plain emoji")
         if is_file_media(media):
             if transfer == "reupload":
                 if self.reuploader is None:
@@ -511,13 +516,11 @@ class Worker:
             return outgoing(message, reference_media(media), caption_limit=limit, shown=shown)
         return outgoing(message, recreated_media(media), caption_limit=limit, shown=shown)
 
-    async def _account_caption_limit(self) -> int:
-        async with self._caption_limit_lock:
-            if self._caption_limit is None:
-                self._caption_limit = await self.limiter.call(
-                    "GetAppConfig", lambda: appconfig.caption_limit(self.client)
-                )
-            return self._caption_limit
+    async def _account_limits(self) -> appconfig.AccountLimits:
+        async with self._limits_lock:
+            if self._limits is None:
+                self._limits = await self.limiter.call("GetAppConfig", lambda: appconfig.account_limits(self.client))
+            return self._limits
 
     def _input_user(self, user_id: int) -> Callable[[], Awaitable[Any]]:
         async def resolve() -> Any:  # from the entity cache: the fetched message brought its users along
@@ -1194,3 +1197,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await stop.wait()
+
+
+def _has_custom_emoji(entities: Sequence[Any] | None) -> bool:
+    return any(isinstance(e, types.MessageEntityCustomEmoji) for e in entities or [])

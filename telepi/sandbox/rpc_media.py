@@ -9,7 +9,6 @@ kinds ``video``/``round``/``gif``/``sticker``/``voice``/``audio``/``document`` (
 from __future__ import annotations
 
 import random
-import struct
 from typing import Any
 
 from telethon.tl import types
@@ -18,6 +17,7 @@ from telethon.tl.tlobject import TLObject
 from telepi.sandbox.cdn import OnCdn
 from telepi.sandbox.dcs import upload_owner
 from telepi.sandbox.dispatch import RpcContext, RpcError
+from telepi.sandbox.photos import downloadable, image_size, reencode
 from telepi.sandbox.rpc_common import Env, bad
 from telepi.sandbox.rpc_render import (
     attribute_to_dict,
@@ -26,41 +26,6 @@ from telepi.sandbox.rpc_render import (
 )
 
 _DICE_FACES = {"🎰": 64, "🏀": 5, "⚽": 5}
-
-
-def image_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, GIF, WebP or JPEG header; None when it is none of them."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        w, h = struct.unpack(">II", head[16:24])
-        return int(w), int(h)
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        w, h = struct.unpack("<HH", head[6:10])
-        return int(w), int(h)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and head[12:16] == b"VP8X" and len(head) >= 30:
-        w = int.from_bytes(head[24:27], "little") + 1
-        h = int.from_bytes(head[27:30], "little") + 1
-        return w, h
-    if head[:2] == b"\xff\xd8":
-        pos = 2
-        while pos + 9 < len(head):
-            if head[pos] != 0xFF:
-                return None
-            marker = head[pos + 1]
-            length = int.from_bytes(head[pos + 2 : pos + 4], "big")
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
-                return int(w), int(h)
-            pos += 2 + length
-    return None
-
-
-def photo_size_type(w: int, h: int) -> str:
-    """Telegram's size letter for a photo of this size (s 100, m 320, x 800, y 1280, w 2560)."""
-    side = max(w, h)
-    for letter, limit in (("s", 100), ("m", 320), ("x", 800), ("y", 1280)):
-        if side <= limit:
-            return letter
-    return "w"
 
 
 class MediaInput:
@@ -83,11 +48,7 @@ class MediaInput:
         world = self.env.world
         if isinstance(media, types.InputMediaUploadedPhoto):
             file_id = self._uploaded(user_id, media.file, dc_id)
-            w, h = self._dims(file_id, (800, 600))
-            size = self.env.files.size(file_id)
-            photo = world.add_photo(
-                sizes=[{"type": photo_size_type(w, h), "w": w, "h": h, "file_id": file_id, "size": size}], dc=dc_id
-            )
+            photo = world.add_photo(sizes=reencode(self.env.files, file_id), dc=dc_id)
             return {"kind": "photo", "photo_id": photo.id, "spoiler": bool(media.spoiler)}
         if isinstance(media, types.InputMediaUploadedDocument):
             file_id = self._uploaded(user_id, media.file, dc_id)
@@ -261,7 +222,7 @@ class WorldFileLocator:
             check_file_reference(world, photo.id, location.file_reference)
             on_dc(ctx, photo.dc)
             for size in photo.sizes:
-                if size["type"] == location.thumb_size:
+                if size["type"] == location.thumb_size and downloadable(size):
                     return int(size["file_id"])
             raise RpcError(400, "LOCATION_INVALID")
         raise RpcError(400, "LOCATION_INVALID")

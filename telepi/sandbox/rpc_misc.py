@@ -10,6 +10,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox import config_tl
 from telepi.sandbox.cdn import CDN_DC
+from telepi.sandbox.custom_emoji import ANIMATED_EMOJI_MAX
 from telepi.sandbox.dispatch import Registry, RpcContext
 from telepi.sandbox.rpc_common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
 
@@ -41,6 +42,7 @@ def register(registry: Registry, env: Env, endpoint: Endpoint) -> None:
                 number("caption_length_limit_default", CAPTION_LENGTH_MAX),
                 number("caption_length_limit_premium", CAPTION_LENGTH_MAX_PREMIUM),
                 number("topics_pinned_limit", 5),
+                number("message_animated_emoji_max", ANIMATED_EMOJI_MAX),
             ]
         )
         return types.help.AppConfig(hash=1, config=config)

@@ -168,6 +168,15 @@ DOCUMENT_KINDS = frozenset({"video", "round", "gif", "sticker", "voice", "audio"
 # ---- peers -------------------------------------------------------------------------------------
 
 
+def photo_size(size: dict[str, Any]) -> TLObject:
+    """A stored photo size as Telegram sends it: stripped preview, progressive JPEG or plain size."""
+    if "stripped" in size:
+        return types.PhotoStrippedSize(type=size["type"], bytes=bytes.fromhex(size["stripped"]))
+    if "progressive" in size:
+        return types.PhotoSizeProgressive(type=size["type"], w=size["w"], h=size["h"], sizes=size["progressive"])
+    return types.PhotoSize(type=size["type"], w=size["w"], h=size["h"], size=size["size"])
+
+
 def peer_tl(peer: int) -> TLObject:
     kind = peer_kind(peer)
     if kind == "user":
@@ -330,7 +339,7 @@ class Renderer:
             access_hash=photo.access_hash,
             file_reference=self._ref(photo.id, source_peer, protected),
             date=photo.date,
-            sizes=[types.PhotoSize(type=s["type"], w=s["w"], h=s["h"], size=s["size"]) for s in photo.sizes],
+            sizes=[photo_size(s) for s in photo.sizes],
             dc_id=photo.dc,
         )
 

@@ -13,6 +13,7 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
+from telepi.sandbox import custom_emoji
 from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc_common import (
     ALBUM_MAX,
@@ -50,11 +51,12 @@ def check_text(text: str, *, media: bool, limit: int) -> None:
         raise bad("MESSAGE_EMPTY")
 
 
-def sent_entities(env: Env, viewer: int, entities: list[Any] | None) -> list[dict[str, Any]]:
+def sent_entities(env: Env, viewer: int, entities: list[Any] | None, *, text: str, peer: int) -> list[dict[str, Any]]:
     """Entities of a send as stored. A mention by id must come as ``inputMessageEntityMentionName``
     with the user's access hash (https://core.telegram.org/api/mentions); the received form
     ``messageEntityMentionName`` is dropped from a send, the text stays plain (teleproto#19: "Telegram
-    silently drops the mention and it shows up as plain, non-clickable text")."""
+    silently drops the mention and it shows up as plain, non-clickable text"). Custom emoji as
+    ``custom_emoji.kept`` says (none from a non-premium sender outside Saved Messages)."""
     out: list[dict[str, Any]] = []
     for entity in entities or []:
         if isinstance(entity, types.MessageEntityMentionName):
@@ -66,7 +68,8 @@ def sent_entities(env: Env, viewer: int, entities: list[Any] | None) -> list[dic
             except RpcError:
                 raise bad("ENTITY_MENTION_USER_INVALID") from None
         out.append(data)
-    return out
+    premium = env.world.user(viewer).premium
+    return custom_emoji.kept(text, out, premium=premium, saved_messages=peer == viewer)
 
 
 def web_preview(text: str, entities: list[dict[str, Any]], env: Env) -> dict[str, Any] | None:
@@ -129,7 +132,7 @@ def register(registry: Registry, env: Env) -> None:
         check_write(env, viewer, peer, topic=topic)
         text = request.message or ""
         check_text(text, media=False, limit=MESSAGE_LENGTH_MAX)
-        entities = sent_entities(env, viewer, request.entities)
+        entities = sent_entities(env, viewer, request.entities, text=text, peer=peer)
         media = None if request.no_webpage else web_preview(text, entities, env)
         new = NewMessage(
             text=text,
@@ -152,7 +155,7 @@ def register(registry: Registry, env: Env) -> None:
         posted = duplicate(viewer, peer, request.random_id)  # a resend must not build (upload) the media again
         if posted is None:
             media = media_input.build(viewer, request.media, ctx.dc_id)
-            entities = sent_entities(env, viewer, request.entities)
+            entities = sent_entities(env, viewer, request.entities, text=caption, peer=peer)
             new = NewMessage(
                 text=caption,
                 entities=entities,
@@ -193,7 +196,7 @@ def register(registry: Registry, env: Env) -> None:
                 for item, media in zip(items, medias, strict=True):
                     new = NewMessage(
                         text=item.message or "",
-                        entities=sent_entities(env, viewer, item.entities),
+                        entities=sent_entities(env, viewer, item.entities, text=item.message or "", peer=peer),
                         reply_to=reply_to,
                         topic=topic,
                         media=media,
@@ -283,7 +286,7 @@ def register(registry: Registry, env: Env) -> None:
         # A link preview does not make text a caption; anything else does (1024/4096 limit).
         has_media = resulting_media is not None and resulting_media.get("kind") != "webpage"
         text = request.message
-        entities = sent_entities(env, viewer, request.entities) if text is not None else None
+        entities = sent_entities(env, viewer, request.entities, text=text, peer=peer) if text is not None else None
         if text is not None:
             limit = caption_limit(env, viewer) if has_media else MESSAGE_LENGTH_MAX
             check_text(text, media=has_media, limit=limit)

@@ -32,6 +32,7 @@ from telepi.sandbox.dcs import DC_IDS, HomeSink, dc_gate
 from telepi.sandbox.faults import Faults
 from telepi.sandbox.files import FileStore
 from telepi.sandbox.handshake import ServerKey
+from telepi.sandbox.photos import downloadable
 from telepi.sandbox.private import private_dir
 from telepi.sandbox.rpc import build_env, build_registry
 from telepi.sandbox.rpc_common import Env
@@ -522,7 +523,7 @@ def media_data(world: World, files: FileStore, media: Mapping[str, Any]) -> dict
     kind = media["kind"]
     if kind == "photo":
         photo = world.photo(media["photo_id"])
-        largest = max(photo.sizes, key=lambda s: s["size"])
+        largest = max((s for s in photo.sizes if downloadable(s)), key=lambda s: s["size"])
         return {
             "kind": "photo",
             "size": largest["size"],
@@ -530,7 +531,7 @@ def media_data(world: World, files: FileStore, media: Mapping[str, Any]) -> dict
             "h": largest["h"],
             "sha256": files.sha256(largest["file_id"]),
             "spoiler": bool(media.get("spoiler")),
-            "sizes": [{k: v for k, v in s.items() if k != "file_id"} for s in photo.sizes],
+            "sizes": [{k: v for k, v in s.items() if k not in ("file_id", "stripped")} for s in photo.sizes],
         }
     if "document_id" in media:
         doc = world.document(media["document_id"])

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from telepi.sandbox.photos import media_key
 from tests.e2e.container import missing_requirement
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,9 +47,9 @@ def snapshot_source(destination: Path) -> Path:
 
 
 def copy_key(message: dict[str, Any]) -> tuple[str, str]:
-    """A message as a copy must match it: its text and its media's kind and content."""
-    media = message["media"]
-    return (message["text"] or "", "" if media is None else f"{media['kind']}:{media.get('sha256', '')}")
+    """A message as a copy must match it: its text and its media's kind and content (a photo's sizes: Telegram
+    re-encodes it)."""
+    return (message["text"] or "", media_key(message["media"]))
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -194,7 +194,7 @@ async def test_protected_source_is_reuploaded_byte_identical(
             sb, tmp_path / "sessions", ACCOUNTS[1 : 1 + sessions], LIVE="false", **shared_db_env
         )
         await run_all(directories, timeout=240)
-        assert_clone_equal(sb, "source", "target")  # media compared by kind, size, sha256 and attributes
+        assert_clone_equal(sb, "source", "target")  # files by sha256 and attributes, photos by sizes
         assert topic_titles(sb, "target") == topic_titles(sb, "source")
         assert media_dcs(sb, "source") == {1, 2, 3, 4, 5}  # files spread over every DC, read from each
         assert_one_export_per_foreign_dc(sb, ACCOUNTS[1 : 1 + sessions])

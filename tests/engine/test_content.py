@@ -1,5 +1,6 @@
 """Content as Telegram counts and allows it: UTF-16 caption limits from the app config, captions Telegram
-refuses, mentions by id, replies into other chats, media that can only be forwarded, quizzes."""
+refuses, mentions by id, replies into other chats, media that can only be forwarded, quizzes, custom emoji
+(premium senders only) and photos Telegram re-encodes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from telethon.tl import types
 
 from telepi.engine.content import text_entities
 from telepi.sandbox.sandbox import Sandbox
-from tests.engine.clonecheck import assert_clone_equal, content
+from tests.engine.clonecheck import as_plain_emoji, assert_clone_equal, content
 from tests.engine.test_clone import make_sessions, run_all
 
 UNSENDABLE = ["story", "giveaway", "giveaway_results", "paid_media", "game", "invoice", "todo", "unsupported"]
@@ -205,3 +206,44 @@ async def test_a_quiz_is_forwarded_with_its_answer_where_forwarding_is_allowed(t
         await clone(sb, tmp_path, "auto")
         [copy] = content(sb.messages("target"))
         assert copy["media"]["quiz"] and copy["media"]["correct"] == [1]
+
+
+# ---- premium: custom emoji, re-encoded photos ------------------------------------------------------
+
+EMOJI = {"type": "custom_emoji", "offset": 0, "length": 2, "document_id": 5_368_324_170_671_202_286}
+FANCY = [
+    {"text": "👍 fancy", "entities": [EMOJI, {"type": "bold", "offset": 3, "length": 5}]},
+    {"text": "👍 on a photo", "entities": [EMOJI], "media": {"kind": "photo", "size": 9000, "w": 1600, "h": 900}},
+    {"text": "a file", "media": {"kind": "document", "size": 70_000}},
+]
+
+
+@pytest.mark.parametrize(("mode", "premium"), [("copy", False), ("copy", True), ("forward", False)])
+async def test_custom_emoji_reach_the_target_as_telegram_allows_the_sender(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str, premium: bool
+) -> None:
+    async with Sandbox(world=world(FANCY, bob_premium=premium)) as sb:
+        await clone(sb, tmp_path, mode)
+        # A non-premium account's copies show the plain emoji; a premium one's and forwards keep them.
+        plain = mode == "copy" and not premium
+        assert_clone_equal(sb, "source", "target", plain_emoji=plain)
+        text, photo, _file = content(sb.messages("target"))
+        expected = [{"type": "bold", "offset": 3, "length": 5}] if plain else FANCY[0]["entities"]
+        assert text["text"] == "👍 fancy" and text["entities"] == expected
+        assert photo["entities"] == ([] if plain else [EMOJI])
+        noted = [r for r in caplog.records if "custom emoji arrive in the target" in r.getMessage()]
+        assert len(noted) == (1 if plain else 0)  # said once, and only when it happens
+    assert as_plain_emoji(FANCY[0]["entities"]) != FANCY[0]["entities"]  # the comparison can fail
+
+
+async def test_a_copied_photo_keeps_its_sizes_and_a_file_its_bytes(tmp_path: Path) -> None:
+    async with Sandbox(world=world(FANCY, noforwards=True)) as sb:  # protected: every file uploaded again
+        await clone(sb, tmp_path, "auto")
+        source, target = content(sb.messages("source")), content(sb.messages("target"))
+        pairs = [(s["media"], d["media"]) for s, d in zip(source, target, strict=True)]
+        (src_photo, dst_photo), (src_file, dst_file) = pairs[1:]
+        assert dst_photo["sha256"] != src_photo["sha256"]  # Telegram re-encoded the upload
+        shapes = [(s["type"], s["w"], s["h"]) for s in dst_photo["sizes"]]
+        assert shapes == [(s["type"], s["w"], s["h"]) for s in src_photo["sizes"]]
+        assert shapes[1:] == [("s", 100, 56), ("m", 320, 180), ("x", 800, 450), ("y", 1280, 720), ("w", 1600, 900)]
+        assert dst_file["sha256"] == src_file["sha256"] and dst_file["size"] == 70_000

@@ -26,10 +26,14 @@ def test_demo_clones_everything_once_and_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = re.search(
-        r"duplicates: (\d+)\s+topics matched: (\w+)\s+files byte-identical \(sha256\): (\d+)/(\d+)", result.stdout
+        r"duplicates: (\d+)\s+topics matched: (\w+)\s+files byte-identical \(sha256\): (\d+)/(\d+).*?"
+        r"photos with their sizes \(re-encoded\): (\d+)/(\d+)",
+        result.stdout,
+        re.DOTALL,
     )
     assert summary, result.stdout[-3000:]
-    duplicates, topics, identical, files = summary.groups()
+    duplicates, topics, identical, files, photos, sent = summary.groups()
     assert (duplicates, topics) == ("0", "all")
     assert identical == files and int(files) > 0
+    assert photos == sent and int(sent) > 0
     assert (tmp_path / "sessions" / "shared" / "checkpoint.db").exists()  # --keep kept the clone's state

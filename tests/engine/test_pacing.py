@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal
 from tests.engine.test_clone import forum_world, make_sessions, run_all
+from tests.engine.test_content import world as content_world
+
+MiB = 1024 * 1024
 
 # 20 sends per 10 s of Telegram's time are 20 per 1 s here: a fast start (SEND_INTERVAL=0) meets the quota.
 SCALE = 10
@@ -41,3 +46,21 @@ async def test_a_lesson_is_kept_for_the_account_and_its_next_session_is_never_re
         assert sends_refused(sb) == 1, sb.faults.flood.refusals  # none after the restart
         assert sb.faults.flood.refusals.get("sends PEER_FLOOD", 0) == 0
         assert_clone_equal(sb, "source", "target")
+
+
+@pytest.mark.parametrize("premium", [False, True])
+async def test_transfers_of_a_non_premium_account_wait_out_flood_premium_wait(tmp_path: Path, premium: bool) -> None:
+    # Telegram slows the transfers of non-premium accounts with FLOOD_PREMIUM_WAIT_X (the bandwidth rule of
+    # flood.py: 20 parts per 10 s of Telegram's time); a protected source makes every file travel both ways.
+    messages = [{"text": "big", "media": {"kind": "document", "size": 24 * MiB, "seed": "big"}}]
+    async with Sandbox(world=content_world(messages, noforwards=True, bob_premium=premium)) as sb:
+        sb.faults.use_limits("realistic", scale=SCALE)
+        await run_all(await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="auto"))
+        assert_clone_equal(sb, "source", "target")  # the file byte-identical, nothing skipped
+        assert sb.faults.flood is not None
+        throttled = {k: n for k, n in sb.faults.flood.refusals.items() if k.endswith("FLOOD_PREMIUM_WAIT")}
+        if premium:
+            assert throttled == {}
+        else:  # 48 upload parts of 512 KiB against 20 per period: slowed, and waited out (the downloads feeding
+            # them, fewer and paced by the uploads, may or may not meet the rule)
+            assert throttled.get("uploads FLOOD_PREMIUM_WAIT", 0) >= 1, sb.faults.flood.refusals

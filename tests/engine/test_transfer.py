@@ -46,6 +46,7 @@ from telepi.engine.transfer.progress import ProgressMeter
 from telepi.engine.transfer.stream import FileStream
 from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.files import valid_part_size
+from telepi.sandbox.photos import media_key
 from telepi.sandbox.rpc_files import check_range
 from telepi.sandbox.sandbox import Sandbox
 
@@ -64,13 +65,15 @@ def document(size: int, seed: str) -> dict[str, Any]:
 
 
 def comparable(media: dict[str, Any]) -> dict[str, Any]:
-    """What must survive the copy: everything but image dimensions of uploaded photos and thumbnails
-    (the sandbox reads those from the image, and generated files are not images) and attribute flags
-    left unset."""
+    """What must survive the copy: a photo's dimensions and sizes (Telegram re-encodes an uploaded photo, so
+    its bytes never survive), a document's bytes and everything else but the image dimensions of thumbnails
+    (the sandbox reads those from the image, and generated files are not images) and attribute flags left
+    unset."""
+    if media["kind"] == "photo":
+        return {"kind": "photo", "sizes": media_key(media), "spoiler": media["spoiler"]}
     attributes = [{k: v for k, v in a.items() if v not in (False, None)} for a in media.get("attributes", [])]
     thumbs = [{k: v for k, v in t.items() if k not in ("w", "h")} for t in media.get("thumbs", [])]
-    plain = {k: v for k, v in media.items() if media["kind"] != "photo" or k not in ("w", "h", "sizes")}
-    return {**plain, "attributes": attributes, "thumbs": thumbs}
+    return {**media, "attributes": attributes, "thumbs": thumbs}
 
 
 def source_items(sb: Sandbox) -> list[dict[str, Any]]:
@@ -82,7 +85,6 @@ def assert_copied(sb: Sandbox, count: int = 1) -> None:
     dst = sb.messages(TARGET)[-count:]
     for s, d in zip(src, dst, strict=True):
         assert d["media"] is not None
-        assert d["media"]["sha256"] == s["media"]["sha256"]
         assert comparable(d["media"]) == comparable(s["media"])
         assert d["text"] == s["text"]
 

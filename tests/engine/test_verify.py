@@ -18,9 +18,12 @@ from telepi.config import load_settings
 from telepi.engine.provenance import UnrecordedCopies
 from telepi.engine.session import run_session
 from telepi.errors import EX_CONFIG, SessionStopped
+from telepi.sandbox.photos import media_key
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
+from tests.engine.test_content import FANCY
+from tests.engine.test_content import world as content_world
 
 
 def checkpoint_of(directory: Path) -> Path:
@@ -36,7 +39,7 @@ def remove_checkpoint(directory: Path) -> None:
 
 def no_doubles(sb: Sandbox) -> None:
     """No content shows up in the target more often than in the source."""
-    key = lambda m: (m["text"], str(m["media"] and m["media"].get("sha256")))  # noqa: E731
+    key = lambda m: (m["text"], media_key(m["media"]))  # noqa: E731
     source = collections.Counter(map(key, content(sb.messages("source"))))
     target = collections.Counter(map(key, content(sb.messages("target"))))
     assert not target - source, target - source
@@ -213,3 +216,17 @@ async def test_verify_resolves_messages_held_for_review(tmp_path: Path, capsys: 
         store = SqliteStore(checkpoint_of(directory), create=False)
         assert {entry.reason for entry in store.report().routes[0].skipped} == {"service_message"}  # topic creation
         store.close()
+
+
+async def test_copies_that_lost_their_custom_emoji_verify_and_are_adopted(tmp_path: Path) -> None:
+    # A non-premium account's copies lack the source's custom emoji (Telegram drops them): still its copies.
+    async with Sandbox(world=content_world(FANCY, noforwards=True), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="auto")
+        await run_all([directory])
+        assert [m["entities"] for m in content(sb.messages("target"))][:2] == [[FANCY[0]["entities"][1]], []]
+        outcome = await verify(load_settings(directory, {}), Options())
+        assert outcome.result.findings == [] and outcome.exit_code == 0
+        remove_checkpoint(directory)
+        adopted = await verify(load_settings(directory, {}), Options(adopt=True))
+        assert adopted.adopted == 3  # the text, the re-encoded photo and the file, each matched to its source
+        assert (await verify(load_settings(directory, {}), Options())).exit_code == 0

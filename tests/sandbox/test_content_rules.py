@@ -1,6 +1,6 @@
 """The sandbox's content rules as Telegram has them: UTF-16 lengths, the app config's caption limits,
-quizzes that hide their answer from accounts that have not voted, mentions by id, replies into another
-chat, and media that can only be forwarded."""
+quizzes that hide their answer from accounts that have not voted, mentions by id, custom emoji (premium
+senders only), replies into another chat, and media that can only be forwarded."""
 
 from __future__ import annotations
 
@@ -123,3 +123,45 @@ async def test_media_that_can_only_be_forwarded_renders_and_is_refused_as_input(
     game = types.InputMediaGame(types.InputGameShortName(types.InputUserSelf(), "game"))
     request = functions.messages.SendMediaRequest(h.input_peer("forum"), game, "", random_id=4)
     assert (await rpc_error(h.call("alice", request))).message == "MEDIA_INVALID"
+
+
+def emoji(offset: int, length: int = 2, document_id: int = 5_368_324_170_671_202_286) -> Any:
+    return types.MessageEntityCustomEmoji(offset, length, document_id)
+
+
+async def sent_entities(h: Harness, who: str, text: str, entities: list[Any], random_id: int, peer: Any = None) -> Any:
+    peer = peer or h.input_peer("target")
+    request = functions.messages.SendMessageRequest(peer, text, entities=entities, random_id=random_id)
+    result = await h.call(who, request)
+    message = next(u.message for u in result.updates if hasattr(u, "message"))
+    assert message.message == text  # the plain emoji stays in the text whatever happens to its entity
+    return message.entities or []
+
+
+async def test_custom_emoji_from_a_non_premium_sender_become_their_plain_emoji(h: Harness) -> None:
+    text, bold = "👍 ok 🔥", types.MessageEntityBold(3, 2)
+    assert not h.world.account("bob").premium and h.world.account("carol").premium
+    assert await sent_entities(h, "bob", text, [emoji(0), bold, emoji(6)], 1) == [bold]
+    assert await sent_entities(h, "carol", text, [emoji(0), bold, emoji(6)], 2) == [emoji(0), bold, emoji(6)]
+    # Saved Messages: everyone may use them there
+    saved = await sent_entities(h, "bob", text, [emoji(0)], 3, peer=types.InputPeerSelf())
+    assert saved == [emoji(0)]
+
+
+async def test_custom_emoji_from_a_non_premium_editor_are_dropped_too(h: Harness) -> None:
+    first = await h.call("bob", send(h, "target", "👍 v1", random_id=4))
+    msg_id = next(u.message for u in first.updates if hasattr(u, "message")).id
+    edit = functions.messages.EditMessageRequest(h.input_peer("target"), msg_id, message="👍 v2", entities=[emoji(0)])
+    edited = await h.call("bob", edit)
+    assert next(u.message for u in edited.updates if hasattr(u, "message")).entities in (None, [])
+
+
+async def test_a_custom_emoji_must_wrap_an_emoji_and_at_most_100_count(h: Harness) -> None:
+    assert await sent_entities(h, "carol", "ab 👍", [emoji(0), emoji(3)], 5) == [emoji(3)]  # "ab" is no emoji
+    keycap = "1\ufe0f\u20e3"
+    assert await sent_entities(h, "carol", keycap, [emoji(0, 3)], 6) == [emoji(0, 3)]
+    many = "👍" * 101
+    kept = await sent_entities(h, "carol", many, [emoji(2 * i) for i in range(101)], 7)
+    assert kept == [emoji(2 * i) for i in range(100)]  # the 101st shows as its plain emoji
+    config = await h.call("carol", functions.help.GetAppConfigRequest(hash=0))
+    assert {e.key: e.value.value for e in config.config.value}["message_animated_emoji_max"] == 100

@@ -230,15 +230,6 @@ async def test_uploaded_document_round_trips_with_attributes_and_a_downloadable_
         assert got.bytes == expected
 
 
-async def test_uploaded_photo_gets_its_size_from_the_image(h: Harness) -> None:
-    image = png(1000, 500)
-    media = types.InputMediaUploadedPhoto(h.upload("alice", image, name="p.png"), spoiler=True)
-    result = await h.call("alice", functions.messages.SendMediaRequest(h.input_peer("forum"), media, "", random_id=4))
-    photo_media = result.updates[1].message.media
-    [size] = photo_media.photo.sizes
-    assert photo_media.spoiler and (size.type, size.w, size.h, size.size) == ("y", 1000, 500, len(image))
-
-
 async def test_media_by_reference_keeps_the_document(h: Harness) -> None:
     source = next(m for m in (await history(h, "alice", "forum")).messages if m.message == "a video")
     doc = source.media.document
