@@ -56,8 +56,13 @@ def source_messages(name: str, topics: list[str], seed: int) -> list[dict[str, A
     extras: list[list[dict[str, Any]]] = [
         [{"text": "same", "topic": topics[0]} for _ in range(3)],  # look-alike texts, one after another
         [{"text": "same", "topic": topics[0]}],  # and one further on
-        [  # look-alike photos: the same caption and size, different pictures
-            {"text": "same photo", "topic": topics[1], "media": {"kind": "photo", "size": 4000, "seed": f"{name}{i}"}}
+        [  # look-alike photos: the same caption and size, different pictures. Telegram re-encodes photos, so
+            # the check tells them apart by their dimensions (the takeover's signature does not look at them)
+            {
+                "text": "same photo",
+                "topic": topics[1],
+                "media": {"kind": "photo", "size": 4000, "seed": f"{name}{i}", "w": 1280 + 8 * i, "h": 720},
+            }
             for i in range(3)
         ],
         [  # long captions, two of them alike
