@@ -139,10 +139,7 @@ def _entry(where: str, number: int, table: dict[str, object], problems: list[Pro
                 problems.append(_problem(where, name, f"{section}.{key}", f"is not a {section[:-1]} key", fix))
                 continue
             _put(where, name, f"{section}.{key}", prefix + key.upper(), value, values, problems)
-    for required in ("source", "target"):
-        if required not in table:
-            fix = "set it to a -100… chat id, an @username or a https://t.me/… link"
-            problems.append(_problem(where, name, required, "is missing", fix))
+    # A missing source or target is told by the .env's validator (config.py), in the file's names.
     return RouteEntry(name, _sessions(where, name, table.get("sessions"), problems), values)
 
 
