@@ -22,6 +22,7 @@ from telepi.errors import UserFixableError
 from telepi.secret_files import exposed_secret_files
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import error_name
+from telepi.telegram.rights import may_post
 
 Verdict = Literal["ok", "problem", "note"]
 UNIT_PATHS = (Path("/etc/systemd/system/telepi@.service"), Path("/usr/lib/systemd/system/telepi@.service"))
@@ -186,13 +187,13 @@ def _source(source: Any, settings: Settings) -> Check:
 def _writable(target: Any) -> Check:
     name = _title(target)
     if isinstance(target, types.Channel):
+        if not may_post(target):
+            fix = "make it an admin with 'post messages'"
+            return Check("problem", f"this account cannot post in target {name}", fix)
         rights = target.admin_rights
         if target.creator or (rights is not None and rights.post_messages) or (target.megagroup and rights is not None):
             return Check("ok", f"target {name} is writable")
-        banned = target.default_banned_rights
-        if target.megagroup and not (banned is not None and banned.send_messages) and not target.left:
-            return Check("ok", f"target {name} is writable (member)")
-        return Check("problem", f"this account cannot post in target {name}", "make it an admin with 'post messages'")
+        return Check("ok", f"target {name} is writable (member)")
     if isinstance(target, types.Chat):
         return Check("ok", f"target {name} is writable (basic group)")
     return Check("ok", f"target {name} ({type(target).__name__})")
