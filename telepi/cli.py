@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(handler=_cmd_verify)
 
+    routes = commands.add_parser(
+        "routes", help="the routes a session works (routes file or .env) with their state; 'check' validates the file"
+    )
+    routes.add_argument("words", nargs="*", metavar="[check] [SESSION_DIR]", help="default SESSION_DIR: .")
+    routes.set_defaults(handler=_cmd_routes)
+
     checkpoint = commands.add_parser("checkpoint", help="move the shared checkpoint (SQLite <-> PostgreSQL)")
     checkpoint_verbs = checkpoint.add_subparsers(dest="verb", required=True, metavar="VERB")
     copy = checkpoint_verbs.add_parser(
@@ -231,6 +237,21 @@ def _cmd_checkpoint_copy(args: argparse.Namespace) -> int:
 
     for line in copy(args.src, args.dst):
         print(line)
+    return 0
+
+
+def _cmd_routes(args: argparse.Namespace) -> int:
+    from telepi.commands.routes import check, listing
+
+    words = list(args.words)
+    checking = bool(words) and words[0] == "check"
+    if checking:
+        words.pop(0)
+    if len(words) > 1:
+        print("telepi: usage: telepi routes [check] [SESSION_DIR]", file=sys.stderr)
+        return 2
+    session_dir = words[0] if words else "."
+    print(check(session_dir) if checking else listing(session_dir))
     return 0
 
 

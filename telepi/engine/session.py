@@ -405,7 +405,8 @@ def _label(settings: Settings, source: Any, target: Any) -> str:
     def name(entity: Any, ref: ChatRef) -> str:
         return getattr(entity, "title", None) or ref.key
 
-    return f"{name(source, settings.source_chat)} -> {name(target, settings.target_chat)}"
+    label = f"{name(source, settings.source_chat)} -> {name(target, settings.target_chat)}"
+    return f"{settings.route_name}: {label}" if settings.route_name else label  # telepi routes finds it by name
 
 
 async def _run_route(
