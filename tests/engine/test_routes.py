@@ -1,0 +1,163 @@
+"""One deployment, two accounts, three routes from one routes file, against the local Telegram.
+
+forum -> forum (everything), channel -> channel filtered (photos only, since a date, excluding a regular
+expression), channel -> group transformed (a replacement, a header, a footer; only carol's session may work it).
+Each target is checked from the target itself: exactly the expected messages, in order, once each; what the
+filters left out is in the checkpoint by reason; live posts follow all three; ``telepi routes`` shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from telepi.checkpoint import open_checkpoint
+from telepi.commands.routes import listing
+from telepi.config import load_settings
+from telepi.sandbox.sandbox import Sandbox
+from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
+from tests.engine.test_clone import forum_world, wait_for
+from tests.engine.test_rules import PHOTO, SINCE, STICKER, covered, run, source_messages, transformed
+
+ACCOUNTS = ["bob", "carol"]
+
+
+def world() -> dict[str, Any]:
+    spec = forum_world(60, seed=3)  # chats "source" and "target": the forum route
+    spec["chats"] += [
+        {
+            "name": "channel",
+            "kind": "channel",
+            "title": "Source",
+            "username": "rules_src",
+            "owner": "alice",
+            "members": ACCOUNTS,
+            "messages": source_messages(),
+        },
+        {"name": "photos", "kind": "channel", "owner": "alice", "admins": {a: ["post_messages"] for a in ACCOUNTS}},
+        {"name": "group", "kind": "supergroup", "owner": "alice", "members": ACCOUNTS},
+    ]
+    return spec
+
+
+def routes_file(sb: Sandbox) -> str:
+    since = datetime.fromtimestamp(SINCE, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"""
+[[routes]]
+name = "forum"
+source = {sb.chat("source").id}
+target = {sb.chat("target").id}
+mode = "copy"
+
+[[routes]]
+name = "photos"
+source = {sb.chat("channel").id}
+target = {sb.chat("photos").id}
+[routes.filters]
+kinds = ["photo"]
+since = {since}
+exclude_regex = '#ad\\b'
+
+[[routes]]
+name = "group"
+source = {sb.chat("channel").id}
+target = {sb.chat("group").id}
+sessions = ["carol"]
+[routes.transforms]
+replace = ['(?i)fo(o) => bar🙂\\1', 'never matches 🦄 => x']
+header = "{{author}} · {{date}}"
+footer = "— {{source_link}}"
+"""
+
+
+async def test_three_routes_two_accounts_one_deployment(tmp_path: Path) -> None:
+    async with Sandbox(world=world(), state_dir=tmp_path / "state") as sb:
+        root = tmp_path / "sessions"
+        (root / "shared").mkdir(parents=True)
+        (root / "shared" / "routes.toml").write_text(routes_file(sb))
+        env = {"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LEASE_SECONDS": "20"}
+        directories = [await sb.session_dir(root / account, account, **env) for account in ACCOUNTS]
+        assert [r.route_name for r in load_settings(directories[0], {}).all_routes] == ["forum", "photos", "group"]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(run(directory, stop)) for directory in directories]
+        src = {m["text"] or "sticker": m for m in content(sb.messages("channel"))}
+        forum_count = len(content(sb.messages("source")))
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) == forum_count, timeout=120)
+            await wait_for(lambda: len(content(sb.messages("photos"))) == 2, timeout=60)
+            await wait_for(lambda: len(content(sb.messages("group"))) == 8, timeout=60)
+            # ---- live: a post into the forum and one of each kind into the channel follow all three routes
+            news = next(t["id"] for t in sb.topics("source") if t["title"] == "News")
+            await sb.post("source", "live in the forum", topic=news)
+            photo_id = await sb.post("channel", "live photo", media=PHOTO)
+            await sb.post("channel", "", media=STICKER)
+            text_id = await sb.post("channel", "live foo")
+            await wait_for(lambda: len(content(sb.messages("target"))) == forum_count + 1, timeout=30)
+            await wait_for(lambda: len(content(sb.messages("photos"))) == 3, timeout=30)
+            await wait_for(lambda: len(content(sb.messages("group"))) == 11, timeout=30)
+            await asyncio.sleep(1.0)  # nothing more arrives: no duplicate is on its way
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+        # ---- forum -> forum: everything, in order, once, in the same topics
+        assert_clone_equal(sb, "source", "target")
+        assert topic_titles(sb, "target") == topic_titles(sb, "source")
+        assert content(sb.messages("target"))[-1]["text"] == "live in the forum"
+
+        # ---- channel -> channel, filtered: the two photos that pass, then the live one
+        copies = content(sb.messages("photos"))
+        assert [c["text"] for c in copies] == ["photo one 🇺🇦", "photo two", "live photo"]
+        assert all(c["media"]["kind"] == "photo" for c in copies)
+        live = {m["id"]: m for m in content(sb.messages("channel")) if m["id"] >= photo_id}
+        sticker_live = next(i for i, m in live.items() if m["media"] and m["media"]["kind"] == "sticker")
+        ids = {text: m["id"] for text, m in src.items()}
+        service = [m["id"] for m in sb.messages("channel") if m["service"]]
+        store = open_checkpoint(root / "shared" / "checkpoint.db")
+        try:
+            routes = {r.label.partition(":")[0]: r for r in store.routes()}
+            assert sorted(routes) == ["forum", "group", "photos"]
+            report = {r.route.id: r for r in store.report(skipped_ids=100).routes}
+            reasons = {s.reason: sorted(s.latest) for s in report[routes["photos"].id].skipped}
+            assert report[routes["forum"].id].counts.get("done") == forum_count + 1
+        finally:
+            store.close()
+        assert reasons == {
+            "filtered: kind=service": service,
+            "filtered: date": [ids["old photo"], ids["old text foo"]],
+            "filtered: kind=text": sorted([ids["Foo is 😀 great"], ids["foo 𝕏 end"], text_id]),
+            "filtered: kind=sticker": [ids["sticker"], sticker_live],
+            "filtered: exclude_regex=#ad\\b": [ids["buy now #ad"]],
+        }
+
+        # ---- channel -> group, transformed: every message, in order, once, with header and footer
+        copies = content(sb.messages("group"))
+        expected = [
+            (src["old photo"], "old photo"),
+            (src["old text foo"], "old text bar🙂o"),
+            (src["photo one 🇺🇦"], "photo one 🇺🇦"),
+            (src["Foo is 😀 great"], "bar🙂o is 😀 great"),
+            (src["sticker"], ""),
+            (src["buy now #ad"], "buy now #ad"),
+            (src["photo two"], "photo two"),
+            (src["foo 𝕏 end"], "bar🙂o 𝕏 end"),
+            (live[photo_id], "live photo"),
+            (live[sticker_live], ""),
+            (live[text_id], "live bar🙂o"),
+        ]
+        assert [c["text"] for c in copies] == [transformed(original, body) for original, body in expected]
+        assert covered(copies[2]) == [("italic", "🇺🇦")]
+        assert [(c["media"] or {}).get("kind") for c in copies] == [
+            (original["media"] or {}).get("kind") for original, _ in expected
+        ]
+        # only carol's session may work the group route: its copies are all carol's
+        carol = sb.account("carol").id
+        assert {c["sender_id"] for c in copies} == {carol}
+
+        # ---- telepi routes: each route with its state
+        shown = listing(str(directories[0]))
+        assert "forum: " in shown and "photos: " in shown and "group: " in shown
+        assert f"{forum_count + 1} done" in shown and "sessions carol (not for bob)" in shown
+        assert "not started" not in shown
