@@ -75,11 +75,32 @@ def run(session_dir: str, *, strict: bool) -> int:
     store = open_store(settings)
     try:
         refuse_second_process(store, settings)
-        log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
-        asyncio.run(_run_until_signalled(settings, store))
+        reloaded: Settings | None = settings
+        while reloaded is not None:  # SIGHUP: the routes stopped cleanly; start them again as now configured
+            settings = reloaded
+            for route in settings.all_routes:
+                log.info("session %s starting: %s, mode %s", settings.session_name, _named(route), route.mode)
+            reloaded = asyncio.run(_run_until_signalled(settings, store))
     finally:
         store.close()
     return 0
+
+
+def _named(route: Settings) -> str:
+    return f"route {route.route_name}: {route.route_label}" if route.route_name else route.route_label
+
+
+def _reread(settings: Settings) -> Settings | None:
+    """The session's configuration read again for a reload, or None (and why, in the log) when it is
+    invalid: the routes running now go on, nothing is stopped for a typo."""
+    try:
+        fresh = load_settings(settings.session_dir)
+    except UserFixableError as exc:
+        log.error("reload refused, the routes go on as they were: %s", exc, extra={"event": "reload_refused"})
+        return None
+    if (fresh.shared_db_path, fresh.shared_db_url) != (settings.shared_db_path, settings.shared_db_url):
+        log.warning("reload: a new SHARED_DB_PATH or SHARED_DB_URL takes effect at the next start only")
+    return fresh
 
 
 def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -90,10 +111,21 @@ def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None
     log.debug("background: %s %s", context.get("message", ""), detail)
 
 
-async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
+async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Settings | None:
+    """Runs until SIGINT/SIGTERM (None) or a SIGHUP with a valid configuration (the new settings)."""
     systemd = notifier()
     monitor = HealthMonitor(systemd)
     stop = asyncio.Event()
+    reload: list[Settings] = []
+
+    def on_reload() -> None:
+        fresh = _reread(settings)
+        if fresh is None or stop.is_set():
+            return
+        log.info("reloading: stopping the routes cleanly to start them again", extra={"event": "reloading"})
+        systemd.send("RELOADING=1", "STATUS=reloading the routes")
+        reload.append(fresh)
+        stop.set()
 
     def on_signal() -> None:
         log.info("stopping cleanly: finishing the sends in flight, releasing leases", extra={"event": "stopping"})
@@ -108,6 +140,7 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
     loop.set_exception_handler(_one_line)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
     terminal = sys.stderr.isatty() and not under_systemd()
@@ -117,4 +150,8 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
             progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
+    if reload:
+        log.info("session %s reloading: %s", settings.session_name, progress.summary(), extra={"event": "reloaded"})
+        return reload[0]
     log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})
+    return None
