@@ -6,8 +6,9 @@ One sandbox whose flood model is the ``realistic`` preset played ``--scale`` tim
 (``telepi/sandbox/flood.py``: sends 20 requests per 10 s and 2,000 messages per hour per account, penalties
 when exceeded). One account, one ``telepi run`` process, a routes file of two routes from one channel of
 ``--messages`` small messages (text and photos) into two empty channels, ``MODE=copy``, ``LIVE=false``,
-default pacing (``SEND_INTERVAL`` 2 s of Telegram's time, ``2 / scale`` real seconds). One row per order
-(``ORDERED=false`` and ``true``).
+default pacing (``SEND_INTERVAL`` 2 s of Telegram's time, ``2 / scale`` real seconds) with ``ORDERED=false``
+and ``true``, and a third row without pacing (``SEND_INTERVAL=0``, unordered): the quotas refuse, the
+limiter learns the pace from the refusals, and both routes live with the same lesson.
 
 Measured at the sandbox: every send executed, with the channel it went to. While both routes still have
 work (from the first send to the last send of the route that finishes first), each route's *share* is
@@ -31,10 +32,13 @@ from bench.common import ACCOUNTS, SOURCE, bench_tmp, print_table, start_session
 
 TARGET_SHARE = 0.40
 TARGETS = ("target_a", "target_b")
+# (ORDERED, paced): the default pacing under the quotas, and no SEND_INTERVAL, so the quotas refuse and the
+# account's limiter learns its pace from the refusals (both routes then wait on the same lesson).
+ROWS = ((False, True), (True, True), (False, False))
 SENDS = {"SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest", "ForwardMessagesRequest"}
 
 
-async def _row(tmp: Path, messages: int, scale: float, ordered: bool) -> dict[str, Any]:
+async def _row(tmp: Path, messages: int, scale: float, ordered: bool, paced: bool) -> dict[str, Any]:
     from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
     spec = world(messages, TARGETS, seed=7)
@@ -66,7 +70,7 @@ async def _row(tmp: Path, messages: int, scale: float, ordered: bool) -> dict[st
             MODE="copy",
             LIVE="false",
             ORDERED=str(ordered).lower(),
-            SEND_INTERVAL=f"{2.0 / scale:.6f}",
+            SEND_INTERVAL=f"{2.0 / scale:.6f}" if paced else "0",
             READ_INTERVAL=f"{1.05 / scale:.6f}",
             LOG_LEVEL="WARNING",
         )
@@ -82,6 +86,7 @@ async def _row(tmp: Path, messages: int, scale: float, ordered: bool) -> dict[st
         refusals = dict(sb.faults.flood.refusals)
         return {
             "ordered": ordered,
+            "send_interval": "default" if paced else "0",
             "exit_code": code,
             "wall_seconds": wall,
             "sends": len(sends),
@@ -103,9 +108,9 @@ def run(*, messages: int, scale: float, quick: bool) -> dict[str, Any]:
 
     async def both() -> list[dict[str, Any]]:
         rows = []
-        for ordered in (False, True):
+        for ordered, paced in ROWS:
             with tempfile.TemporaryDirectory(prefix="bench-routes-", dir=bench_tmp()) as tmp:
-                rows.append(await _row(Path(tmp), messages, scale, ordered))
+                rows.append(await _row(Path(tmp), messages, scale, ordered, paced))
         return rows
 
     rows = asyncio.run(both())
@@ -118,11 +123,24 @@ def run(*, messages: int, scale: float, quick: bool) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:
-    rows = [["ordered", "sends (both busy)", "seconds", "share A", "share B", "refused", "copies exact", "ok"]]
+    rows = [
+        [
+            "ordered",
+            "SEND_INTERVAL",
+            "sends (both busy)",
+            "seconds",
+            "share A",
+            "share B",
+            "refused",
+            "copies exact",
+            "ok",
+        ]
+    ]
     for row in report["rows"]:
         rows.append(
             [
                 str(row["ordered"]).lower(),
+                row["send_interval"],
                 f"{row['sends_while_both_had_work']}",
                 f"{row['seconds_while_both_had_work']:.1f}",
                 f"{row['share']['target_a']:.1%}",

@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="compare the source with the target: missing, duplicated, out-of-order, wrongly mapped"
     )
     verify.add_argument("path", help="session directory whose account reads both chats (e.g. sessions/session1)")
-    verify.add_argument("--route", type=int, help="route id (see telepi status --json); checked against the session")
+    verify.add_argument(
+        "--route",
+        help="route id (see telepi status --json) or a route's name in the routes file; checked against the session",
+    )
     verify.add_argument(
         "--adopt", action="store_true", help="record the copies the target holds in a new or restored checkpoint"
     )
@@ -260,7 +263,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from telepi.config import load_settings
 
     settings = load_settings(args.path)
-    options = Options(route=args.route, adopt=args.adopt, requeue=args.requeue)
+    route = str(args.route) if args.route is not None else None
+    number, name = (int(route), None) if route is not None and route.isdigit() else (None, route)
+    options = Options(route=number, route_name=name, adopt=args.adopt, requeue=args.requeue)
     return run_verify(settings, options, as_json_output=args.json)
 
 

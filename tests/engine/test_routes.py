@@ -13,9 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from telepi.checkpoint import open_checkpoint
 from telepi.commands.routes import listing
+from telepi.commands.verify import Options, verify
 from telepi.config import load_settings
+from telepi.errors import ConfigError
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
 from tests.engine.test_clone import forum_world, wait_for
@@ -161,3 +165,13 @@ async def test_three_routes_two_accounts_one_deployment(tmp_path: Path) -> None:
         assert "forum: " in shown and "photos: " in shown and "group: " in shown
         assert f"{forum_count + 1} done" in shown and "sessions carol (not for bob)" in shown
         assert "not started" not in shown
+
+        # ---- telepi verify: one route at a time, by name or id; several routes and none named: a sentence
+        settings = load_settings(directories[1], {})
+        with pytest.raises(ConfigError, match=r"lists 3 routes: pass --route with one of their names \(forum, "):
+            await verify(settings, Options())
+        checked = await verify(settings, Options(route_name="photos"))
+        assert checked.result.problems() == [] and checked.exit_code == 0
+        assert checked.filtered["filtered: kind=sticker"] == [ids["sticker"], sticker_live]
+        checked = await verify(settings, Options(route=routes["group"].id))
+        assert (checked.route.id, checked.result.problems(), checked.exit_code) == (routes["group"].id, [], 0)
