@@ -7,8 +7,10 @@ One sandbox whose flood model is the ``realistic`` preset played ``--scale`` tim
 when exceeded). One account, one ``telepi run`` process, a routes file of two routes from one channel of
 ``--messages`` small messages (text and photos) into two empty channels, ``MODE=copy``, ``LIVE=false``,
 default pacing (``SEND_INTERVAL`` 2 s of Telegram's time, ``2 / scale`` real seconds) with ``ORDERED=false``
-and ``true``, and a third row without pacing (``SEND_INTERVAL=0``, unordered): the quotas refuse, the
-limiter learns the pace from the refusals, and both routes live with the same lesson.
+and ``true``; and a third row without pacing (``SEND_INTERVAL=0``, unordered) under a rate rule that binds:
+each send method at most 600 calls a minute per account in a sliding 10 s window, answered with FLOOD_WAIT
+(``bench/common.py`` ``send_rate_rules``): the account's limiter learns its pace from the refusals and both
+routes live with the same lesson.
 
 Measured at the sandbox: every send executed, with the channel it went to. While both routes still have
 work (from the first send to the last send of the route that finishes first), each route's *share* is
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -28,17 +31,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import ACCOUNTS, SOURCE, bench_tmp, print_table, start_sessions, verify_copies, world
+from bench.common import (
+    ACCOUNTS,
+    SOURCE,
+    bench_tmp,
+    print_table,
+    send_rate_rules,
+    start_sessions,
+    verify_copies,
+    world,
+)
 
 TARGET_SHARE = 0.40
+RULE_WINDOW = 10.0  # seconds of the sliding window of the third row's rate rule
 TARGETS = ("target_a", "target_b")
-# (ORDERED, paced): the default pacing under the quotas, and no SEND_INTERVAL, so the quotas refuse and the
-# account's limiter learns its pace from the refusals (both routes then wait on the same lesson).
-ROWS = ((False, True), (True, True), (False, False))
+# (ORDERED, paced, a rate rule's sends per minute): the default pacing under the quotas; and no SEND_INTERVAL
+# under a sliding-window rule that binds (bench/common.py send_rate_rules: FLOOD_WAIT past it), so the
+# account's limiter learns its pace from the refusals and both routes live with the same lesson.
+ROWS: tuple[tuple[bool, bool, int | None], ...] = ((False, True, None), (True, True, None), (False, False, 600))
 SENDS = {"SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest", "ForwardMessagesRequest"}
 
 
-async def _row(tmp: Path, messages: int, scale: float, ordered: bool, paced: bool) -> dict[str, Any]:
+async def _row(
+    tmp: Path, messages: int, scale: float, ordered: bool, paced: bool, per_minute: int | None
+) -> dict[str, Any]:
     from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
     spec = world(messages, TARGETS, seed=7)
@@ -74,10 +90,13 @@ async def _row(tmp: Path, messages: int, scale: float, ordered: bool, paced: boo
             READ_INTERVAL=f"{1.05 / scale:.6f}",
             LOG_LEVEL="WARNING",
         )
-        started = time.monotonic()
-        [process] = await start_sessions([directory])
-        code = await process.wait()
-        wall = time.monotonic() - started
+        with contextlib.ExitStack() as rules:
+            if per_minute is not None:
+                rules.enter_context(send_rate_rules(sb.faults, per_minute, RULE_WINDOW))
+            started = time.monotonic()
+            [process] = await start_sessions([directory])
+            code = await process.wait()
+            wall = time.monotonic() - started
         last = {name: max((t for t, n in sends if n == name), default=0.0) for name in TARGETS}
         both_until = min(last.values())
         window = [n for t, n in sends if t <= both_until]
@@ -87,6 +106,7 @@ async def _row(tmp: Path, messages: int, scale: float, ordered: bool, paced: boo
         return {
             "ordered": ordered,
             "send_interval": "default" if paced else "0",
+            "rate_rule_per_minute": per_minute,
             "exit_code": code,
             "wall_seconds": wall,
             "sends": len(sends),
@@ -108,9 +128,9 @@ def run(*, messages: int, scale: float, quick: bool) -> dict[str, Any]:
 
     async def both() -> list[dict[str, Any]]:
         rows = []
-        for ordered, paced in ROWS:
+        for ordered, paced, per_minute in ROWS:
             with tempfile.TemporaryDirectory(prefix="bench-routes-", dir=bench_tmp()) as tmp:
-                rows.append(await _row(Path(tmp), messages, scale, ordered, paced))
+                rows.append(await _row(Path(tmp), messages, scale, ordered, paced, per_minute))
         return rows
 
     rows = asyncio.run(both())
@@ -127,6 +147,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
         [
             "ordered",
             "SEND_INTERVAL",
+            "rate rule",
             "sends (both busy)",
             "seconds",
             "share A",
@@ -141,6 +162,7 @@ def table(report: dict[str, Any]) -> list[list[str]]:
             [
                 str(row["ordered"]).lower(),
                 row["send_interval"],
+                f"{row['rate_rule_per_minute']}/min per method" if row["rate_rule_per_minute"] else "-",
                 f"{row['sends_while_both_had_work']}",
                 f"{row['seconds_while_both_had_work']:.1f}",
                 f"{row['share']['target_a']:.1%}",
