@@ -102,7 +102,7 @@ async def _row(
         window = [n for t, n in sends if t <= both_until]
         share = {name: window.count(name) / len(window) if window else 0.0 for name in TARGETS}
         checks = {name: verify_copies(sb, name, messages) for name in TARGETS}
-        refusals = dict(sb.faults.flood.refusals)
+        refusals = {**sb.faults.flood.refusals, **{f"rule {m}": n for m, n in sb.faults.refused.items()}}
         return {
             "ordered": ordered,
             "send_interval": "default" if paced else "0",

@@ -146,25 +146,33 @@ async def _telegram(settings: Settings, *, read_only: bool = False) -> list[Chec
             return [Check("problem", "the session is not logged in", f"run: telepi login {settings.session_dir}")]
         me = await client.get_me()
         checks.append(Check("ok", f"logged in as user id {me.id}"))
-        try:
-            source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
-            await client.get_messages(source, limit=1)
-        except ChatNotFound as exc:
-            checks.append(Check("problem", str(exc).rstrip(".")))
-            return checks
-        checks.append(_source(source, settings))
-        try:
-            target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
-        except ChatNotFound as exc:
-            checks.append(Check("problem", str(exc).rstrip(".")))
-            return checks
-        checks.append(_writable(target))
-        checks.extend(_topics(source, target, settings))
-        checks.extend(_per_account(source, target, settings, me.id))
+        for route in settings.all_routes:  # with a routes file, each route this session may work
+            if not settings.works(route):
+                continue
+            named = [] if not route.route_name else [Check("note", f"route {route.route_name}: {route.route_label}")]
+            checks.extend(named + await _route_checks(client, route, me.id))
     except Exception as exc:  # an unreachable Telegram is a finding, not a crash
         checks.append(Check("problem", f"Telegram could not be reached ({error_name(exc)})", "check the network"))
     finally:
         await client.disconnect()
+    return checks
+
+
+async def _route_checks(client: Any, settings: Settings, user_id: int) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
+        await client.get_messages(source, limit=1)
+    except ChatNotFound as exc:
+        return [Check("problem", str(exc).rstrip("."))]
+    checks.append(_source(source, settings))
+    try:
+        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+    except ChatNotFound as exc:
+        return [*checks, Check("problem", str(exc).rstrip("."))]
+    checks.append(_writable(target))
+    checks.extend(_topics(source, target, settings))
+    checks.extend(_per_account(source, target, settings, user_id))
     return checks
 
 

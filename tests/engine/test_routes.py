@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from telepi.checkpoint import open_checkpoint
+from telepi.commands.doctor import Check, diagnose
 from telepi.commands.routes import listing
 from telepi.commands.verify import Options, verify
 from telepi.config import load_settings
@@ -175,3 +176,13 @@ async def test_three_routes_two_accounts_one_deployment(tmp_path: Path) -> None:
         assert checked.filtered["filtered: kind=sticker"] == [ids["sticker"], sticker_live]
         checked = await verify(settings, Options(route=routes["group"].id))
         assert (checked.route.id, checked.result.problems(), checked.exit_code) == (routes["group"].id, [], 0)
+
+        # ---- telepi doctor: each route the session may work, checked (bob is not on the group route)
+        found: list[Check] = []
+        await diagnose(load_settings(directories[0], {}), found.append)
+        lines = [f"{c.verdict} {c.what}" for c in found]
+        assert [line for line in lines if line.startswith("note route ")] == [
+            f"note route forum: {sb.chat('source').id} -> {sb.chat('target').id}",
+            f"note route photos: {sb.chat('channel').id} -> {sb.chat('photos').id}",
+        ]
+        assert sum(line.startswith("ok target ") and "is writable" in line for line in lines) == 2, lines
