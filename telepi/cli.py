@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", help="requeue failed messages, or skipped ones (all, one route's, given ids, given reasons)"
     )
     retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
-    retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
+    retry.add_argument("--route", help="route id (see telepi status --json) or a route's name in the routes file")
     retry.add_argument("--ids", help="comma-separated source message ids")
     retry.add_argument(
         "--skipped",
@@ -86,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument(
         "--filtered",
         nargs="?",
-        const=0,
-        type=int,
+        const="",
         metavar="ROUTE",
         help="requeue the messages the filters left out (of route ROUTE, else of --route or every route); "
         "running sessions judge them again by their current filters and copy what passes",
@@ -225,13 +224,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from telepi.commands.retry import retry
+    from telepi.commands.retry import retry, route_id
 
     if args.filtered is not None:
-        route = args.filtered or args.route
+        route = route_id(args.path, args.filtered or args.route)
         print(retry(args.path, route=route, ids=args.ids, filtered=True))
         return 0
-    print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
+    print(retry(args.path, route=route_id(args.path, args.route), ids=args.ids, skipped=args.skipped))
     return 0
 
 

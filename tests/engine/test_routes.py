@@ -17,6 +17,7 @@ import pytest
 
 from telepi.checkpoint import open_checkpoint
 from telepi.commands.doctor import Check, diagnose
+from telepi.commands.retry import route_id
 from telepi.commands.routes import listing
 from telepi.commands.verify import Options, verify
 from telepi.config import load_settings
@@ -176,6 +177,11 @@ async def test_three_routes_two_accounts_one_deployment(tmp_path: Path) -> None:
         assert checked.filtered["filtered: kind=sticker"] == [ids["sticker"], sticker_live]
         checked = await verify(settings, Options(route=routes["group"].id))
         assert (checked.route.id, checked.result.problems(), checked.exit_code) == (routes["group"].id, [], 0)
+
+        # ---- telepi retry --route takes a route's name too
+        assert route_id(str(directories[0]), "photos") == routes["photos"].id
+        with pytest.raises(ConfigError, match=r"names no route in the checkpoint: .*forum, group, photos"):
+            route_id(str(directories[0]), "nope")
 
         # ---- telepi doctor: each route the session may work, checked (bob is not on the group route)
         found: list[Check] = []
