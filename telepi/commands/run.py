@@ -66,7 +66,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         settings.log_file,
         secrets=[settings.api_hash, *filter(None, [urlsplit(settings.shared_db_url).password])],
         session=settings.session_name,
-        route=settings.route_label,
+        route=_shown_routes(settings),
     )
     for warning in settings.warnings:
         log.warning(warning)
@@ -88,6 +88,14 @@ def run(session_dir: str, *, strict: bool) -> int:
 
 def _named(route: Settings) -> str:
     return f"route {route.route_name}: {route.route_label}" if route.route_name else route.route_label
+
+
+def _shown_routes(settings: Settings) -> str:
+    """What the journal's route field, systemd's status and the progress bar name: the route, or the routes."""
+    if not settings.routes:
+        return settings.route_label
+    mine = [route.route_name for route in settings.all_routes if settings.works(route)]
+    return f"{len(mine)} route{'s' if len(mine) != 1 else ''}: {', '.join(mine)}"
 
 
 def _reread(settings: Settings) -> Settings | None:
@@ -134,7 +142,7 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Setting
 
     def on_ready() -> None:
         log.info("ready: connected, logged in, chats resolved", extra={"event": "ready"})
-        systemd.ready(settings.route_label)
+        systemd.ready(_shown_routes(settings))
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_one_line)
@@ -145,7 +153,7 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Setting
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
     terminal = sys.stderr.isatty() and not under_systemd()
     try:
-        with progress_display(settings.route_label, terminal) as show:
+        with progress_display(_shown_routes(settings), terminal) as show:
             hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor, progress=show)
             progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
