@@ -9,6 +9,8 @@ filters left out is in the checkpoint by reason; live posts follow all three; ``
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from telepi.commands.retry import route_id
 from telepi.commands.routes import listing
 from telepi.commands.verify import Options, verify
 from telepi.config import load_settings
-from telepi.errors import ConfigError
+from telepi.errors import EX_CONFIG, ConfigError
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
 from tests.engine.test_clone import forum_world, wait_for
@@ -192,3 +194,43 @@ async def test_three_routes_two_accounts_one_deployment(tmp_path: Path) -> None:
             f"note route photos: {sb.chat('channel').id} -> {sb.chat('photos').id}",
         ]
         assert sum(line.startswith("ok target ") and "is writable" in line for line in lines) == 2, lines
+
+
+async def test_routes_the_account_cannot_open_or_post_in_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    spec = forum_world(20)
+    spec["chats"].append({"name": "broadcast", "kind": "channel", "owner": "alice", "members": ["bob"]})
+    async with Sandbox(world=spec, state_dir=tmp_path / "state") as sb:
+        root = tmp_path / "sessions"
+        (root / "shared").mkdir(parents=True)
+        source, target, broadcast = (sb.chat(name).id for name in ("source", "target", "broadcast"))
+        (root / "shared" / "routes.toml").write_text(
+            f'[[routes]]\nname = "good"\nsource = {source}\ntarget = {target}\nmode = "copy"\n'
+            f'[[routes]]\nname = "unseen"\nsource = "@nosuchchat"\ntarget = {target}\n'
+            f'[[routes]]\nname = "readonly"\nsource = {source}\ntarget = {broadcast}\n'
+        )
+        directory = await sb.session_dir(root / "bob", "bob", LIVE="false", SEND_INTERVAL="0", READ_INTERVAL="0")
+        result = await asyncio.to_thread(run_cli, directory)
+        assert result.returncode == 0, result.stderr
+        assert "route unseen skipped: route 'unseen' of " in result.stderr
+        assert "SOURCE_CHAT='@nosuchchat' cannot be found by this account" in result.stderr
+        assert "route readonly skipped: route 'readonly' of " in result.stderr
+        assert f"this account cannot post in the target '{broadcast}'" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert_clone_equal(sb, "source", "target")  # the route it can work, whole
+        assert content(sb.messages("broadcast")) == []
+
+        # no route left: the first reason, exit 78
+        (root / "shared" / "routes.toml").write_text(
+            f'[[routes]]\nname = "readonly"\nsource = {source}\ntarget = {broadcast}\n'
+            f'[[routes]]\nname = "unseen"\nsource = "@nosuchchat"\ntarget = {target}\n'
+        )
+        result = await asyncio.to_thread(run_cli, directory)
+        assert result.returncode == EX_CONFIG, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert "route 'readonly' of" in last and "cannot post in the target" in last, result.stderr
+
+
+def run_cli(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telepi", "run", str(directory)], capture_output=True, text=True, timeout=120
+    )
