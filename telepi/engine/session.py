@@ -208,7 +208,19 @@ async def run_session(
         limiter.on_long_wait = hand_over
         try:
             vitals = _Vitals(link, settings.lease_seconds / 4, getattr(reuploader, "totals", None))
-            await _run_routes(client, settings, store, routes, progress, limiter, stop, hooks, reuploader, vitals)
+            await _run_routes(
+                client,
+                settings,
+                store,
+                routes,
+                progress,
+                limiter,
+                stop,
+                hooks,
+                reuploader,
+                vitals,
+                lambda: gateway.problem is not None,
+            )
         except Exception:
             if gateway.problem is None:
                 raise
@@ -293,6 +305,15 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
     )
 
 
+def _route_stopped(store: Store, session: str, route: Settings, error: SessionStopped) -> SessionStopped:
+    """A route its chat refused, told by its name; the session's state (blocked, with the fix) says it."""
+    stopped = SessionStopped(f"route {route.route_name!r} of {route.routes_file} stopped: {error}")
+    log.error("%s; the other routes go on", stopped, extra={"event": "route_stopped"})
+    with contextlib.suppress(Exception):
+        store.set_session_state(session, "blocked", str(stopped))
+    return stopped
+
+
 @dataclass(frozen=True)
 class _OpenRoute:
     settings: Settings
@@ -310,9 +331,11 @@ async def _run_routes(
     hooks: Hooks,
     reuploader: Reuploader | None,
     vitals: _Vitals,
+    account_failed: Callable[[], bool],
 ) -> None:
     """Every route on the one client and the one limiter, side by side; one heartbeat and one status line
-    for the session. The first route to fail ends the others (its error is what the user is told)."""
+    for the session. An error ends every route (it is what the user is told), except that with several
+    routes a chat's refusal stops its route only; the run then ends with that sentence, exit 78."""
     session = settings.session_name
     route_ids = [route.target.route_id for route in routes]
     beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
@@ -345,11 +368,22 @@ async def _run_routes(
         )
         for route in routes
     ]
+    by_task = dict(zip(tasks, routes, strict=True))
+    blocked: list[SessionStopped] = []
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = next((task for task in tasks if task.done() and not task.cancelled() and task.exception()), None)
-        if failed is not None:
-            raise failed.exception()  # type: ignore[misc]
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is None:
+                    continue
+                if len(routes) == 1 or not isinstance(error, SessionStopped) or account_failed():
+                    raise error
+                # One route's chat refused this account (rights, a closed topic): the others go on.
+                blocked.append(_route_stopped(store, session, by_task[task].settings, error))
+        if blocked:
+            raise blocked[0]  # a person must act on that route: its state and fix stay for telepi status
     finally:
         for task in (*tasks, status, heartbeat):
             task.cancel()

@@ -234,3 +234,34 @@ def run_cli(directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "telepi", "run", str(directory)], capture_output=True, text=True, timeout=120
     )
+
+
+async def test_a_chat_refusing_one_route_mid_run_stops_that_route_only(tmp_path: Path) -> None:
+    spec = forum_world(40)
+    spec["chats"].append(
+        {"name": "second", "kind": "supergroup", "owner": "alice", "admins": {"bob": ["post_messages"]}}
+    )
+    async with Sandbox(world=spec, state_dir=tmp_path / "state") as sb:
+        root = tmp_path / "sessions"
+        (root / "shared").mkdir(parents=True)
+        source, target, second = (sb.chat(name).id for name in ("source", "target", "second"))
+        (root / "shared" / "routes.toml").write_text(
+            f'[[routes]]\nname = "one"\nsource = {source}\ntarget = {target}\nmode = "copy"\n'
+            f'[[routes]]\nname = "two"\nsource = {source}\ntarget = {second}\nmode = "copy"\n'
+        )
+        directory = await sb.session_dir(root / "bob", "bob", LIVE="false", SEND_INTERVAL="0", READ_INTERVAL="0")
+        sb.faults.inject_error("SendMessageRequest", "CHAT_WRITE_FORBIDDEN", 403, nth=5)  # the rights taken away
+        result = await asyncio.to_thread(run_cli, directory)
+        assert result.returncode == EX_CONFIG, result.stderr
+        assert "Traceback" not in result.stderr
+        [stopped] = [name for name in ("one", "two") if f"route '{name}' of " in result.stderr]
+        assert "stopped: TARGET_CHAT: Telegram answered CHAT_WRITE_FORBIDDEN" in result.stderr
+        assert "the other routes go on" in result.stderr
+        went_on = {"one": "target", "two": "second"}["two" if stopped == "one" else "one"]
+        assert_clone_equal(sb, "source", went_on)  # the other route, whole, after the refusal
+        store = open_checkpoint(root / "shared" / "checkpoint.db")
+        try:
+            [session] = store.report().sessions
+        finally:
+            store.close()
+        assert (session.state, f"route '{stopped}'" in session.detail) == ("blocked", True)
