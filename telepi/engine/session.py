@@ -308,7 +308,7 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
 def _route_stopped(store: Store, session: str, route: Settings, error: SessionStopped) -> SessionStopped:
     """A route its chat refused, told by its name; the session's state (blocked, with the fix) says it."""
     stopped = SessionStopped(f"route {route.route_name!r} of {route.routes_file} stopped: {error}")
-    log.error("%s; the other routes go on", stopped, extra={"event": "route_stopped"})
+    log.error("%s; the other routes go on", str(stopped).rstrip("."), extra={"event": "route_stopped"})
     with contextlib.suppress(Exception):
         store.set_session_state(session, "blocked", str(stopped))
     return stopped
