@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", help="requeue failed messages, or skipped ones (all, one route's, given ids, given reasons)"
     )
     retry.add_argument("path", nargs="?", default="sessions", help="sessions root, session directory or checkpoint.db")
-    retry.add_argument("--route", type=int, help="route id (see telepi status --json)")
+    retry.add_argument("--route", help="route id (see telepi status --json) or a route's name in the routes file")
     retry.add_argument("--ids", help="comma-separated source message ids")
     retry.add_argument(
         "--skipped",
@@ -98,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument(
         "--filtered",
         nargs="?",
-        const=0,
-        type=int,
+        const="",
         metavar="ROUTE",
         help="requeue the messages the filters left out (of route ROUTE, else of --route or every route); "
         "running sessions judge them again by their current filters and copy what passes",
@@ -110,13 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="compare the source with the target: missing, duplicated, out-of-order, wrongly mapped"
     )
     verify.add_argument("path", help="session directory whose account reads both chats (e.g. sessions/session1)")
-    verify.add_argument("--route", type=int, help="route id (see telepi status --json); checked against the session")
+    verify.add_argument(
+        "--route",
+        help="route id (see telepi status --json) or a route's name in the routes file; checked against the session",
+    )
     verify.add_argument(
         "--adopt", action="store_true", help="record the copies the target holds in a new or restored checkpoint"
     )
     verify.add_argument("--requeue", action="store_true", help="queue the missing messages again")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(handler=_cmd_verify)
+
+    routes = commands.add_parser(
+        "routes", help="the routes a session works (routes file or .env) with their state; 'check' validates the file"
+    )
+    routes.add_argument("words", nargs="*", metavar="[check] [SESSION_DIR]", help="default SESSION_DIR: .")
+    routes.set_defaults(handler=_cmd_routes)
 
     checkpoint = commands.add_parser("checkpoint", help="move the shared checkpoint (SQLite <-> PostgreSQL)")
     checkpoint_verbs = checkpoint.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -245,13 +253,13 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from telepi.commands.retry import retry
+    from telepi.commands.retry import retry, route_id
 
     if args.filtered is not None:
-        route = args.filtered or args.route
+        route = route_id(args.path, args.filtered or args.route)
         print(retry(args.path, route=route, ids=args.ids, filtered=True))
         return 0
-    print(retry(args.path, route=args.route, ids=args.ids, skipped=args.skipped))
+    print(retry(args.path, route=route_id(args.path, args.route), ids=args.ids, skipped=args.skipped))
     return 0
 
 
@@ -263,12 +271,29 @@ def _cmd_checkpoint_copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_routes(args: argparse.Namespace) -> int:
+    from telepi.commands.routes import check, listing
+
+    words = list(args.words)
+    checking = bool(words) and words[0] == "check"
+    if checking:
+        words.pop(0)
+    if len(words) > 1:
+        print("telepi: usage: telepi routes [check] [SESSION_DIR]", file=sys.stderr)
+        return 2
+    session_dir = words[0] if words else "."
+    print(check(session_dir) if checking else listing(session_dir))
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from telepi.commands.verify import Options, run_verify
     from telepi.config import load_settings
 
     settings = load_settings(args.path)
-    options = Options(route=args.route, adopt=args.adopt, requeue=args.requeue)
+    route = str(args.route) if args.route is not None else None
+    number, name = (int(route), None) if route is not None and route.isdigit() else (None, route)
+    options = Options(route=number, route_name=name, adopt=args.adopt, requeue=args.requeue)
     return run_verify(settings, options, as_json_output=args.json)
 
 

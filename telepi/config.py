@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 
 from telepi.chatref import ChatRef, parse_chat
 from telepi.errors import ConfigError, Problem
+from telepi.routes import DEFAULTABLE, FILE_NAME, read_routes_file, route_problem
 from telepi.rules import Filters, Transforms
 from telepi.rules.read import read_filters, read_transforms
 
@@ -36,13 +37,14 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "TG_API_ID": (None, "API id from https://my.telegram.org (required)"),
     "TG_API_HASH": (None, "API hash from https://my.telegram.org (required, secret)"),
     "SESSION_NAME": ("<directory name>", "names the .session file and owns this session's leases"),
-    "SOURCE_CHAT": (None, "chat to copy from: -100… id, @username or t.me link (required)"),
+    "SOURCE_CHAT": (None, "chat to copy from: -100… id, @username or t.me link (required without a routes file)"),
     "SOURCE_TOPIC": ("", "clone only this forum topic id"),
-    "TARGET_CHAT": (None, "chat to copy into: -100… id, @username or t.me link (required)"),
+    "TARGET_CHAT": (None, "chat to copy into: -100… id, @username or t.me link (required without a routes file)"),
     "TARGET_TOPIC": ("", "put everything into this topic id of the target"),
     "AUTO_CREATE_TOPICS": ("true", "mirror source topics into the target by title"),
     "SHARED_DB_PATH": ("../shared/checkpoint.db", "shared checkpoint, relative to the session directory"),
     "SHARED_DB_URL": ("", "postgresql://… checkpoint shared across hosts instead of the file (secret)"),
+    "ROUTES_FILE": ("", "routes file (TOML) listing many routes; default routes.toml beside SHARED_DB_PATH's file"),
     "MODE": ("auto", "auto | forward | copy | reupload"),
     "ORDERED": ("true", "true: source order across the chat | topic: within each forum topic | false"),
     "LIVE": ("true", "keep following new messages after the history is copied"),
@@ -117,6 +119,17 @@ class Settings:
     filters: Filters = field(default_factory=Filters)
     transforms: Transforms = field(default_factory=Transforms)
     web_port: int | None = None  # WEB_PORT: the status page beside the clone, on the loopback
+    route_name: str = ""  # the route's name in the routes file ("" for the .env's one route)
+    route_sessions: frozenset[str] | None = None  # the sessions the routes file allows on it (None: all)
+    routes: tuple[Settings, ...] = ()  # every route of the routes file, this one first; () for the .env form
+    routes_file: Path | None = None
+
+    @property
+    def all_routes(self) -> tuple[Settings, ...]:
+        return self.routes or (self,)
+
+    def works(self, route: Settings) -> bool:
+        return route.route_sessions is None or self.session_name in route.route_sessions
 
     @property
     def session_file(self) -> Path:
@@ -276,7 +289,61 @@ def load_settings(session_dir: str | os.PathLike[str], environ: Mapping[str, str
     from_file = _read_env_file(env_path)
     warnings = _unknown_key_warnings(from_file, env_path)
     merged = {**from_file, **{key: environ[key] for key in KEYS if key in environ}}
+    routes_file = _routes_file(directory, merged)
+    if routes_file is not None:
+        return _validate_routes(directory, merged, routes_file, tuple(warnings), str(env_path))
     return _validate(directory, _Reader(merged), tuple(warnings), str(env_path))
+
+
+def _routes_file(directory: Path, values: Mapping[str, str]) -> Path | None:
+    """ROUTES_FILE (must exist), else routes.toml beside the checkpoint file when it exists."""
+    named = (values.get("ROUTES_FILE") or "").strip()
+    if named:
+        path = (directory / named).resolve()
+        if not path.is_file():
+            what = f"ROUTES_FILE={shown_value(named)} names no file ({path})"
+            raise ConfigError([Problem("ROUTES_FILE", what, "create it or remove ROUTES_FILE")])
+        return path
+    checkpoint = directory / ((values.get("SHARED_DB_PATH") or "").strip() or "../shared/checkpoint.db")
+    path = checkpoint.resolve().parent / "routes.toml"
+    return path if path.is_file() else None
+
+
+def _validate_routes(
+    directory: Path, values: Mapping[str, str], path: Path, warnings: tuple[str, ...], where: str
+) -> Settings:
+    """One Settings per route of the file: the .env's account keys (and its defaults for mode, order, live,
+    sync) with the route's own keys, judged by the same validator as the .env form."""
+    own = sorted(key for key in FILE_NAME if key not in DEFAULTABLE and (values.get(key) or "").strip())
+    if own:
+        keys = ", ".join(own)
+        raise ConfigError(
+            [
+                Problem(
+                    own[0],
+                    f"{where} sets {keys} while the routes file {path} exists",
+                    f"move that route into {path} and remove {keys} from the .env, or remove the routes file",
+                )
+            ],
+            list(warnings),
+            where,
+        )
+    entries, problems = read_routes_file(path)
+    found: list[Settings] = []
+    for entry in entries:
+        merged = {key: value for key, value in values.items() if key not in FILE_NAME or key in DEFAULTABLE}
+        try:
+            settings = _validate(directory, _Reader({**merged, **entry.values}), warnings, where)
+        except ConfigError as error:
+            for problem in error.problems:
+                told = route_problem(str(path), entry.name, problem) if problem.key in FILE_NAME else problem
+                if told not in problems:  # an account key's problem is told once, not once per route
+                    problems.append(told)
+            continue
+        found.append(replace(settings, route_name=entry.name, route_sessions=entry.sessions, routes_file=path))
+    if problems:
+        raise ConfigError(problems, list(warnings), f"{where} and {path}")
+    return replace(found[0], routes=tuple(found))
 
 
 def _unknown_key_warnings(values: Mapping[str, str], env_path: Path) -> list[str]:

@@ -22,6 +22,7 @@ from telepi.errors import UserFixableError
 from telepi.secret_files import exposed_secret_files
 from telepi.telegram.client import make_client
 from telepi.telegram.errors import error_name
+from telepi.telegram.rights import may_post
 
 Verdict = Literal["ok", "problem", "note"]
 UNIT_PATHS = (Path("/etc/systemd/system/telepi@.service"), Path("/usr/lib/systemd/system/telepi@.service"))
@@ -145,25 +146,33 @@ async def _telegram(settings: Settings, *, read_only: bool = False) -> list[Chec
             return [Check("problem", "the session is not logged in", f"run: telepi login {settings.session_dir}")]
         me = await client.get_me()
         checks.append(Check("ok", f"logged in as user id {me.id}"))
-        try:
-            source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
-            await client.get_messages(source, limit=1)
-        except ChatNotFound as exc:
-            checks.append(Check("problem", str(exc).rstrip(".")))
-            return checks
-        checks.append(_source(source, settings))
-        try:
-            target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
-        except ChatNotFound as exc:
-            checks.append(Check("problem", str(exc).rstrip(".")))
-            return checks
-        checks.append(_writable(target))
-        checks.extend(_topics(source, target, settings))
-        checks.extend(_per_account(source, target, settings, me.id))
+        for route in settings.all_routes:  # with a routes file, each route this session may work
+            if not settings.works(route):
+                continue
+            named = [] if not route.route_name else [Check("note", f"route {route.route_name}: {route.route_label}")]
+            checks.extend(named + await _route_checks(client, route, me.id))
     except Exception as exc:  # an unreachable Telegram is a finding, not a crash
         checks.append(Check("problem", f"Telegram could not be reached ({error_name(exc)})", "check the network"))
     finally:
         await client.disconnect()
+    return checks
+
+
+async def _route_checks(client: Any, settings: Settings, user_id: int) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
+        await client.get_messages(source, limit=1)
+    except ChatNotFound as exc:
+        return [Check("problem", str(exc).rstrip("."))]
+    checks.append(_source(source, settings))
+    try:
+        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+    except ChatNotFound as exc:
+        return [*checks, Check("problem", str(exc).rstrip("."))]
+    checks.append(_writable(target))
+    checks.extend(_topics(source, target, settings))
+    checks.extend(_per_account(source, target, settings, user_id))
     return checks
 
 
@@ -186,13 +195,13 @@ def _source(source: Any, settings: Settings) -> Check:
 def _writable(target: Any) -> Check:
     name = _title(target)
     if isinstance(target, types.Channel):
+        if not may_post(target):
+            fix = "make it an admin with 'post messages'"
+            return Check("problem", f"this account cannot post in target {name}", fix)
         rights = target.admin_rights
         if target.creator or (rights is not None and rights.post_messages) or (target.megagroup and rights is not None):
             return Check("ok", f"target {name} is writable")
-        banned = target.default_banned_rights
-        if target.megagroup and not (banned is not None and banned.send_messages) and not target.left:
-            return Check("ok", f"target {name} is writable (member)")
-        return Check("problem", f"this account cannot post in target {name}", "make it an admin with 'post messages'")
+        return Check("ok", f"target {name} is writable (member)")
     if isinstance(target, types.Chat):
         return Check("ok", f"target {name} is writable (basic group)")
     return Check("ok", f"target {name} ({type(target).__name__})")

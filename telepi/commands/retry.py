@@ -48,6 +48,25 @@ def retry(path: str, *, route: int | None, ids: str | None, skipped: str | None 
     return f"requeued {total} skipped message{_s(total)} ({detail}); running sessions pick them up"
 
 
+def route_id(path: str, route: str | None) -> int | None:
+    """``--route``: a route id, or a route's name in the routes file (its checkpoint label starts with it)."""
+    if not route:
+        return None
+    if route.isdigit():
+        return int(route)
+    store = open_checkpoint(locate_checkpoint(path), create=False, read_only=True)
+    try:
+        routes = store.routes()
+    finally:
+        store.close()
+    found = [r.id for r in routes if r.label.startswith(f"{route}: ")]
+    if len(found) != 1:
+        names = ", ".join(sorted({r.label.partition(": ")[0] for r in routes if ": " in r.label})) or "none"
+        fix = f"pass a route id from telepi status, or one of the names in the checkpoint: {names}"
+        raise ConfigError([Problem("--route", f"--route {route} names no route in the checkpoint", fix)])
+    return found[0]
+
+
 def _present(store: Checkpoint, route: int | None) -> dict[str, int]:
     """Skip reasons present (of one route or all) and how many rows have each."""
     present: dict[str, int] = {}

@@ -67,7 +67,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         settings.log_file,
         secrets=[settings.api_hash, *filter(None, [urlsplit(settings.shared_db_url).password])],
         session=settings.session_name,
-        route=settings.route_label,
+        route=_shown_routes(settings),
     )
     for warning in settings.warnings:
         log.warning(warning)
@@ -76,11 +76,40 @@ def run(session_dir: str, *, strict: bool) -> int:
     store = open_store(settings)
     try:
         refuse_second_process(store, settings)
-        log.info("session %s starting: %s, mode %s", settings.session_name, settings.route_label, settings.mode)
-        asyncio.run(_run_until_signalled(settings, store))
+        reloaded: Settings | None = settings
+        while reloaded is not None:  # SIGHUP: the routes stopped cleanly; start them again as now configured
+            settings = reloaded
+            for route in settings.all_routes:
+                log.info("session %s starting: %s, mode %s", settings.session_name, _named(route), route.mode)
+            reloaded = asyncio.run(_run_until_signalled(settings, store))
     finally:
         store.close()
     return 0
+
+
+def _named(route: Settings) -> str:
+    return f"route {route.route_name}: {route.route_label}" if route.route_name else route.route_label
+
+
+def _shown_routes(settings: Settings) -> str:
+    """What the journal's route field, systemd's status and the progress bar name: the route, or the routes."""
+    if not settings.routes:
+        return settings.route_label
+    mine = [route.route_name for route in settings.all_routes if settings.works(route)]
+    return f"{len(mine)} route{'s' if len(mine) != 1 else ''}: {', '.join(mine)}"
+
+
+def _reread(settings: Settings) -> Settings | None:
+    """The session's configuration read again for a reload, or None (and why, in the log) when it is
+    invalid: the routes running now go on, nothing is stopped for a typo."""
+    try:
+        fresh = load_settings(settings.session_dir)
+    except UserFixableError as exc:
+        log.error("reload refused, the routes go on as they were: %s", exc, extra={"event": "reload_refused"})
+        return None
+    if (fresh.shared_db_path, fresh.shared_db_url) != (settings.shared_db_path, settings.shared_db_url):
+        log.warning("reload: a new SHARED_DB_PATH or SHARED_DB_URL takes effect at the next start only")
+    return fresh
 
 
 def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -91,10 +120,21 @@ def _one_line(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None
     log.debug("background: %s %s", context.get("message", ""), detail)
 
 
-async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
+async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Settings | None:
+    """Runs until SIGINT/SIGTERM (None) or a SIGHUP with a valid configuration (the new settings)."""
     systemd = notifier()
     monitor = HealthMonitor(systemd)
     stop = asyncio.Event()
+    reload: list[Settings] = []
+
+    def on_reload() -> None:
+        fresh = _reread(settings)
+        if fresh is None or stop.is_set():
+            return
+        log.info("reloading: stopping the routes cleanly to start them again", extra={"event": "reloading"})
+        systemd.send("RELOADING=1", "STATUS=reloading the routes")
+        reload.append(fresh)
+        stop.set()
 
     def on_signal() -> None:
         log.info("stopping cleanly: finishing the sends in flight, releasing leases", extra={"event": "stopping"})
@@ -103,13 +143,14 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
 
     def on_ready() -> None:
         log.info("ready: connected, logged in, chats resolved", extra={"event": "ready"})
-        systemd.ready(settings.route_label)
+        systemd.ready(_shown_routes(settings))
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_one_line)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)  # where a session that does nothing sits
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     # READY once connected, logged in and both chats resolved (run_session calls it then).
     pinging = asyncio.create_task(monitor.run(), name="watchdog")
     page = None
@@ -119,11 +160,15 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> None:
         page = await serve_beside_run(settings.shared_db_url or settings.shared_db_path, settings.web_port)
     terminal = sys.stderr.isatty() and not under_systemd()
     try:
-        with progress_display(settings.route_label, terminal) as show:
+        with progress_display(_shown_routes(settings), terminal) as show:
             hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor, progress=show)
             progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()
         if page is not None:
             await page.cleanup()
+    if reload:
+        log.info("session %s reloading: %s", settings.session_name, progress.summary(), extra={"event": "reloaded"})
+        return reload[0]
     log.info("session %s stopped: %s", settings.session_name, progress.summary(), extra={"event": "stopped"})
+    return None

@@ -32,6 +32,7 @@ FILTERED_IDS_SHOWN = 20
 class Options:
     route: int | None = None
     adopt: bool = False
+    route_name: str | None = None  # a route's name in the routes file
     requeue: bool = False
 
 
@@ -66,8 +67,7 @@ async def verify(settings: Settings, options: Options) -> Outcome:
             raise NotLoggedIn(
                 f"session {settings.session_name} is not logged in: run  telepi login {settings.session_dir}"
             )
-        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
-        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
+        settings, source, target = await _chosen_route(client, store, settings, options)
         route = _route(store, settings, source, target, options)
         is_forum = bool(getattr(source, "forum", False))
         source_messages = await _read(client, source)
@@ -114,6 +114,34 @@ async def verify(settings: Settings, options: Options) -> Outcome:
     finally:
         await client.disconnect()
         store.close()
+
+
+async def _chosen_route(
+    client: Any, store: Checkpoint, settings: Settings, options: Options
+) -> tuple[Settings, Any, Any]:
+    """The route to verify: the .env's one, or with a routes file the one --route names (a route's name in
+    the file, or its checkpoint id); several routes and no --route: a sentence listing their names."""
+    routes = settings.all_routes
+    named = [r for r in routes if options.route_name is not None and r.route_name == options.route_name]
+    if options.route_name is not None and not named:
+        names = ", ".join(r.route_name for r in routes if r.route_name) or "none: there is no routes file"
+        raise ConfigError([Problem("--route", f"--route {options.route_name} names no route", f"use one of {names}")])
+    if named:
+        routes = tuple(named)
+    elif options.route is None and len(routes) > 1:
+        names = ", ".join(r.route_name for r in routes)
+        fix = f"pass --route with one of their names ({names}) or a route id from telepi status"
+        raise ConfigError([Problem("--route", f"{settings.routes_file} lists {len(routes)} routes", fix)])
+    for candidate in routes:
+        source = await resolve_chat(client, "SOURCE_CHAT", candidate.source_chat)
+        target = await resolve_chat(client, "TARGET_CHAT", candidate.target_chat)
+        ids = (str(utils.get_peer_id(source)), str(utils.get_peer_id(target)))
+        found = next((r for r in store.routes() if (r.source_chat, r.target_chat) == ids), None)
+        if options.route is None or len(routes) == 1 or (found is not None and found.id == options.route):
+            return candidate, source, target
+    names = ", ".join(r.route_name for r in routes)
+    fix = "pass --route with a route name or an id telepi routes shows"
+    raise ConfigError([Problem("--route", f"no route of this session ({names}) is route {options.route}", fix)])
 
 
 def _route(store: Checkpoint, settings: Settings, source: Any, target: Any, options: Options) -> Route:

@@ -36,6 +36,7 @@ from telepi.engine.worker import Reuploader, RouteTarget, Worker, WorkerOptions
 from telepi.errors import PassingError, SessionStopped, UserFixableError
 from telepi.telegram.client import make_client, transport_up
 from telepi.telegram.errors import ErrorKind, classify, error_name, fatal_hint
+from telepi.telegram.rights import may_post
 
 if TYPE_CHECKING:
     from telepi.engine.transfer.progress import ByteTotals  # the transfer is imported only when used
@@ -195,27 +196,31 @@ async def run_session(
         if not await client.is_user_authorized():
             raise NotLoggedIn(f"session {session} is not logged in: run  telepi login {settings.session_dir}")
         me = await client.get_me()
-        source = await resolve_chat(client, "SOURCE_CHAT", settings.source_chat)
-        target = await resolve_chat(client, "TARGET_CHAT", settings.target_chat)
-        source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         limiter.know_account(me.id)  # what the account learned of its quotas, in any session, before a send
-        route = store.route(str(source_id), str(target_id), label=_label(settings, source, target))
-        _bind_per_account_route(store, settings, route.id, me.id, source, target)
-        accounts = {me.id, *store.session_user_ids()}
-        await refuse_unrecorded_copies(client, store, route.id, target, accounts, str(settings.session_dir))
-        route_target = RouteTarget(
-            route_id=route.id,
-            source_peer=utils.get_input_peer(source),
-            target_peer=utils.get_input_peer(target),
-            source_is_forum=bool(getattr(source, "forum", False)),
-            source_protected=bool(getattr(source, "noforwards", False)),
-            user_id=me.id,
-            source_link=source_link_base(source),
-        )
+        routes = await _open_routes(client, settings, store, me.id)
+
+        async def hand_over(seconds: int) -> None:
+            released = store.release(session, only_unsent=True)  # every route's: the account is what waits
+            if released:
+                log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
+
+        limiter.on_long_wait = hand_over
         try:
             vitals = _Vitals(link, settings.lease_seconds / 4, getattr(reuploader, "totals", None))
-            await _run_route(client, settings, store, route_target, progress, limiter, stop, hooks, reuploader, vitals)
+            await _run_routes(
+                client,
+                settings,
+                store,
+                routes,
+                progress,
+                limiter,
+                stop,
+                hooks,
+                reuploader,
+                vitals,
+                lambda: gateway.problem is not None,
+            )
         except Exception:
             if gateway.problem is None:
                 raise
@@ -242,6 +247,152 @@ async def run_session(
             async with asyncio.timeout(DISCONNECT_SECONDS):
                 await client.disconnect()
     return progress
+
+
+async def _open_routes(client: Any, settings: Settings, store: Store, user_id: int) -> list[_OpenRoute]:
+    """Every route this session may work, resolved; with a routes file, a route the account cannot read or
+    post to is skipped with a warning (the others go on), unless no route is left."""
+    mine = [route for route in settings.all_routes if settings.works(route)]
+    if not mine:
+        raise UserFixableError(
+            f"no route of {settings.routes_file} lets session {settings.session_name} work it: add "
+            f"{settings.session_name!r} to a route's sessions, or remove sessions from a route."
+        )
+    several = len(settings.all_routes) > 1
+    opened: list[_OpenRoute] = []
+    refused: list[UserFixableError] = []
+    for route in mine:
+        try:
+            opened.append(await _open_route(client, route, store, user_id, check_rights=several))
+        except (ChatNotFound, RouteOfAnotherAccount) as exc:
+            if not several:
+                raise
+            refused.append(exc)
+            log.warning("route %s skipped: %s", route.route_name, exc, extra={"event": "route_skipped"})
+    if not opened:
+        raise refused[0]
+    return opened
+
+
+async def _open_route(client: Any, route: Settings, store: Store, user_id: int, *, check_rights: bool) -> _OpenRoute:
+    named = f"route {route.route_name!r} of {route.routes_file}: " if route.route_name else ""
+    try:
+        source = await resolve_chat(client, "SOURCE_CHAT", route.source_chat)
+        target = await resolve_chat(client, "TARGET_CHAT", route.target_chat)
+    except ChatNotFound as exc:
+        raise ChatNotFound(named + str(exc)) from None
+    if check_rights and not may_post(target):
+        raise ChatNotFound(
+            f"{named}this account cannot post in the target {route.target_chat.raw!r}: make it an admin with "
+            "'post messages', or name the sessions that may in the route's sessions."
+        )
+    source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
+    checkpoint_route = store.route(str(source_id), str(target_id), label=_label(route, source, target))
+    _bind_per_account_route(store, route, checkpoint_route.id, user_id, source, target)
+    accounts = {user_id, *store.session_user_ids()}
+    await refuse_unrecorded_copies(client, store, checkpoint_route.id, target, accounts, str(route.session_dir))
+    return _OpenRoute(
+        route,
+        RouteTarget(
+            route_id=checkpoint_route.id,
+            source_peer=utils.get_input_peer(source),
+            target_peer=utils.get_input_peer(target),
+            source_is_forum=bool(getattr(source, "forum", False)),
+            source_protected=bool(getattr(source, "noforwards", False)),
+            user_id=user_id,
+            source_link=source_link_base(source),
+        ),
+    )
+
+
+def _route_stopped(store: Store, session: str, route: Settings, error: SessionStopped) -> SessionStopped:
+    """A route its chat refused, told by its name; the session's state (blocked, with the fix) says it."""
+    stopped = SessionStopped(f"route {route.route_name!r} of {route.routes_file} stopped: {error}")
+    log.error("%s; the other routes go on", str(stopped).rstrip("."), extra={"event": "route_stopped"})
+    with contextlib.suppress(Exception):
+        store.set_session_state(session, "blocked", str(stopped))
+    return stopped
+
+
+@dataclass(frozen=True)
+class _OpenRoute:
+    settings: Settings
+    target: RouteTarget
+
+
+async def _run_routes(
+    client: Any,
+    settings: Settings,
+    store: Store,
+    routes: list[_OpenRoute],
+    progress: Progress,
+    limiter: AccountLimiter,
+    stop: asyncio.Event,
+    hooks: Hooks,
+    reuploader: Reuploader | None,
+    vitals: _Vitals,
+    account_failed: Callable[[], bool],
+) -> None:
+    """Every route on the one client and the one limiter, side by side; one heartbeat and one status line
+    for the session. An error ends every route (it is what the user is told), except that with several
+    routes a chat's refusal stops its route only; the run then ends with that sentence, exit 78."""
+    session = settings.session_name
+    route_ids = [route.target.route_id for route in routes]
+    beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
+    heartbeat = asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, vitals, stop), name="heartbeat")
+    status = asyncio.create_task(_report(store, route_ids, progress, hooks, stop, beacon), name="status")
+    if hooks.monitor is not None:
+        hooks.monitor.watch(heartbeat)
+        hooks.monitor.watch(status)
+
+    def heartbeat_ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            stop.set()  # end the run instead of working on without heartbeats
+
+    heartbeat.add_done_callback(heartbeat_ended)
+    waiting = len(routes)
+
+    def one_ready() -> None:  # READY once every route has resolved its chats and started
+        nonlocal waiting
+        waiting -= 1
+        if waiting == 0:
+            hooks.ready()
+
+    route_hooks = Hooks(ready=one_ready, status=hooks.status, monitor=hooks.monitor, progress=hooks.progress)
+    tasks = [
+        asyncio.create_task(
+            _run_route(
+                client, route.settings, store, route.target, progress, limiter, stop, route_hooks, reuploader, vitals
+            ),
+            name=f"route {route.settings.route_name or route.target.route_id}",
+        )
+        for route in routes
+    ]
+    by_task = dict(zip(tasks, routes, strict=True))
+    blocked: list[SessionStopped] = []
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is None:
+                    continue
+                if len(routes) == 1 or not isinstance(error, SessionStopped) or account_failed():
+                    raise error
+                # One route's chat refused this account (rights, a closed topic): the others go on.
+                blocked.append(_route_stopped(store, session, by_task[task].settings, error))
+        if blocked:
+            raise blocked[0]  # a person must act on that route: its state and fix stay for telepi status
+    finally:
+        for task in (*tasks, status, heartbeat):
+            task.cancel()
+        await asyncio.gather(*tasks, status, heartbeat, return_exceptions=True)
+        with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
+            counts = [store.route_counts(route_id) for route_id in route_ids]
+            hooks.status(progress.line(sum(c[0] for c in counts), sum(c[1] for c in counts)))
+    if not heartbeat.cancelled() and heartbeat.exception() is not None:
+        raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
 
 def stop_detail(error: BaseException | None) -> str:
@@ -288,7 +439,8 @@ def _label(settings: Settings, source: Any, target: Any) -> str:
     def name(entity: Any, ref: ChatRef) -> str:
         return getattr(entity, "title", None) or ref.key
 
-    return f"{name(source, settings.source_chat)} -> {name(target, settings.target_chat)}"
+    label = f"{name(source, settings.source_chat)} -> {name(target, settings.target_chat)}"
+    return f"{settings.route_name}: {label}" if settings.route_name else label  # telepi routes finds it by name
 
 
 async def _run_route(
@@ -320,12 +472,6 @@ async def _run_route(
     if route.source_is_forum and settings.auto_create_topics:
         await _mirror_topics(topics, settings.source_topic)
 
-    async def hand_over(seconds: int) -> None:
-        released = store.release(session, route_id=route.route_id, only_unsent=True)
-        if released:
-            log.info("flood wait of %ds: released %d leases to the other sessions", seconds, released)
-
-    limiter.on_long_wait = hand_over
     rules = route_rules(settings, store, route)
     planner = Planner(
         client,
@@ -392,11 +538,7 @@ async def _run_route(
             raise RuntimeError("planning the source's history failed") from planning.exception()
         return not settings.live and planner.reached_end and store.head(route.route_id) is None
 
-    beacon = hooks.monitor.beacon("pipeline", PIPELINE_STALL_SECONDS) if hooks.monitor else None
-    tasks = [
-        asyncio.create_task(_heartbeat(store, session, settings.lease_seconds, vitals, stop), name="heartbeat"),
-        asyncio.create_task(_report(store, route.route_id, progress, hooks, stop, beacon), name="status"),
-    ]
+    tasks: list[asyncio.Task[None]] = []
     if syncing:
         # A basic group or private source has no record of its own here: its history is read again instead.
         tasks.append(asyncio.create_task(changes.run(stop, reread=difference is None), name="changes"))
@@ -408,31 +550,20 @@ async def _run_route(
     if hooks.monitor is not None:
         for task in tasks:
             hooks.monitor.watch(task)
-    heartbeat = tasks[0]  # essential: without it this session's leases expire and others take them over
-
-    def heartbeat_ended(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            stop.set()  # end the run instead of working on without heartbeats
-
-    heartbeat.add_done_callback(heartbeat_ended)
     try:
         await worker.run(stop, work_done, planning=lambda: not planner.reached_end)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
-            hooks.status(progress.line(*store.route_counts(route.route_id)))
-    if not heartbeat.cancelled() and heartbeat.exception() is not None:
-        raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
 
 class _RouteCounts:
-    """The route's finished/known counts for the status line: read from the checkpoint (a scan of the
-    route) every ``refresh`` seconds, this session's own progress added in between."""
+    """The session's routes' finished/known counts for the status line: read from the checkpoint (a scan
+    of each route) every ``refresh`` seconds, this session's own progress added in between."""
 
-    def __init__(self, store: Store, route_id: int, progress: Progress, refresh: float = 30.0) -> None:
-        self.store, self.route_id, self.progress, self.refresh = store, route_id, progress, refresh
+    def __init__(self, store: Store, route_ids: list[int], progress: Progress, refresh: float = 30.0) -> None:
+        self.store, self.route_ids, self.progress, self.refresh = store, route_ids, progress, refresh
         self._read_at = -refresh
         self._counts = (0, 0)
         self._own_then = 0
@@ -441,7 +572,9 @@ class _RouteCounts:
         own = self.progress.done + self.progress.skipped
         finished, known = self._counts
         if time.monotonic() - self._read_at >= self.refresh or finished + own - self._own_then >= known:
-            self._counts, self._own_then, self._read_at = self.store.route_counts(self.route_id), own, time.monotonic()
+            counts = [self.store.route_counts(route_id) for route_id in self.route_ids]
+            self._counts = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+            self._own_then, self._read_at = own, time.monotonic()
             finished, known = self._counts
         return min(finished + own - self._own_then, known), known
 
@@ -540,9 +673,9 @@ async def _heartbeat(store: Store, session: str, lease_seconds: float, vitals: _
 
 
 async def _report(
-    store: Store, route_id: int, progress: Progress, hooks: Hooks, stop: asyncio.Event, beacon: Beacon | None
+    store: Store, route_ids: list[int], progress: Progress, hooks: Hooks, stop: asyncio.Event, beacon: Beacon | None
 ) -> None:
-    counts = _RouteCounts(store, route_id, progress)
+    counts = _RouteCounts(store, route_ids, progress)
     seen_activity = progress.last_activity
     while not stop.is_set():
         # The pipeline is alive while it makes progress or sits in a declared (flood) wait.

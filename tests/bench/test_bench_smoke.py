@@ -85,6 +85,20 @@ def test_quick_live_bench_copies_once_in_order(tmp_path: Path) -> None:
     assert {"text", "album", "edit", "delete"} <= set(one["telepi"]) and one["echo"]
 
 
+def test_quick_routes_bench_copies_once_on_both_routes() -> None:
+    from bench import routes
+
+    report = routes.run(messages=60, scale=60.0, quick=True)
+    assert [(r["ordered"], r["send_interval"]) for r in report["rows"]] == [
+        (False, "default"),
+        (True, "default"),
+        (False, "0"),
+    ]
+    for row in report["rows"]:
+        assert row["exit_code"] == 0 and all(check["ok"] for check in row["check"].values())  # each copy once
+        assert abs(sum(row["share"].values()) - 1.0) < 1e-9 and row["sends"] == 120
+
+
 def test_quick_pacing_bench_copies_once_and_counts_refusals() -> None:
     from bench import pacing
 

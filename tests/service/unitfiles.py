@@ -36,12 +36,14 @@ def directives(text: str) -> dict[str, list[str]]:
 
 
 def make_root(base: Path, unit_text: str, name: str = "telepi@.service") -> Path:
-    """A root for systemd-analyze --root: system units, our unit, a stub ExecStart binary."""
+    """A root for systemd-analyze --root: system units, our unit, a stub of each binary it runs (ExecStart,
+    and ExecReload's /bin/kill, which every Debian has)."""
     root = base / "root"
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system" / name).write_text(unit_text)
-    for command in directives(unit_text).get("ExecStart", []):
+    unit = directives(unit_text)
+    for command in unit.get("ExecStart", []) + unit.get("ExecReload", []):
         binary = root / command.split()[0].lstrip("-@:+!").lstrip("/")
         binary.parent.mkdir(parents=True, exist_ok=True)
         binary.write_text("#!/bin/sh\n")

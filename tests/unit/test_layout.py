@@ -15,7 +15,18 @@ PACKAGE = REPO / "telepi"
 # Layers from the inside out: a module may import its own layer and those before it. The sandbox stands
 # apart: the engine never sees it, and it sees nothing of telepi but itself.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("telepi", "telepi.config", "telepi.chatref", "telepi.errors", "telepi.secret_files", "telepi.rules")),
+    (
+        "core",
+        (
+            "telepi",
+            "telepi.config",
+            "telepi.chatref",
+            "telepi.errors",
+            "telepi.secret_files",
+            "telepi.rules",
+            "telepi.routes",
+        ),
+    ),
     ("adapters", ("telepi.checkpoint", "telepi.telegram")),
     ("engine", ("telepi.engine",)),
     ("service", ("telepi.service",)),
