@@ -105,9 +105,18 @@ class Claimed:
 
     def cancel(self) -> None:
         self.units.cancel()
+        self.units.add_done_callback(_retrieved)
         if self.units.done() and not self.units.cancelled() and self.units.exception() is None:
             for _unit, preparing in self.units.result():
                 preparing.cancel()
+                preparing.add_done_callback(_retrieved)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A dropped task that ended by an error after all (the session stopping as it was cancelled): nobody
+    waits for it, and asyncio would print the error as a traceback ("exception was never retrieved")."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass
