@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telepi.sandbox.photos import media_key
+from telepi.sandbox.world.photos import media_key
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = "alice"
@@ -38,7 +38,7 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 def world(count: int, targets: Sequence[str], *, seed: int = 1, mix: Mapping[str, int] | None = None) -> dict[str, Any]:
     """A plain channel of ``count`` generated messages, one empty target channel per name, and the
     cloner accounts: members of the source, admins allowed to post in every target."""
-    from telepi.sandbox.worldfile import generate_history
+    from telepi.sandbox.world.worldfile import generate_history
 
     source: dict[str, Any] = {
         "name": SOURCE,
@@ -220,7 +220,7 @@ def self_cpu() -> float:
 def send_rate_rules(faults: Any, per_minute: int, window: float) -> Iterator[list[Any]]:
     """Each send method at most ``per_minute`` calls per minute per account, as a sliding window of
     ``window`` seconds (answered with FLOOD_WAIT like Telegram). Fresh windows for every run."""
-    from telepi.sandbox.faults import RateRule
+    from telepi.sandbox.limits.faults import RateRule
 
     limit = max(1, round(per_minute * window / 60))
     rules = [faults.add_rate_rule(RateRule(limit=limit, window=window, method=m)) for m in SEND_METHODS]

@@ -4,7 +4,7 @@
                                      [--restart-scale 20] [--rows ROW ...] [--quick] [--json FILE]
 
 Each row is one run in a fresh sandbox whose flood model is the ``realistic`` preset played ``--scale``
-times faster (``telepi/sandbox/flood.py``): sends (SendMessage, SendMedia, SendMultiMedia) 20 requests per 10 s
+times faster (``telepi/sandbox/limits/flood.py``): sends (SendMessage, SendMedia, SendMultiMedia) 20 requests per 10 s
 and 2,000 messages per hour, forwards the same in their own group (a forward of 100 counts 100 messages),
 penalties of 30 s and 3,000 s, each call during a penalty lengthening it, ten of those PEER_FLOOD; history reads
 30 per 30 s. One account clones ``--messages`` small messages (text and photos) into an empty channel:
@@ -70,7 +70,7 @@ SENDS = {"SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest", "For
 def sustained_rate(group: str, per_call: int = 1) -> float:
     """Messages per model second the group's quotas allow in the long run, for calls of ``per_call``
     messages (a quota ``per_message`` counts messages, any other calls)."""
-    from telepi.sandbox.flood import preset
+    from telepi.sandbox.limits.flood import preset
 
     [found] = [g for g in preset("realistic").groups if g.name == group]
     return min(q.calls / q.period * (1 if q.per_message else per_call) for q in found.quotas)
@@ -79,7 +79,7 @@ def sustained_rate(group: str, per_call: int = 1) -> float:
 def ideal_seconds(group: str, calls: int | Sequence[int]) -> float:
     """Model seconds from an ideal client's first call to its last (``T_min``): ``calls`` calls of one message,
     or one call per item of that many messages (a forward of 100)."""
-    from telepi.sandbox.flood import preset
+    from telepi.sandbox.limits.flood import preset
 
     [found] = [g for g in preset("realistic").groups if g.name == group]
     opened = [-math.inf] * len(found.quotas)
@@ -107,7 +107,7 @@ class _SendClock:
         self.times: list[float] = []
         self.sizes: list[int] = []  # messages per send call
         self.calls: list[tuple[float, str, int, bool]] = []  # (time, method, messages, refused)
-        from telepi.sandbox.flood import messages_in
+        from telepi.sandbox.limits.flood import messages_in
 
         executed, check = faults.executed, faults.check
 

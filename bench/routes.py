@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.routes [--messages 600] [--scale 60] [--quick] [--json FILE]
 
 One sandbox whose flood model is the ``realistic`` preset played ``--scale`` times faster
-(``telepi/sandbox/flood.py``: sends 20 requests per 10 s and 2,000 messages per hour per account, penalties
+(``telepi/sandbox/limits/flood.py``: sends 20 requests per 10 s and 2,000 messages per hour per account, penalties
 when exceeded). One account, one ``telepi run`` process, a routes file of two routes from one channel of
 ``--messages`` small messages (text and photos) into two empty channels, ``MODE=copy``, ``LIVE=false``,
 default pacing (``SEND_INTERVAL`` 2 s of Telegram's time, ``2 / scale`` real seconds) with ``ORDERED=false``

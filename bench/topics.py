@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ACCOUNTS, OWNER, SEND_METHODS, SMALL_MIX, SOURCE, bench_tmp, print_table, run_sessions
-from telepi.sandbox.photos import media_key
+from telepi.sandbox.world.photos import media_key
 
 ORDERS = ("true", "topic")
 SESSIONS = (1, 2, 4)
@@ -41,7 +41,7 @@ TARGET_PER_REQUEST = 20.0  # messages per forward request, per-topic order
 
 
 def forum_world(count: int, targets: Sequence[str], *, seed: int = 5) -> dict[str, Any]:
-    from telepi.sandbox.worldfile import generate_history
+    from telepi.sandbox.world.worldfile import generate_history
 
     source: dict[str, Any] = {
         "name": SOURCE,

@@ -239,7 +239,7 @@ def _media(size: int, dc: int = FOREIGN_DC) -> dict[str, Any]:
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
-    from telepi.sandbox.faults import Link
+    from telepi.sandbox.limits.faults import Link
     from telepi.sandbox.sandbox import Sandbox
 
     size = args.size_mib * MiB

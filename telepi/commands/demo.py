@@ -29,7 +29,7 @@ TOPICS = ("Announcements", "Photos", "Files", "Chat")
 
 
 def demo_world(messages: int, *, protected: bool, video_mib: int) -> dict[str, Any]:
-    from telepi.sandbox.worldfile import generate_history
+    from telepi.sandbox.world.worldfile import generate_history
 
     source: dict[str, Any] = {
         "name": "source",
@@ -79,7 +79,7 @@ def demo_world(messages: int, *, protected: bool, video_mib: int) -> dict[str, A
 async def run_demo(
     console: Console, *, messages: int, video_mib: int, keep: Path | None, limits_scale: float = LIMITS_SCALE
 ) -> int:
-    from telepi.sandbox.faults import Faults
+    from telepi.sandbox.limits.faults import Faults
     from telepi.sandbox.sandbox import Sandbox
 
     protected = True  # the hard case: nothing can be forwarded, every file is streamed again
@@ -134,7 +134,7 @@ async def run_demo(
 
 
 def report(console: Console, sb: Any, seconds: float) -> int:
-    from telepi.sandbox.photos import media_key
+    from telepi.sandbox.world.photos import media_key
 
     source = [m for m in sb.messages("source") if not m["service"]]
     target = [m for m in sb.messages("target") if not m["service"]]
@@ -185,7 +185,7 @@ def report(console: Console, sb: Any, seconds: float) -> int:
 
 def _files(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """The sha256 of each file-backed medium but photos, and each photo's sizes."""
-    from telepi.sandbox.photos import media_key
+    from telepi.sandbox.world.photos import media_key
 
     media = [m["media"] for m in messages if (m["media"] or {}).get("sha256")]
     files = sorted(m["sha256"] for m in media if m["kind"] != "photo")
@@ -193,7 +193,7 @@ def _files(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
 
 
 def _repeats_in(messages: list[dict[str, Any]], titles: dict[int, str]) -> int:
-    from telepi.sandbox.photos import media_key
+    from telepi.sandbox.world.photos import media_key
 
     # Identical messages in the source (two bare "ok"s) are not duplicates of the clone.
     keys = [(m["text"], media_key(m["media"]), titles.get(m["topic"])) for m in messages]

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from telepi.sandbox.flood import PRESETS
-from telepi.sandbox.rpc_control import ControlError, ControlServer, control_request
-from telepi.sandbox.standing import STANDINGS
+from telepi.sandbox.control import ControlError, ControlServer, control_request
+from telepi.sandbox.limits.flood import PRESETS
+from telepi.sandbox.world.standing import STANDINGS
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from telepi.sandbox.worldfile import WorldFileError
+    from telepi.sandbox.world.worldfile import WorldFileError
 
     if args.world is not None and not args.world.is_file():
         print(f"error: world file {args.world} does not exist; pass --world FILE with a JSON world", file=sys.stderr)
@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from telepi.sandbox.faults import Faults
+    from telepi.sandbox.limits.faults import Faults
     from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
 
     reused = (args.state / "world.sqlite").is_file()
@@ -148,9 +148,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    from telepi.sandbox.files import FileStore
     from telepi.sandbox.sandbox import message_data
-    from telepi.sandbox.world import World
+    from telepi.sandbox.world.files import FileStore
+    from telepi.sandbox.world.world import World
 
     db = args.state / "world.sqlite"
     if not db.is_file():

@@ -27,19 +27,19 @@ from telethon.client.telegrambaseclient import TelegramBaseClient
 from telethon.crypto import rsa as telethon_rsa
 from telethon.sessions import MemorySession, SQLiteSession
 
-from telepi.sandbox.cdn import CDN_DC
-from telepi.sandbox.dcs import DC_IDS, HomeSink, dc_gate
-from telepi.sandbox.faults import Faults
-from telepi.sandbox.files import FileStore
-from telepi.sandbox.handshake import ServerKey
-from telepi.sandbox.photos import downloadable
+from telepi.sandbox.dcs.cdn import CDN_DC
+from telepi.sandbox.dcs.centres import DC_IDS, HomeSink, dc_gate
+from telepi.sandbox.limits.faults import Faults
 from telepi.sandbox.private import private_dir
-from telepi.sandbox.rpc import build_env, build_registry
-from telepi.sandbox.rpc_common import Env
-from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
-from telepi.sandbox.server import SandboxServer
-from telepi.sandbox.standing import AccountStanding, Standing
-from telepi.sandbox.world import (
+from telepi.sandbox.rpc.common import Env
+from telepi.sandbox.rpc.deliver import deliver_delete, deliver_edit, deliver_new
+from telepi.sandbox.rpc.registry import build_env, build_registry
+from telepi.sandbox.wire.handshake import ServerKey
+from telepi.sandbox.wire.server import SandboxServer
+from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.photos import downloadable
+from telepi.sandbox.world.standing import AccountStanding, Standing
+from telepi.sandbox.world.world import (
     GENERAL_TOPIC,
     Chat,
     Message,
@@ -49,7 +49,7 @@ from telepi.sandbox.world import (
     World,
     is_channel,
 )
-from telepi.sandbox.worldfile import build_media, load_world
+from telepi.sandbox.world.worldfile import build_media, load_world
 
 API_ID = 94575  # any id works: the sandbox does not check it
 API_HASH = "a3406de8d171bb422bb6ddf3bbd800e2"

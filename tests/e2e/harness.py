@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from telepi.sandbox.photos import media_key
+from telepi.sandbox.world.photos import media_key
 from tests.e2e.container import missing_requirement
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from telepi.sandbox.handshake import ServerKey
 from telepi.sandbox.sandbox import Sandbox, shared_server_key
+from telepi.sandbox.wire.handshake import ServerKey
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from telepi.sandbox.worldfile import generate_history
+from telepi.sandbox.world.worldfile import generate_history
 from tests.e2e.container import CACHE, Container, free_port, fresh_container, locked
 from tests.e2e.harness import REPO, copy_key, prerequisites, snapshot_source, wait_for
 from tests.e2e.sandbox_thread import SandboxThread

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from telepi.sandbox.photos import media_key
 from telepi.sandbox.sandbox import Sandbox
+from telepi.sandbox.world.photos import media_key
 
 
 def content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from telepi.config import load_settings
 from telepi.engine.progress import Progress
 from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
-from telepi.sandbox.worldfile import generate_history
+from telepi.sandbox.world.worldfile import generate_history
 from tests.engine.clonecheck import (
     assert_clone_equal,
     assert_one_export_per_foreign_dc,
@@ -202,7 +202,7 @@ async def test_protected_source_is_reuploaded_byte_identical(
 
 
 async def test_flood_waits_are_waited_out_visibly_and_skip_nothing(tmp_path: Path) -> None:
-    from telepi.sandbox.faults import RateRule
+    from telepi.sandbox.limits.faults import RateRule
 
     async with Sandbox(world=forum_world(40), state_dir=tmp_path / "state") as sb:
         sb.faults.add_rate_rule(RateRule(method="SendMessageRequest", limit=6, window=2.0))

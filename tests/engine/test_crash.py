@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from telepi.sandbox.faults import RateRule
+from telepi.sandbox.limits.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal
 from tests.engine.test_clone import forum_world, make_sessions

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from telepi.sandbox.dispatch import RpcError
+from telepi.sandbox.rpc.dispatch import RpcError
 from telepi.sandbox.sandbox import Sandbox
-from telepi.sandbox.worldfile import generate_history
+from telepi.sandbox.world.worldfile import generate_history
 from tests.engine.clonecheck import _media, assert_copies, content, titles
 
 REPO = Path(__file__).resolve().parents[2]

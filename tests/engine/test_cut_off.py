@@ -21,7 +21,7 @@ import pytest
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
-from telepi.sandbox.dispatch import RpcError
+from telepi.sandbox.rpc.dispatch import RpcError
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world

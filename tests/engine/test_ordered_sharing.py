@@ -15,9 +15,9 @@ import pytest
 from telepi.checkpoint import NewItem, SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
-from telepi.sandbox.faults import RateRule
+from telepi.sandbox.limits.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
-from telepi.sandbox.worldfile import generate_history
+from telepi.sandbox.world.worldfile import generate_history
 from tests.conftest import BACKENDS
 from tests.engine.clonecheck import assert_clone_equal, assert_clone_per_topic, content
 from tests.engine.test_clone import checkpoint, forum_world, make_sessions, run_all, wait_for

@@ -44,11 +44,11 @@ from telepi.engine.transfer.parts import (
 )
 from telepi.engine.transfer.progress import ProgressMeter
 from telepi.engine.transfer.stream import FileStream
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.files import valid_part_size
-from telepi.sandbox.photos import media_key
-from telepi.sandbox.rpc_files import check_range
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.rpc.upload import check_range
 from telepi.sandbox.sandbox import Sandbox
+from telepi.sandbox.world.files import valid_part_size
+from telepi.sandbox.world.photos import media_key
 
 GiB = 1024 * MiB
 RSS_LIMIT = 150 * 1000 * 1000

@@ -18,8 +18,8 @@ from telepi.config import load_settings
 from telepi.engine.provenance import UnrecordedCopies
 from telepi.engine.session import run_session
 from telepi.errors import EX_CONFIG, SessionStopped
-from telepi.sandbox.photos import media_key
 from telepi.sandbox.sandbox import Sandbox
+from telepi.sandbox.world.photos import media_key
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
 from tests.engine.test_content import FANCY

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from telepi.sandbox.handshake import _SAFETY, DH_G, DH_PRIME, dh_bytes, leading_zero_exponent
+from telepi.sandbox.wire.handshake import _SAFETY, DH_G, DH_PRIME, dh_bytes, leading_zero_exponent
 
 ZERO_BOUND = 1 << 2040  # a 256-byte value below this starts with a zero byte
 

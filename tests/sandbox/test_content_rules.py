@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from telethon.tl import functions, types
 
-from telepi.sandbox.worldfile import UNSENDABLE_KINDS
+from telepi.sandbox.world.worldfile import UNSENDABLE_KINDS
 from tests.sandbox.test_rpc import history, rpc_error, send
 from tests.sandbox.worldkit import Harness, base_world
 

@@ -14,10 +14,10 @@ from telethon.sessions import MemorySession
 from telethon.tl import functions, types
 from telethon.tl.alltlobjects import LAYER
 
-from telepi.sandbox.cdn import CDN_DC, ctr
-from telepi.sandbox.faults import RateRule
-from telepi.sandbox.files import generated_bytes, generated_sha256
+from telepi.sandbox.dcs.cdn import CDN_DC, ctr
+from telepi.sandbox.limits.faults import RateRule
 from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
+from telepi.sandbox.world.files import generated_bytes, generated_sha256
 
 WORLD: dict[str, Any] = {
     "accounts": [

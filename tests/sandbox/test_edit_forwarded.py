@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from telethon.tl import functions, types
 
-from telepi.sandbox.dispatch import RpcError
+from telepi.sandbox.rpc.dispatch import RpcError
 from tests.sandbox.worldkit import Harness, base_world
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from telethon.tl import functions, types
 
-from telepi.sandbox.faults import Faults, Link, RateRule, Throttle, TokenBucket, chat_key
+from telepi.sandbox.limits.faults import Faults, Link, RateRule, Throttle, TokenBucket, chat_key
 
 
 class FakeClock:

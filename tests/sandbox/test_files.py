@@ -18,9 +18,10 @@ from telethon.extensions import BinaryReader
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dcs import upload_owner
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError, serialize_result
-from telepi.sandbox.files import (
+from telepi.sandbox.dcs.centres import upload_owner
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError, serialize_result
+from telepi.sandbox.rpc.upload import build_registry, check_range
+from telepi.sandbox.world.files import (
     GEN_BLOCK,
     MAX_PART_SIZE,
     SMALL_FILE_MAX,
@@ -31,7 +32,6 @@ from telepi.sandbox.files import (
     generated_sha256,
     open_generated,
 )
-from telepi.sandbox.rpc_files import build_registry, check_range
 
 OWNER = 7
 

@@ -15,8 +15,8 @@ from telethon import TelegramClient, errors, functions, types, utils
 from telethon.crypto import rsa
 from telethon.sessions import MemorySession
 
-from telepi.sandbox.faults import Faults, RateRule
-from telepi.sandbox.flood import PRESETS, Limits
+from telepi.sandbox.limits.faults import Faults, RateRule
+from telepi.sandbox.limits.flood import PRESETS, Limits
 from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
 from tests.sandbox.worldkit import base_world
 

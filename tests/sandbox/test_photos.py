@@ -1,4 +1,4 @@
-"""Photos as Telegram keeps them (``telepi/sandbox/photos.py``): an upload is re-encoded into JPEG sizes,
+"""Photos as Telegram keeps them (``telepi/sandbox/world/photos.py``): an upload is re-encoded into JPEG sizes,
 so a copy of a photo shows its dimensions and sizes, never its bytes; documents stay byte-exact."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from telethon.tl import functions, types
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.photos import MIN_SIZE, image_size, jpeg_bytes, plan
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.world.photos import MIN_SIZE, image_size, jpeg_bytes, plan
 from tests.sandbox.worldkit import Harness, base_world
 
 

@@ -31,8 +31,8 @@ from telethon.tl import functions, types
 from telethon.tl.core import GzipPacked, RpcResult
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox import protocol as proto
-from telepi.sandbox.handshake import DH_G, DH_PRIME, Handshake, HandshakeError, ServerKey, to_bytes
+from telepi.sandbox.wire import protocol as proto
+from telepi.sandbox.wire.handshake import DH_G, DH_PRIME, Handshake, HandshakeError, ServerKey, to_bytes
 from tests.sandbox import dhkit
 
 LOGGERS: Any = collections.defaultdict(lambda: logging.getLogger("telethon-under-test"))
@@ -449,7 +449,7 @@ def test_dh_parameters_and_shortest_byte_form() -> None:
 def test_unknown_constructors_are_answered_as_telegram_does() -> None:
     from telethon.errors import TypeNotFoundError
 
-    from telepi.sandbox.connection import unknown_constructor_error
+    from telepi.sandbox.wire.connection import unknown_constructor_error
 
     def answer(body: bytes) -> tuple[int, str]:
         with pytest.raises(TypeNotFoundError) as info, BinaryReader(body) as reader:

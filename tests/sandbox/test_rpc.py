@@ -16,9 +16,9 @@ import pytest
 from telethon import password as telethon_password
 from telethon.tl import functions, types
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.files import generated_bytes
-from telepi.sandbox.rpc_topics import DEFAULT_TOPIC_ICONS
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.rpc.topics import DEFAULT_TOPIC_ICONS
+from telepi.sandbox.world.files import generated_bytes
 from tests.sandbox.worldkit import Harness, base_world
 
 

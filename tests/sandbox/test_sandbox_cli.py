@@ -17,7 +17,7 @@ from telethon.crypto import rsa
 from telethon.sessions import MemorySession
 
 from telepi.sandbox.sandbox import API_HASH, API_ID, login
-from telepi.sandbox.world import World
+from telepi.sandbox.world.world import World
 from tests.sandbox.worldkit import base_world
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ from telethon.crypto import rsa
 from telethon.sessions import MemorySession, SQLiteSession
 from telethon.tl import functions, types
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.photos import image_size
+from telepi.sandbox.rpc.dispatch import RpcError
 from telepi.sandbox.sandbox import Sandbox, login
+from telepi.sandbox.world.photos import image_size
 from tests.sandbox.worldkit import base_world
 
 T = TypeVar("T")
@@ -284,7 +284,7 @@ async def test_catch_up_fetches_what_happened_while_away(sb: Sandbox) -> None:
 
 
 def _text(text: str) -> Any:
-    from telepi.sandbox.world import NewMessage
+    from telepi.sandbox.world.world import NewMessage
 
     return NewMessage(text=text)
 

@@ -30,12 +30,12 @@ from telethon.sessions import StringSession
 from telethon.tl.core import MessageContainer, TLMessage
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox import protocol as proto
-from telepi.sandbox.config_tl import make_config
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.faults import Link, RateRule
-from telepi.sandbox.handshake import ServerKey
-from telepi.sandbox.server import SandboxServer
+from telepi.sandbox.limits.faults import Link, RateRule
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.wire import protocol as proto
+from telepi.sandbox.wire.config_tl import make_config
+from telepi.sandbox.wire.handshake import ServerKey
+from telepi.sandbox.wire.server import SandboxServer
 
 from .test_protocol import cached_server_key
 

@@ -27,11 +27,11 @@ from telethon.sessions import StringSession
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.config_tl import make_config
-from telepi.sandbox.dcs import upload_owner
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.files import FileStore, MiB, generated_sha256
-from telepi.sandbox.rpc_files import build_registry
+from telepi.sandbox.dcs.centres import upload_owner
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.rpc.upload import build_registry
+from telepi.sandbox.wire.config_tl import make_config
+from telepi.sandbox.world.files import FileStore, MiB, generated_sha256
 
 USER_ID = 1001
 ACCESS_HASH = 4242
@@ -111,7 +111,7 @@ def e2e_registry(store: FileStore, port: list[int]) -> Registry:
 
 
 async def serve(state_dir: Path) -> None:
-    from telepi.sandbox.server import SandboxServer
+    from telepi.sandbox.wire.server import SandboxServer
 
     store = FileStore(state_dir)
     generated = store.add_generated(GEN_SEED, GEN_SIZE)

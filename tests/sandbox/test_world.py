@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telepi.sandbox.files import FileStore, generated_sha256
-from telepi.sandbox.world import GENERAL_TOPIC, HistoryFilter, NewMessage, Page, World, channel_peer
-from telepi.sandbox.worldfile import (
+from telepi.sandbox.world.files import FileStore, generated_sha256
+from telepi.sandbox.world.world import GENERAL_TOPIC, HistoryFilter, NewMessage, Page, World, channel_peer
+from telepi.sandbox.world.worldfile import (
     DEFAULT_MIX,
     WorldFileError,
     build_media,

@@ -11,13 +11,13 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dcs import upload_owner
-from telepi.sandbox.dispatch import Registry, RpcContext, serialize_result
-from telepi.sandbox.files import FileStore
-from telepi.sandbox.rpc import build_env, build_registry
-from telepi.sandbox.rpc_common import Env
-from telepi.sandbox.world import World
-from telepi.sandbox.worldfile import load_world
+from telepi.sandbox.dcs.centres import upload_owner
+from telepi.sandbox.rpc.common import Env
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, serialize_result
+from telepi.sandbox.rpc.registry import build_env, build_registry
+from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.world import World
+from telepi.sandbox.world.worldfile import load_world
 
 _WORLD: dict[str, Any] = {
     "accounts": [

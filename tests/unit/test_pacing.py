@@ -1,5 +1,5 @@
 """Pacing learned from quotas (``telepi.engine.limits.budget``) on clocks the test moves by hand, and against
-the sandbox's quota model itself (``telepi.sandbox.flood``) on the same clock: refused once, then never."""
+the sandbox's quota model itself (``telepi.sandbox.limits.flood``) on the same clock: refused once, then never."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from telepi.checkpoint.model import Pace
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.budget import READ_INTERVAL, Budget, group_of
 from telepi.engine.progress import Progress
-from telepi.sandbox.flood import FloodModel, preset
+from telepi.sandbox.limits.flood import FloodModel, preset
 
 
 class Clock:

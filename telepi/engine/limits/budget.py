@@ -8,7 +8,7 @@ came — 30 s after a burst, ~50 minutes after 2,000 sends in a row. A refusal i
   and the wait ``X`` become the group's lesson: from then on at most ``N - 1`` calls per ``S + X`` seconds,
   spread evenly (one every ``(S + X) / (N - 1)`` s; the call fewer is slack for clock jitter). ``S + X``
   is the quota's period where the quota is a sliding window (the wait lasts until the oldest call leaves
-  it) and no shorter than it where the quota restarts after its penalty, as ``telepi/sandbox/flood.py``
+  it) and no shorter than it where the quota restarts after its penalty, as ``telepi/sandbox/limits/flood.py``
   models it; even spacing never bursts into a quota the account has already met;
 - a lesson is kept however long the wait was and never forgotten (a quota is still there tomorrow); a
   refusal while keeping to it makes it stricter; it lives in the checkpoint per account, so a restart and

@@ -19,8 +19,8 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.world import (
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.world.world import (
     ADMIN_RIGHTS,
     GENERAL_TOPIC,
     Chat,

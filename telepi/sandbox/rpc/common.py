@@ -8,12 +8,12 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.cdn import Cdn
-from telepi.sandbox.dcs import DataCentres
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.files import FileStore
-from telepi.sandbox.rpc_render import Renderer
-from telepi.sandbox.world import (
+from telepi.sandbox.dcs.cdn import Cdn
+from telepi.sandbox.dcs.centres import DataCentres
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.rpc.render import Renderer
+from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.world import (
     GENERAL_TOPIC,
     Chat,
     Member,

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import UpdateSink
-from telepi.sandbox.rpc_common import Env
-from telepi.sandbox.world import Copy, Deletion, Posted, is_channel, raw_id
+from telepi.sandbox.rpc.common import Env
+from telepi.sandbox.rpc.dispatch import UpdateSink
+from telepi.sandbox.world.world import Copy, Deletion, Posted, is_channel, raw_id
 
 Session = tuple[int, int] | None
 

@@ -12,11 +12,11 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.rpc_common import Env, resolve_channel
-from telepi.sandbox.rpc_messages import unix
-from telepi.sandbox.rpc_render import peer_tl
-from telepi.sandbox.world import Event, HistoryFilter, Message, Page, raw_id
+from telepi.sandbox.rpc.common import Env, resolve_channel
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.rpc.messages import unix
+from telepi.sandbox.rpc.render import peer_tl
+from telepi.sandbox.world.world import Event, HistoryFilter, Message, Page, raw_id
 
 ACCOUNT_DIFF_LIMIT = 1000
 CHANNEL_DIFF_LIMIT = 1000

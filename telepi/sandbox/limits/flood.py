@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from .dispatch import RpcError
+from telepi.sandbox.rpc.dispatch import RpcError
 
 _SLACK = 1e-6
 HOUR = 3600.0

@@ -22,9 +22,9 @@ import json
 from collections.abc import Sequence
 from typing import Literal
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.keystore import KeyStore
-from telepi.sandbox.world import World
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.wire.keystore import KeyStore
+from telepi.sandbox.world.world import World
 
 Standing = Literal["active", "banned", "deleted", "frozen"]
 STANDINGS: tuple[Standing, ...] = ("active", "banned", "deleted", "frozen")

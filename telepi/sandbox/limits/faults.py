@@ -18,8 +18,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .dispatch import RpcError
-from .flood import FloodModel, Limits, messages_in, preset
+from telepi.sandbox.limits.flood import FloodModel, Limits, messages_in, preset
+from telepi.sandbox.rpc.dispatch import RpcError
 
 Per = Literal["account", "account+chat"]
 RateError = Literal["FLOOD_WAIT", "SLOWMODE_WAIT", "PEER_FLOOD"]

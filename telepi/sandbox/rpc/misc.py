@@ -8,11 +8,11 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox import config_tl
-from telepi.sandbox.cdn import CDN_DC
-from telepi.sandbox.custom_emoji import ANIMATED_EMOJI_MAX
-from telepi.sandbox.dispatch import Registry, RpcContext
-from telepi.sandbox.rpc_common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
+from telepi.sandbox.dcs.cdn import CDN_DC
+from telepi.sandbox.rpc.common import CAPTION_LENGTH_MAX, CAPTION_LENGTH_MAX_PREMIUM, Env
+from telepi.sandbox.rpc.custom_emoji import ANIMATED_EMOJI_MAX
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext
+from telepi.sandbox.wire import config_tl
 
 # (host, port) of every DC the sandbox runs.
 Endpoint = Callable[[], Mapping[int, tuple[str, int]]]

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from telepi.sandbox.standing import STANDINGS
+from telepi.sandbox.world.standing import STANDINGS
 
 if TYPE_CHECKING:
     from telepi.sandbox.sandbox import Sandbox

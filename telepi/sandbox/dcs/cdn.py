@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from telethon.tl import types
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.files import FileStore
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.world.files import FileStore
 
 CDN_DC = 203
 HASH_PART = 128 * 1024  # core.telegram.org/cdn: hashes cover 128 KB parts

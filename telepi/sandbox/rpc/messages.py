@@ -9,9 +9,9 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext
-from telepi.sandbox.rpc_common import Env, bad, box_of, resolve_channel, resolve_peer
-from telepi.sandbox.world import GENERAL_TOPIC, HistoryFilter, Message, Page, is_channel
+from telepi.sandbox.rpc.common import Env, bad, box_of, resolve_channel, resolve_peer
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext
+from telepi.sandbox.world.world import GENERAL_TOPIC, HistoryFilter, Message, Page, is_channel
 
 _FILTERS: dict[type[TLObject], frozenset[str]] = {
     types.InputMessagesFilterPhotos: frozenset({"photo"}),

@@ -13,9 +13,8 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox import custom_emoji
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.rpc_common import (
+from telepi.sandbox.rpc import custom_emoji
+from telepi.sandbox.rpc.common import (
     ALBUM_MAX,
     FORWARD_MAX,
     MESSAGE_LENGTH_MAX,
@@ -31,10 +30,11 @@ from telepi.sandbox.rpc_common import (
     resolve_user,
     topic_for_send,
 )
-from telepi.sandbox.rpc_deliver import deliver_delete, deliver_edit, deliver_new
-from telepi.sandbox.rpc_media import MediaInput
-from telepi.sandbox.rpc_render import entity_to_dict
-from telepi.sandbox.world import GENERAL_TOPIC, Message, NewMessage, Posted
+from telepi.sandbox.rpc.deliver import deliver_delete, deliver_edit, deliver_new
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.rpc.media import MediaInput
+from telepi.sandbox.rpc.render import entity_to_dict
+from telepi.sandbox.world.world import GENERAL_TOPIC, Message, NewMessage, Posted
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Gate, RpcError, UpdateSink
+from telepi.sandbox.rpc.dispatch import Gate, RpcError, UpdateSink
 
 DC_IDS = (1, 2, 3, 4, 5)  # Telegram's production DCs
 HOME_DC = 2  # where accounts live unless their world entry says otherwise

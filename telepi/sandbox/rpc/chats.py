@@ -7,11 +7,11 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.rpc_common import Env, bad, box_of, forbidden, resolve_channel, resolve_peer, resolve_user
-from telepi.sandbox.rpc_messages import unix
-from telepi.sandbox.rpc_render import peer_tl
-from telepi.sandbox.world import Chat, Member, Message, chat_peer, is_channel
+from telepi.sandbox.rpc.common import Env, bad, box_of, forbidden, resolve_channel, resolve_peer, resolve_user
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.rpc.messages import unix
+from telepi.sandbox.rpc.render import peer_tl
+from telepi.sandbox.world.world import Chat, Member, Message, chat_peer, is_channel
 
 
 def register(registry: Registry, env: Env) -> None:

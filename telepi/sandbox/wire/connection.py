@@ -26,11 +26,11 @@ from telethon.tl import functions, types
 from telethon.tl.alltlobjects import LAYER
 from telethon.tl.tlobject import TLObject, TLRequest
 
-from . import protocol as proto
-from .dispatch import Gate, Registry, RpcContext, RpcError, UpdateSink, serialize_result
-from .faults import Faults, Throttle
-from .handshake import Handshake, HandshakeError, ServerKey
-from .keystore import AuthKeyRecord, KeyStore
+from telepi.sandbox.limits.faults import Faults, Throttle
+from telepi.sandbox.rpc.dispatch import Gate, Registry, RpcContext, RpcError, UpdateSink, serialize_result
+from telepi.sandbox.wire import protocol as proto
+from telepi.sandbox.wire.handshake import Handshake, HandshakeError, ServerKey
+from telepi.sandbox.wire.keystore import AuthKeyRecord, KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def is_file_request(request: TLObject) -> bool:
 
 
 class Connection:
-    """Serves one TCP connection for :class:`~telepi.sandbox.server.SandboxServer` (see module doc)."""
+    """Serves one TCP connection for :class:`~telepi.sandbox.wire.server.SandboxServer` (see module doc)."""
 
     def __init__(self, host: ConnectionHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._host = host

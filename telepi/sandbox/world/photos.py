@@ -18,8 +18,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from telepi.sandbox.dispatch import RpcError
-from telepi.sandbox.files import FileStore, generated_bytes
+from telepi.sandbox.rpc.dispatch import RpcError
+from telepi.sandbox.world.files import FileStore, generated_bytes
 
 BOXES = (("s", 100), ("m", 320), ("x", 800), ("y", 1280), ("w", 2560))
 STRIPPED_BOX = 40  # a stripped preview is at most 40×40 (Telegram's clients scale it up, blurred)

@@ -12,10 +12,10 @@ from typing import Any, Protocol
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.cdn import Cdn, OnCdn
-from telepi.sandbox.dcs import upload_owner
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.files import FileStore, KiB, MiB
+from telepi.sandbox.dcs.cdn import Cdn, OnCdn
+from telepi.sandbox.dcs.centres import upload_owner
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.world.files import FileStore, KiB, MiB
 
 _PHOTO_LOCATIONS = (types.InputPhotoFileLocation, types.InputPeerPhotoFileLocation)
 

@@ -97,10 +97,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from telepi.sandbox.dcs import DC_IDS, HOME_DC, spread
-from telepi.sandbox.files import FileStore
-from telepi.sandbox.photos import jpeg_bytes, store
-from telepi.sandbox.world import GENERAL_TOPIC, NewMessage, World, is_channel
+from telepi.sandbox.dcs.centres import DC_IDS, HOME_DC, spread
+from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.photos import jpeg_bytes, store
+from telepi.sandbox.world.world import GENERAL_TOPIC, NewMessage, World, is_channel
 
 DEFAULT_MIX: dict[str, int] = {
     "text": 40,

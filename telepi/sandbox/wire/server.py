@@ -2,7 +2,7 @@
 
 It owns the connections (``connection.py``), the persistent auth keys (``keystore.py``), the MTProto
 sessions and salts, and routes pushed updates to each account's live connections. What the requests
-do is the :class:`~telepi.sandbox.dispatch.Registry`'s business.
+do is the :class:`~telepi.sandbox.rpc.dispatch.Registry`'s business.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 
 from telethon.tl.tlobject import TLObject
 
-from .connection import SALT_PERIOD, Connection, Session
-from .dispatch import Gate, Registry, UpdateSink
-from .faults import Faults
-from .handshake import ServerKey
-from .keystore import AuthKeyRecord, KeyStore
-from .protocol import MsgIdClock
+from telepi.sandbox.limits.faults import Faults
+from telepi.sandbox.rpc.dispatch import Gate, Registry, UpdateSink
+from telepi.sandbox.wire.connection import SALT_PERIOD, Connection, Session
+from telepi.sandbox.wire.handshake import ServerKey
+from telepi.sandbox.wire.keystore import AuthKeyRecord, KeyStore
+from telepi.sandbox.wire.protocol import MsgIdClock
 
 log = logging.getLogger(__name__)
 

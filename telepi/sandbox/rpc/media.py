@@ -14,16 +14,16 @@ from typing import Any
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.cdn import OnCdn
-from telepi.sandbox.dcs import upload_owner
-from telepi.sandbox.dispatch import RpcContext, RpcError
-from telepi.sandbox.photos import downloadable, image_size, reencode
-from telepi.sandbox.rpc_common import Env, bad
-from telepi.sandbox.rpc_render import (
+from telepi.sandbox.dcs.cdn import OnCdn
+from telepi.sandbox.dcs.centres import upload_owner
+from telepi.sandbox.rpc.common import Env, bad
+from telepi.sandbox.rpc.dispatch import RpcContext, RpcError
+from telepi.sandbox.rpc.render import (
     attribute_to_dict,
     check_file_reference,
     document_kind,
 )
+from telepi.sandbox.world.photos import downloadable, image_size, reencode
 
 _DICE_FACES = {"🎰": 64, "🏀": 5, "⚽": 5}
 

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from telethon.tl import types
 
-from telepi.sandbox.dispatch import RpcError
 from telepi.sandbox.private import private_dir, private_file
+from telepi.sandbox.rpc.dispatch import RpcError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

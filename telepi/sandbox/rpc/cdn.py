@@ -8,8 +8,8 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.cdn import CDN_DC, Cdn
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.dcs.cdn import CDN_DC, Cdn
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
 
 
 def register(registry: Registry, cdn: Cdn) -> None:

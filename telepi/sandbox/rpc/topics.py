@@ -12,12 +12,12 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext
-from telepi.sandbox.rpc_common import Env, bad, check_manage_topics, forbidden, resolve_peer
-from telepi.sandbox.rpc_deliver import deliver_delete, deliver_new
-from telepi.sandbox.rpc_messages import unix
-from telepi.sandbox.rpc_render import peer_tl
-from telepi.sandbox.world import GENERAL_TOPIC, Chat, Message, Topic
+from telepi.sandbox.rpc.common import Env, bad, check_manage_topics, forbidden, resolve_peer
+from telepi.sandbox.rpc.deliver import deliver_delete, deliver_new
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext
+from telepi.sandbox.rpc.messages import unix
+from telepi.sandbox.rpc.render import peer_tl
+from telepi.sandbox.world.world import GENERAL_TOPIC, Chat, Message, Topic
 
 TOPIC_TITLE_MAX = 128
 # The sandbox's stand-ins for the custom emoji of inputStickerSetEmojiDefaultTopicIcons. "Telegram

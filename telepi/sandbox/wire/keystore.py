@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .handshake import ServerKey
-from .private import private_dir, private_file
-from .protocol import auth_key_id
+from telepi.sandbox.private import private_dir, private_file
+from telepi.sandbox.wire.handshake import ServerKey
+from telepi.sandbox.wire.protocol import auth_key_id
 
 FILENAME = "mtproto.sqlite3"
 

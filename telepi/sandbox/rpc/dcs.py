@@ -11,8 +11,8 @@ from typing import Any
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext
-from telepi.sandbox.rpc_common import Env
+from telepi.sandbox.rpc.common import Env
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext
 
 
 def register(registry: Registry, env: Env) -> None:

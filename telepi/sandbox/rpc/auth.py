@@ -23,9 +23,9 @@ from telethon import password as telethon_password
 from telethon.tl import functions, types
 from telethon.tl.tlobject import TLObject
 
-from telepi.sandbox.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.rpc_common import Env, bad
-from telepi.sandbox.world import User
+from telepi.sandbox.rpc.common import Env, bad
+from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
+from telepi.sandbox.world.world import User
 
 # Telegram's 2048-bit safe prime with g = 3 (Telethon accepts it without factorizing).
 SRP_PRIME = bytes.fromhex(
