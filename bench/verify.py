@@ -33,7 +33,7 @@ ACCOUNT = "bob"
 
 def fill(sb: Any, count: int) -> list[tuple[int, int]]:
     """``count`` source messages and their copies by ACCOUNT in the target, in one world transaction."""
-    from telepi.sandbox.world.world import NewMessage
+    from telepi.sandbox.world.records import NewMessage
 
     w = sb.world
     source, target = sb.chat(SOURCE).id, sb.chat(TARGET).id

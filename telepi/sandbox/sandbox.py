@@ -37,18 +37,11 @@ from telepi.sandbox.rpc.registry import build_env, build_registry
 from telepi.sandbox.wire.handshake import ServerKey
 from telepi.sandbox.wire.server import SandboxServer
 from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.peers import is_channel
 from telepi.sandbox.world.photos import downloadable
+from telepi.sandbox.world.records import GENERAL_TOPIC, Chat, Message, NewMessage, Posted, User
 from telepi.sandbox.world.standing import AccountStanding, Standing
-from telepi.sandbox.world.world import (
-    GENERAL_TOPIC,
-    Chat,
-    Message,
-    NewMessage,
-    Posted,
-    User,
-    World,
-    is_channel,
-)
+from telepi.sandbox.world.world import World
 from telepi.sandbox.world.worldfile import build_media, load_world
 
 API_ID = 94575  # any id works: the sandbox does not check it

@@ -284,7 +284,7 @@ async def test_catch_up_fetches_what_happened_while_away(sb: Sandbox) -> None:
 
 
 def _text(text: str) -> Any:
-    from telepi.sandbox.world.world import NewMessage
+    from telepi.sandbox.world.records import NewMessage
 
     return NewMessage(text=text)
 

@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telepi.sandbox.world.files import FileStore, generated_sha256
-from telepi.sandbox.world.world import GENERAL_TOPIC, HistoryFilter, NewMessage, Page, World, channel_peer
+from telepi.sandbox.world.peers import channel_peer
+from telepi.sandbox.world.records import GENERAL_TOPIC, HistoryFilter, NewMessage, Page
+from telepi.sandbox.world.world import World
 from telepi.sandbox.world.worldfile import (
     DEFAULT_MIX,
     WorldFileError,

@@ -25,7 +25,7 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.rpc.common import Env, bad
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
-from telepi.sandbox.world.world import User
+from telepi.sandbox.world.records import User
 
 # Telegram's 2048-bit safe prime with g = 3 (Telethon accepts it without factorizing).
 SRP_PRIME = bytes.fromhex(

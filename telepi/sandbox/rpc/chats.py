@@ -11,7 +11,8 @@ from telepi.sandbox.rpc.common import Env, bad, box_of, forbidden, resolve_chann
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc.messages import unix
 from telepi.sandbox.rpc.render import peer_tl
-from telepi.sandbox.world.world import Chat, Member, Message, chat_peer, is_channel
+from telepi.sandbox.world.peers import chat_peer, is_channel
+from telepi.sandbox.world.records import Chat, Member, Message
 
 
 def register(registry: Registry, env: Env) -> None:

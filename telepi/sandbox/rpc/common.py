@@ -13,15 +13,9 @@ from telepi.sandbox.dcs.centres import DataCentres
 from telepi.sandbox.rpc.dispatch import RpcError
 from telepi.sandbox.rpc.render import Renderer
 from telepi.sandbox.world.files import FileStore
-from telepi.sandbox.world.world import (
-    GENERAL_TOPIC,
-    Chat,
-    Member,
-    World,
-    channel_peer,
-    chat_peer,
-    peer_kind,
-)
+from telepi.sandbox.world.peers import channel_peer, chat_peer, peer_kind
+from telepi.sandbox.world.records import GENERAL_TOPIC, Chat, Member
+from telepi.sandbox.world.world import World
 
 MESSAGE_LENGTH_MAX = 4096
 # Counted in UTF-16 code units after entity parsing; the app config's caption_length_limit_default /

@@ -14,7 +14,8 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.rpc.common import Env
 from telepi.sandbox.rpc.dispatch import UpdateSink
-from telepi.sandbox.world.world import Copy, Deletion, Posted, is_channel, raw_id
+from telepi.sandbox.world.peers import is_channel, raw_id
+from telepi.sandbox.world.records import Copy, Deletion, Posted
 
 Session = tuple[int, int] | None
 

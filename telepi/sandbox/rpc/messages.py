@@ -11,7 +11,8 @@ from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.rpc.common import Env, bad, box_of, resolve_channel, resolve_peer
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext
-from telepi.sandbox.world.world import GENERAL_TOPIC, HistoryFilter, Message, Page, is_channel
+from telepi.sandbox.world.peers import is_channel
+from telepi.sandbox.world.records import GENERAL_TOPIC, HistoryFilter, Message, Page
 
 _FILTERS: dict[type[TLObject], frozenset[str]] = {
     types.InputMessagesFilterPhotos: frozenset({"photo"}),

@@ -20,19 +20,9 @@ from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
 from telepi.sandbox.rpc.dispatch import RpcError
-from telepi.sandbox.world.world import (
-    ADMIN_RIGHTS,
-    GENERAL_TOPIC,
-    Chat,
-    Document,
-    Member,
-    Message,
-    Photo,
-    User,
-    World,
-    peer_kind,
-    raw_id,
-)
+from telepi.sandbox.world.peers import peer_kind, raw_id
+from telepi.sandbox.world.records import ADMIN_RIGHTS, GENERAL_TOPIC, Chat, Document, Member, Message, Photo, User
+from telepi.sandbox.world.world import World
 
 # ---- file references ---------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from telepi.sandbox.rpc.deliver import deliver_delete, deliver_edit, deliver_new
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc.media import MediaInput
 from telepi.sandbox.rpc.render import entity_to_dict
-from telepi.sandbox.world.world import GENERAL_TOPIC, Message, NewMessage, Posted
+from telepi.sandbox.world.records import GENERAL_TOPIC, Message, NewMessage, Posted
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 

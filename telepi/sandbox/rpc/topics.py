@@ -17,7 +17,7 @@ from telepi.sandbox.rpc.deliver import deliver_delete, deliver_new
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext
 from telepi.sandbox.rpc.messages import unix
 from telepi.sandbox.rpc.render import peer_tl
-from telepi.sandbox.world.world import GENERAL_TOPIC, Chat, Message, Topic
+from telepi.sandbox.world.records import GENERAL_TOPIC, Chat, Message, Topic
 
 TOPIC_TITLE_MAX = 128
 # The sandbox's stand-ins for the custom emoji of inputStickerSetEmojiDefaultTopicIcons. "Telegram

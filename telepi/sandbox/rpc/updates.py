@@ -16,7 +16,8 @@ from telepi.sandbox.rpc.common import Env, resolve_channel
 from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc.messages import unix
 from telepi.sandbox.rpc.render import peer_tl
-from telepi.sandbox.world.world import Event, HistoryFilter, Message, Page, raw_id
+from telepi.sandbox.world.peers import raw_id
+from telepi.sandbox.world.records import Event, HistoryFilter, Message, Page
 
 ACCOUNT_DIFF_LIMIT = 1000
 CHANNEL_DIFF_LIMIT = 1000

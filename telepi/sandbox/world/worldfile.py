@@ -99,8 +99,10 @@ from typing import Any
 
 from telepi.sandbox.dcs.centres import DC_IDS, HOME_DC, spread
 from telepi.sandbox.world.files import FileStore
+from telepi.sandbox.world.peers import is_channel
 from telepi.sandbox.world.photos import jpeg_bytes, store
-from telepi.sandbox.world.world import GENERAL_TOPIC, NewMessage, World, is_channel
+from telepi.sandbox.world.records import GENERAL_TOPIC, NewMessage
+from telepi.sandbox.world.world import World
 
 DEFAULT_MIX: dict[str, int] = {
     "text": 40,
