@@ -5,7 +5,7 @@
         await sb.post("source", "hello", topic=2)   # mutate the world and push live updates
         assert sb.messages("target")[-1]["text"] == "hello"
 
-It runs Telegram's five data centres (``dcs.py``) and a CDN DC (``cdn.py``), each on its own loopback
+It runs Telegram's five data centres (``dcs/centres.py``) and a CDN DC (``dcs/cdn.py``), each on its own loopback
 port with its own auth keys, over one world and one file store; ``port`` is the home DC's (2), where accounts log in.
 
 The state directory (a temporary one by default) holds ``world.sqlite``, the file store, the

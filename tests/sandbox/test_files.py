@@ -1,4 +1,4 @@
-"""FileStore (files.py) and the upload/download handlers (rpc_files.py), without the network."""
+"""FileStore (world/files.py) and the upload/download handlers (rpc/upload.py), without the network."""
 
 from __future__ import annotations
 

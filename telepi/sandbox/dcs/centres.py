@@ -5,7 +5,7 @@ others); the world and the file store are one. What this module decides:
 
 - an account lives on its home DC: logging in elsewhere answers PHONE_MIGRATE_X / USER_MIGRATE_X, and
   a logged-in key on another DC may only move files (anything else answers USER_MIGRATE_X);
-- a file is served by the DC it lives on (FILE_MIGRATE_X elsewhere; ``rpc_media``); world files are
+- a file is served by the DC it lives on (FILE_MIGRATE_X elsewhere; ``rpc/media.py``); world files are
   spread over the DCs by their seed, uploads land on the DC their parts were saved on;
 - ``auth.exportAuthorization`` on the home DC gives bytes valid once, for that user on the DC named;
   ``auth.importAuthorization`` there binds the calling key to the user (counted per account and DC);

@@ -1,7 +1,8 @@
-"""Knobs that make the sandbox misbehave like the real Telegram: flood limits, errors, drops, slow links.
+"""Knobs that make the sandbox misbehave like the real Telegram: flood limits, errors, drops, slow links
+(Telegram's error codes: https://core.telegram.org/api/errors).
 
 Flood limits come two ways: :class:`RateRule` sliding windows (a test's precise knob) and the quota model of
-flood.py (Telegram's shape; presets by name through :meth:`Faults.use_limits`).
+``limits/flood.py`` (Telegram's shape; presets by name through :meth:`Faults.use_limits`).
 
 A :class:`Faults` object is shared with the running server and may be changed at any time from a
 test or benchmark; the server consults it on every request and every packet. Random choices use

@@ -2,8 +2,9 @@
 
 Real Telegram publishes no limits for user accounts; what clients meet (notes/telegram.md, "Rate limits for user
 accounts behave like quotas") is not a sliding window: a burst or a long run of calls goes through, then one call
-is refused with ``FLOOD_WAIT_X`` (420) where X has nothing to do with how long ago the first call was — a
-thousand seconds after two thousand forwards at one a second (telegraf#1563). The model here:
+is refused with ``FLOOD_WAIT_X`` (420, https://core.telegram.org/api/errors#420-flood) where X has nothing to do
+with how long ago the first call was — a thousand seconds after two thousand forwards at one a second
+(telegraf#1563). The model here:
 
 - a :class:`Group` of methods shares its quotas and its penalty (a wait on ``SendMessage`` also refuses
   ``SendMedia``); each account has its own;

@@ -1,4 +1,5 @@
-"""The CDN methods (``cdn.py`` has the rules): ``help.getCdnConfig``, ``upload.getCdnFile`` on the CDN DC,
+"""The CDN methods (``dcs/cdn.py`` has the rules, after
+https://core.telegram.org/cdn): ``help.getCdnConfig``, ``upload.getCdnFile`` on the CDN DC,
 ``upload.reuploadCdnFile`` and ``upload.getCdnFileHashes`` on the file's DC."""
 
 from __future__ import annotations

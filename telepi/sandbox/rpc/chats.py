@@ -1,4 +1,8 @@
-"""Users, chats, dialogs and participants: who exists and what each account may see of them."""
+"""Users, chats, dialogs and participants: who exists and what each account may see of them.
+
+Telegram's peers (https://core.telegram.org/api/peers), channels and supergroups
+(https://core.telegram.org/api/channel) and their participants' rights (https://core.telegram.org/api/rights).
+"""
 
 from __future__ import annotations
 

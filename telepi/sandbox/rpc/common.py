@@ -1,4 +1,8 @@
-"""What every RPC module shares: the environment, input-peer resolution and Telegram's permission rules."""
+"""What every RPC module shares: the environment, input-peer resolution and Telegram's permission rules.
+
+Input peers carry an access hash (https://core.telegram.org/api/peers); who may post, edit, delete or manage
+topics follows admin and banned rights (https://core.telegram.org/api/rights).
+"""
 
 from __future__ import annotations
 

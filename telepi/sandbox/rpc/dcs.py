@@ -1,7 +1,7 @@
 """``auth.exportAuthorization`` / ``auth.importAuthorization``: an account's key on another DC.
 
 As core.telegram.org/api/datacenter has it: the home DC exports bytes for a target DC; importing them
-there, once, binds the calling key (made on that DC) to the account. The rules live in ``dcs.py``.
+there, once, binds the calling key (made on that DC) to the account. The rules live in ``dcs/centres.py``.
 """
 
 from __future__ import annotations

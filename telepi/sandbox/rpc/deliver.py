@@ -1,4 +1,5 @@
-"""Turning world changes into ``Updates``: the caller's RPC result and the pushes to everyone else.
+"""Turning world changes into ``Updates``: the caller's RPC result and the pushes to everyone else
+(https://core.telegram.org/api/updates).
 
 Each account that sees a change gets its own rendering (``out`` differs per viewer) with the exact
 pts its box took, so Telethon's message box applies it without a gap. The acting session gets the

@@ -1,10 +1,12 @@
 """The seam between the sandbox's MTProto server and its Telegram world.
 
-The server (``server.py``) owns connections, encryption and sessions; it unwraps
+The server (``wire/server.py``) owns connections, encryption and sessions; it unwraps
 ``invokeWithLayer``/``initConnection``/``invokeWithoutUpdates``/``invokeAfterMsg`` and hands every
-real request to a :class:`Registry` together with an :class:`RpcContext`. Handlers (``rpc*.py``)
+real request (https://core.telegram.org/api/invoking) to a :class:`Registry` together with an :class:`RpcContext`.
+Handlers (``rpc/*.py``)
 return a TL object, a ``list`` (sent as a TL vector), a ``bool`` (boolTrue/boolFalse) or raise
-:class:`RpcError`, which the server sends back as ``rpc_error``.
+:class:`RpcError`, which the server sends back as ``rpc_error``
+(https://core.telegram.org/mtproto/service_messages).
 """
 
 from __future__ import annotations

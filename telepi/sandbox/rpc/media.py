@@ -1,9 +1,10 @@
-"""Media in and out: ``InputMedia*`` → world media descriptors, and download locations → stored files.
+"""Media in and out: ``InputMedia*`` → world media descriptors, and download locations → stored files
+(https://core.telegram.org/type/InputMedia, https://core.telegram.org/api/files).
 
 World media descriptors are JSON dicts with a ``kind``: ``photo`` (``photo_id``), the document
 kinds ``video``/``round``/``gif``/``sticker``/``voice``/``audio``/``document`` (``document_id``),
 ``poll``, ``geo``, ``venue``, ``contact``, ``dice``, ``webpage`` and the kinds that can only be forwarded
-(``worldfile.UNSENDABLE_KINDS``); see ``worldfile.py``.
+(``worldfile.UNSENDABLE_KINDS``); see ``world/worldfile.py``.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def on_dc(ctx: RpcContext, dc_id: int) -> None:
 
 
 class WorldFileLocator:
-    """rpc_files' FileLocator: which stored file a download location names."""
+    """rpc/upload.py's FileLocator: which stored file a download location names."""
 
     def __init__(self, env: Env) -> None:
         self.env = env

@@ -1,4 +1,8 @@
-"""Reading messages: history, replies (forum topics), search and by id, with Telegram's pagination."""
+"""Reading messages: history, replies (forum topics), search and by id, with Telegram's pagination.
+
+Pagination by offset_id / add_offset / limit (https://core.telegram.org/api/offsets), search filters
+(https://core.telegram.org/api/search) and a topic's or a message's replies (https://core.telegram.org/api/threads).
+"""
 
 from __future__ import annotations
 

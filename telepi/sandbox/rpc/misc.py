@@ -1,4 +1,8 @@
-"""Session plumbing a client calls around the real work: config, nearest DC, app config, status."""
+"""Session plumbing a client calls around the real work: config, nearest DC, app config, status.
+
+``help.getConfig`` (https://core.telegram.org/method/help.getConfig) and the app config's limits
+(https://core.telegram.org/api/config#client-configuration).
+"""
 
 from __future__ import annotations
 

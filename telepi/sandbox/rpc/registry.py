@@ -1,11 +1,10 @@
 """The sandbox's Telegram RPCs: one :class:`~telepi.sandbox.rpc.dispatch.Registry` over a world and a file store.
 
-Handlers live in small modules by topic: ``rpc_auth`` (login, SRP), ``rpc_dcs`` (exported
-authorizations between data centres), ``rpc_chats`` (users, chats, dialogs), ``rpc_messages``
-(reading), ``rpc_send`` (sending, forwarding, editing, deleting), ``rpc_topics`` (forum topics),
-``rpc_updates`` (getState/getDifference), ``rpc_misc`` (config), ``rpc_cdn`` (the CDN DC) and the file
-helper's ``rpc_files``
-(uploads, downloads), which finds files through :class:`~telepi.sandbox.rpc.media.WorldFileLocator`.
+Telegram's API is a list of methods grouped by namespace (https://core.telegram.org/methods); handlers live
+in one module per family: ``auth`` (login, SRP), ``dcs`` (exported authorizations between data centres),
+``chats`` (users, chats, dialogs), ``messages`` (reading), ``send`` (sending, forwarding, editing, deleting),
+``topics`` (forum topics), ``updates`` (getState/getDifference), ``misc`` (config), ``cdn`` (the CDN DC) and
+``upload`` (uploads, downloads), which finds files through :class:`~telepi.sandbox.rpc.media.WorldFileLocator`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """World rows → Telethon TL objects, as one viewer sees them; and file references.
 
+The constructors are layer 229's (https://core.telegram.org/schema); file references expire and are
+refreshed by fetching their message again (https://core.telegram.org/api/file_reference).
+
 Everything that is per-viewer on Telegram (``out``, ``is_self``, ``creator``, ``left``, a chat's
 ``admin_rights``) is decided here from the viewer's user id. Dates are passed as ints (unix time):
 Telethon's TL serializer accepts them as they are.

@@ -2,7 +2,8 @@
 
 Sends are idempotent per (sender, peer, random_id): a repeated random_id returns the earlier
 message instead of a new one (``World.post``), so a client retrying after a lost answer never
-duplicates.
+duplicates (``random_id``, https://core.telegram.org/method/messages.sendMessage; forwards:
+https://core.telegram.org/method/messages.forwardMessages).
 """
 
 from __future__ import annotations

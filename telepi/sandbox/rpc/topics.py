@@ -1,4 +1,4 @@
-"""Forum topics (layer 229): list, look up, create and edit.
+"""Forum topics (layer 229, https://core.telegram.org/api/forum): list, look up, create and edit.
 
 A topic's id is the id of its "topic created" service message; General is id 1. Topics are
 listed by most recent activity (their newest message), as Telegram does, and paged with

@@ -1,8 +1,9 @@
-"""``updates.getState`` / ``getDifference`` / ``getChannelDifference``, replayed from the world's event log.
+"""``updates.getState`` / ``getDifference`` / ``getChannelDifference``, replayed from the world's event log
+(https://core.telegram.org/api/updates).
 
 Exactness matters: Telethon's ``MessageBox`` applies an update only when ``local_pts + pts_count ==
 pts``; anything else makes it wait and fetch the difference again. Every event in a box took exactly
-one pts range in ``World._take_pts``, so replaying the log from the client's pts reproduces it.
+one pts range in ``Updates._take_pts`` (``world/updates.py``), so replaying the log from the client's pts reproduces it.
 """
 
 from __future__ import annotations

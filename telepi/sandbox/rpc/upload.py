@@ -1,7 +1,8 @@
 """Upload and download RPCs of the sandbox: ``upload.saveFilePart``, ``saveBigFilePart``, ``getFile``.
 
 Which stored file a download location names (documents, photos, thumbnails, file references) is the
-world's business: it hands in a :class:`FileLocator`. Storage and upload rules live in ``files.py``.
+world's business: it hands in a :class:`FileLocator`. Storage and upload rules live in ``world/files.py``
+(https://core.telegram.org/api/files).
 """
 
 from __future__ import annotations

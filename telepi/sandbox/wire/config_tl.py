@@ -1,4 +1,5 @@
-"""``help.getConfig``'s answer for a sandbox: each data centre at its own local port (or all at one)."""
+"""``help.getConfig``'s answer for a sandbox: each data centre at its own local port (or all at one)
+(https://core.telegram.org/method/help.getConfig, ``dcOption``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """One client TCP connection to the sandbox: transport, handshake, MTProto sessions, RPC dispatch.
 
+Transports: https://core.telegram.org/mtproto/mtproto-transports; sessions, msg_ids, seq_nos, salts and
+containers: https://core.telegram.org/mtproto/description and https://core.telegram.org/mtproto/service_messages.
+
 Three tasks per connection: the reader (bytes -> packets, inbound bandwidth), the processor
 (decrypts packets in arrival order after the link latency; answers service messages at once and
 starts one task per RPC so a slow call never blocks a ping), and the writer (packs queued replies

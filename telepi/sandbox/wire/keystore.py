@@ -1,7 +1,7 @@
 """What the sandbox server must remember across restarts, in ``<state_dir>/mtproto.sqlite3``.
 
-The RSA private key, a secret that derives server salts, every auth key with the account it is
-logged in as and the layer the client announced. Telethon session files hold only the auth key,
+The RSA private key, a secret that derives server salts, every auth key (https://core.telegram.org/mtproto/auth_key)
+with the account it is logged in as and the layer the client announced. Telethon session files hold only the auth key,
 so keeping these is what lets an existing ``.session`` reconnect to a restarted sandbox. Every write
 is one autocommitted statement, so the file is consistent whatever line the process dies on.
 """

@@ -1,6 +1,7 @@
-"""The sandbox's MTProto server: a TCP listener on loopback that the unmodified Telethon client talks to.
+"""The sandbox's MTProto server: a TCP listener on loopback that the unmodified Telethon client talks to
+(MTProto 2.0, https://core.telegram.org/mtproto).
 
-It owns the connections (``connection.py``), the persistent auth keys (``keystore.py``), the MTProto
+It owns the connections (``wire/connection.py``), the persistent auth keys (``wire/keystore.py``), the MTProto
 sessions and salts, and routes pushed updates to each account's live connections. What the requests
 do is the :class:`~telepi.sandbox.rpc.dispatch.Registry`'s business.
 """

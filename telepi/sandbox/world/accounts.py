@@ -1,4 +1,5 @@
-"""Telegram accounts and users: phone, login code, 2FA password, username, premium, home DC."""
+"""Telegram accounts and users: phone, login code, 2FA password, username, premium, home DC
+(https://core.telegram.org/api/auth, https://core.telegram.org/api/premium)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Messages in their boxes: posting, editing, deleting, reading history."""
+"""Messages in their boxes: posting, editing, deleting, reading history.
+
+A channel numbers its own messages, private chats and basic groups number them per account
+(https://core.telegram.org/api/updates#message-related-event-sequences); a sender's ``random_id`` makes a send
+idempotent (https://core.telegram.org/method/messages.sendMessage).
+"""
 
 from __future__ import annotations
 

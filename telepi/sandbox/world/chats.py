@@ -1,4 +1,5 @@
-"""Groups, channels and supergroups, and their members with their admin rights."""
+"""Groups, channels and supergroups, and their members with their admin rights
+(https://core.telegram.org/api/channel, https://core.telegram.org/api/rights)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Documents and photos the world's messages carry: their ids, access hashes, sizes and the DC each lives on."""
+"""Documents and photos the world's messages carry: their ids, access hashes, sizes and the DC each lives on
+(https://core.telegram.org/api/files, https://core.telegram.org/api/datacenter)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The world's records as the RPC layer reads them: users, chats, members, topics, messages, media and
-the updates a change makes; frozen dataclasses, no storage, no TL."""
+the updates a change makes; frozen dataclasses, no storage, no TL (their TL
+counterparts: https://core.telegram.org/schema)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The world's SQLite database: schema, rows to records, transactions and settings.
+"""The world's SQLite database: schema, rows to records, transactions and settings. Storage only: it models
+nothing of Telegram itself (the concerns built on it cite their pages).
 
 The database is ``world.sqlite`` in WAL mode; every mutation is one short ``BEGIN IMMEDIATE``
 transaction, so another process (``telepi sandbox dump``) can read while the server runs.

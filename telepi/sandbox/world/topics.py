@@ -1,4 +1,5 @@
-"""Forum topics."""
+"""Forum topics: a topic is its "topic created" service message, General is id 1
+(https://core.telegram.org/api/forum)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every box's pts and the log of events that ``updates.getDifference`` replays."""
+"""Every box's pts and the log of events that ``updates.getDifference`` replays
+(https://core.telegram.org/api/updates)."""
 
 from __future__ import annotations
 

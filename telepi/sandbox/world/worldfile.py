@@ -139,7 +139,7 @@ _MIMES = {
 _EXTENSIONS = {"video": "mp4", "round": "mp4", "gif": "mp4", "audio": "mp3", "voice": "ogg", "sticker": "webp"}
 
 
-# Media a user account can only forward (see rpc_render.unsendable_media).
+# Media a user account can only forward (see rpc/render.py, unsendable_media).
 UNSENDABLE_KINDS = frozenset(
     {"story", "giveaway", "giveaway_results", "paid_media", "game", "invoice", "todo", "unsupported"}
 )
