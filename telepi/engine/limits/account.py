@@ -31,7 +31,7 @@ LONG_WAIT_SECONDS = 30
 SEND_METHODS = ("SendMessage", "SendMedia", "SendMultiMedia", "ForwardMessages")
 # Groups whose quotas the field reports (sends, forwards, history reads): one call of each in flight at a time
 # from the start, for two calls in flight together meet a quota together and the second is refused during the
-# penalty the first just started, lengthening it (sandbox/flood.py's escalation).
+# penalty the first just started, lengthening it (sandbox/limits/flood.py's escalation).
 ONE_IN_FLIGHT = frozenset(GROUPS.values()) | SEND_GROUPS
 # Set while a call runs under AccountLimiter.call, so the gateway below it does not wait a second time.
 GOVERNED: ContextVar[bool] = ContextVar("telepi_governed", default=False)

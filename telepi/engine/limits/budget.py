@@ -14,7 +14,7 @@ came — 30 s after a burst, ~50 minutes after 2,000 sends in a row. A refusal i
   refusal while keeping to it makes it stricter; it lives in the checkpoint per account, so a restart and
   the account's sessions on other hosts start informed;
 - Telegram answers per method *group*: a wait met on ``SendMessage`` holds ``SendMedia`` and
-  ``SendMultiMedia`` too (``sandbox/flood.py``'s sends group, from the field reports of a wait on one send
+  ``SendMultiMedia`` too (``sandbox/limits/flood.py``'s sends group, from the field reports of a wait on one send
   method refusing the others), so the budget, the wait and the lesson are the group's;
 - the send groups count messages, not calls: the long-run quota is reported in messages sent or forwarded
   (tginfo/Telegram-Limits#289), so a forward of 100 or an album of 10 takes that many places in the run-up,
