@@ -65,12 +65,13 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
     started = time.time()
     cpu = time.process_time()
     claimed: list[int] = []
-    bad_marks = bad_completes = units = 0
+    bad_marks = bad_completes = units = idle = 0
     while True:
         items = store.claim(route_id, session, claim, LEASE_SECONDS)
         if not items:
             if store.head(route_id) is None:
                 break
+            idle += 1
             time.sleep(0.001)  # the last units are held by others
             continue
         claimed.extend(item.source_msg_id for item in items)
@@ -91,6 +92,7 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
     result = {
         "claimed": claimed,
         "units": units,
+        "idle_claims": idle,
         "bad_marks": bad_marks,
         "bad_completes": bad_completes,
         "started": started,
@@ -168,6 +170,7 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
     ok = checks["done"] == items and not any(v for k, v in checks.items() if k != "done")
     units = sum(r["units"] for r in results)
     return {
+        "idle_claims": sum(r["idle_claims"] for r in results),
         "backend": "sqlite" if server is None else "postgres",
         "processes": processes,
         "items": items,

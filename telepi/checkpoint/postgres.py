@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -76,6 +76,18 @@ _CLOCK = (
     "clock AS MATERIALIZED (SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now)"
 )
 _CLAIMABLE_AT_CLOCK = _CLAIMABLE.replace("%(now)s", "clock.now")
+# A completed row ``d`` moved a head (wait_head) when no pending or processing row of its topic (of the route
+# without topics) lay below it: the head of its topic, and of the route when it was the route's. Only then
+# does ``complete`` notify: every NOTIFY holds one cluster-wide lock from its commit's start to its end (WAL
+# flush included), so notifying each complete put every session's completes in one file behind each fsync.
+# Two completes racing below a waiter's row may each see the other's row still open and neither notify: the
+# waiter then looks again after its wait's timeout (HEAD_WAIT), as after a write it began to listen too late.
+_MOVED_HEAD = (
+    "COALESCE(d.source_msg_id <= CASE WHEN d.topic_id IS NULL THEN (SELECT MIN(o.source_msg_id) FROM messages o "
+    "WHERE o.route_id = %(route)s AND o.topic_id IS NULL AND o.status IN ('pending', 'processing')) "
+    "ELSE (SELECT MIN(o.source_msg_id) FROM messages o WHERE o.route_id = %(route)s AND o.topic_id = d.topic_id "
+    "AND o.status IN ('pending', 'processing')) END, TRUE)"
+)
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
 _FIXABLE_CONNECT = (
@@ -571,7 +583,7 @@ class PostgresStore:
         # (PostgreSQL rechecks a locked row's newest version) or waits for this one. All or nothing: the
         # update runs only when every row is still this session's.
         wanted = len(set(source_ids))
-        params = {"route": route_id, "session": session, "ids": list(source_ids), "spare": spare, "wanted": wanted}
+        params = {"route": route_id, "session": session, "ids": _bigints(source_ids), "spare": spare, "wanted": wanted}
         if wanted == 1:
             # One row is all or nothing by itself: the update's own check on the row's newest version is the
             # lock-then-decide, without locking the row first (a second write of it, WAL included).
@@ -596,7 +608,7 @@ class PostgresStore:
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
-        # One statement; it wakes the sessions waiting on the head when it recorded something.
+        # One statement; it wakes the sessions waiting on the head when it moved a head (_MOVED_HEAD).
         row = self._statement(
             # The rows by key (= ANY), each one's target looked up in the arrays: a join with unnest() may be
             # planned, once prepared, as a scan of the whole route.
@@ -604,15 +616,14 @@ class PostgresStore:
             "target_msg_id = (%(targets)s::bigint[])[array_position(%(sources)s::bigint[], m.source_msg_id)], "
             "processed_at = clock.now, lease_expires = NULL, last_error = NULL FROM clock "
             "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(sources)s::bigint[]) "
-            "AND m.status NOT IN ('done', 'skipped') RETURNING 1), counted AS (SELECT COUNT(*)::int AS n FROM done) "
-            "SELECT n, CASE WHEN n > 0 THEN pg_notify(%(channel)s, %(payload)s) END AS woke FROM counted",
+            "AND m.status NOT IN ('done', 'skipped') RETURNING m.source_msg_id, m.topic_id), "
+            f"counted AS (SELECT COUNT(*)::int AS n, bool_or({_MOVED_HEAD}) AS moved FROM done d) "
+            f"SELECT n, CASE WHEN moved THEN pg_notify('{_HEAD}', %(route)s::text) END AS woke FROM counted",
             {
                 "session": session,
-                "sources": list(targets),
-                "targets": list(targets.values()),
+                "sources": _bigints(targets),
+                "targets": _bigints(targets.values()),
                 "route": route_id,
-                "channel": _HEAD,
-                "payload": str(route_id),
             },
         )[0]
         return int(row["n"])
@@ -1355,6 +1366,12 @@ class PostgresStore:
             return changed
 
         return self._run(work)
+
+
+def _bigints(values: Iterable[int | None]) -> str:
+    """An array parameter as PostgreSQL's text literal, cast in the SQL (``::bigint[]``): psycopg would look
+    at every element of a list to choose its type, a third of a cycle's client CPU."""
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
 def _notify_head(db: _Tx, route_id: int) -> None:
