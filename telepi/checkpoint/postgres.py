@@ -321,9 +321,9 @@ class PostgresStore:
         ``_run`` retries a transaction; ``%(now)s`` is the test clock, or NULL for the server's (``_CLOCK``)."""
         for attempt in range(_RETRIES):
             try:
-                with self._hot_connection().cursor() as cur:
-                    cur.execute(sql.encode(), {**params, "now": None if self._clock is None else self._clock()})
-                    return cur.fetchall()
+                cur = self._hot_cursor()
+                cur.execute(sql.encode(), {**params, "now": None if self._clock is None else self._clock()})
+                return cur.fetchall()
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
                     raise PassingError(
@@ -331,18 +331,18 @@ class PostgresStore:
                     ) from None
                 time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
             except psycopg.OperationalError as exc:
-                conn = getattr(self._hot, "conn", None)
-                if conn is not None:  # whatever state it was left in: the next call starts afresh
-                    conn.close()
+                broken = getattr(self._hot, "cur", None)
+                if broken is not None:  # whatever state it was left in: the next call starts afresh
+                    broken.connection.close()
                 raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
-    def _hot_connection(self) -> psycopg.Connection[DictRow]:
-        """This thread's connection for ``_statement``: opened on first use, again after it broke (a server
-        restart: that call failed as passing, the next one reconnects)."""
-        conn: psycopg.Connection[DictRow] | None = getattr(self._hot, "conn", None)
-        if conn is not None and not conn.closed:
-            return conn
+    def _hot_cursor(self) -> psycopg.Cursor[DictRow]:
+        """This thread's cursor for ``_statement``, on a connection opened on first use and again after it broke
+        (a server restart: that call failed as passing, the next one reconnects)."""
+        cur: psycopg.Cursor[DictRow] | None = getattr(self._hot, "cur", None)
+        if cur is not None and not cur.connection.closed:
+            return cur
         conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=15)
         _configure(conn)
         # psycopg prepares these statements after a few runs; PostgreSQL's default then plans each run
@@ -350,11 +350,11 @@ class PostgresStore:
         # 0.2 ms of planning per complete and 2 ms per claim, more than their execution. Their generic plans
         # are keyed lookups (the claim's is written so: see _CLAIM), so they are planned once per connection.
         conn.execute(b"SET plan_cache_mode = force_generic_plan")
-        self._hot.conn = conn
+        cur = self._hot.cur = conn.cursor()
         with self._hot_lock:
             self._hot_conns = [c for c in self._hot_conns if not c.closed]
             self._hot_conns.append(conn)
-        return conn
+        return cur
 
     def close(self) -> None:
         with self._listen_lock:
