@@ -345,11 +345,12 @@ class PostgresStore:
             return cur
         conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=15)
         _configure(conn)
-        # psycopg prepares these statements after a few runs; PostgreSQL's default then plans each run
+        # psycopg prepares statements after a few runs; PostgreSQL's default then plans each run
         # again whenever the generic plan's estimate looks dearer (a complete's array of ids, a claim's LIMIT):
         # 0.2 ms of planning per complete and 2 ms per claim, more than their execution. Their generic plans
         # are keyed lookups (the claim's is written so: see _CLAIM), so they are planned once per connection.
         conn.execute(b"SET plan_cache_mode = force_generic_plan")
+        conn.prepare_threshold = 0  # run thousands of times each: prepared from the first run, never planned twice
         cur = self._hot.cur = conn.cursor()
         with self._hot_lock:
             self._hot_conns = [c for c in self._hot_conns if not c.closed]
