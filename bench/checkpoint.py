@@ -60,17 +60,20 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
 
     store = open_checkpoint(db_path, create=False)
     store.register_session(session, socket.gethostname(), os.getpid())
+    store.head(route_id)  # opens the store's connections, as a session does before its first claim: not timed
     print("ready", flush=True)
     sys.stdin.readline()  # the go signal: process start-up is not timed
     started = time.time()
     cpu = time.process_time()
+    kernel = os.times().system
     claimed: list[int] = []
-    bad_marks = bad_completes = units = 0
+    bad_marks = bad_completes = units = idle = 0
     while True:
         items = store.claim(route_id, session, claim, LEASE_SECONDS)
         if not items:
             if store.head(route_id) is None:
                 break
+            idle += 1
             time.sleep(0.001)  # the last units are held by others
             continue
         claimed.extend(item.source_msg_id for item in items)
@@ -87,15 +90,18 @@ def worker(db_path: str, route_id: int, session: str, claim: int) -> None:
                 bad_completes += 1
     ended = time.time()
     cpu = time.process_time() - cpu
+    kernel = os.times().system - kernel
     store.close()
     result = {
         "claimed": claimed,
         "units": units,
+        "idle_claims": idle,
         "bad_marks": bad_marks,
         "bad_completes": bad_completes,
         "started": started,
         "ended": ended,
         "cpu": cpu,
+        "kernel_cpu": kernel,
     }
     print(json.dumps(result), flush=True)
 
@@ -168,6 +174,7 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
     ok = checks["done"] == items and not any(v for k, v in checks.items() if k != "done")
     units = sum(r["units"] for r in results)
     return {
+        "idle_claims": sum(r["idle_claims"] for r in results),
         "backend": "sqlite" if server is None else "postgres",
         "processes": processes,
         "items": items,
@@ -179,6 +186,8 @@ def run_once(workdir: Path, processes: int, items: int, claim: int, server: Any 
         # CPU per item, clients (the timed loops) and server: what the 2 shared cores must give each item,
         # whatever else runs on them; cores / this is the rate that CPU alone allows.
         "client_cpu_us_per_item": 1e6 * client_cpu / items,
+        # the kernel's part of it (sockets, waking up): grows with the processes sharing the cores
+        "client_kernel_cpu_us_per_item": 1e6 * sum(r["kernel_cpu"] for r in results) / items,
         "server_cpu_us_per_item": 1e6 * server_cpu / items,
         "checks": checks,
         "ok": ok,
@@ -212,7 +221,8 @@ def run(
                         print(
                             f"  checkpoint round {round_no + 1}/{rounds}: {name:<8} {processes:2d} process(es) "
                             f"{result['items_per_s']:8.0f} items/s  CPU/item client "
-                            f"{result['client_cpu_us_per_item']:4.0f} µs server "
+                            f"{result['client_cpu_us_per_item']:4.0f} µs "
+                            f"(kernel {result['client_kernel_cpu_us_per_item']:3.0f}) server "
                             f"{result['server_cpu_us_per_item']:4.0f} µs"
                             f"  load {os.getloadavg()[0]:.1f}  checks {checks}",
                             flush=True,

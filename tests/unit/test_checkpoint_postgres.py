@@ -211,6 +211,26 @@ def test_a_wait_for_the_head_is_woken_by_another_sessions_write_not_by_a_poll(ur
     writer.close()
 
 
+def test_a_complete_wakes_the_waits_only_when_it_moves_a_head(url: str) -> None:
+    # Each NOTIFY holds a cluster-wide lock through its commit: a complete that moved no head sends none.
+    waiter, writer = open_checkpoint(url), open_checkpoint(url)
+    route = writer.route("a", "b")
+    writer.enqueue(route.id, [NewItem(1), NewItem(2), NewItem(3, topic_id=7), NewItem(4, topic_id=7)])
+    assert len(writer.claim(route.id, "s1", 4, 60)) == 4
+    assert waiter.wait_head(route.id, 0.05) is False  # listening from here on
+    writer.complete(route.id, {2: 20}, "s1")  # row 1 is still open below it
+    assert waiter.wait_head(route.id, 0.3) is False
+    writer.complete(route.id, {4: 40}, "s1")  # row 3 of its topic is still open below it
+    assert waiter.wait_head(route.id, 0.3) is False
+    writer.complete(route.id, {3: 30}, "s1")  # its topic's head (ORDERED=topic waits on it)
+    assert waiter.wait_head(route.id, 0.3) is True
+    writer.complete(route.id, {1: 10}, "s1")  # the route's head
+    assert waiter.wait_head(route.id, 0.3) is True
+    assert waiter.head(route.id) is None
+    waiter.close()
+    writer.close()
+
+
 def test_status_of_a_database_no_session_used_yet_is_an_empty_report(url: str, pg_server: PgServer) -> None:
     result = cli("status", url)
     assert result.returncode == 0, result.stderr
