@@ -107,6 +107,9 @@ def test_a_newcomer_follows_the_readme_from_sandbox_to_clone(tmp_path: Path) -> 
         verified = json.loads(run("verify", str(directory), "--json"))
         assert verified["findings"] == [] and verified["source_messages"] == route["counts"]["done"]
         assert "nothing to fix" in run("verify", str(directory)).lower()
+        listed = run("routes", str(directory))  # the .env's one route, with its state in the checkpoint
+        assert f"{route['counts']['done']} done" in listed and "0 failed" in listed, listed
+        assert "no routes file" in run("routes", "check", str(directory))
         run("retry", str(root))  # nothing failed: requeues nothing
         run("retry", str(root), "--skipped")
         moved = run("checkpoint", "copy", str(root / "shared" / "checkpoint.db"), str(tmp_path / "moved.db"))
