@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from telepi.checkpoint.model import Pace, RouteReport, SessionInfo, StatusReport
 from telepi.commands.sessionhealth import judge
+from telepi.engine.limits.budget import SEND_GROUPS, group_of
 from telepi.errors import EX_CONFIG
 
 RATE_WINDOW_SECONDS = 300.0  # as the checkpoint's own rate (done_last_5min) and the Prometheus metrics
@@ -143,8 +144,9 @@ def route_line(route: RouteReport, window: RateWindow | None = None, blocked_for
 
 
 def _holds_sends(method: str | None) -> bool:
-    """A wait on a read (GetHistory) holds no send back; one not naming its method may."""
-    return method is None or method.startswith(("Send", "Forward"))
+    """A wait on a read (GetHistory) holds no send back; one not naming its method may. The send groups are
+    the limiter's own (engine/limits/budget.py), not guessed from the method's name."""
+    return method is None or group_of(method) in SEND_GROUPS
 
 
 def _plus(eta: float | None, blocked_for: float) -> float | None:
