@@ -362,9 +362,10 @@ class Worker:
                 await _sleep_or_stop(stop, 0.2)
                 continue
             sharing = self._sharing()
-            busy = self._busy_for() if self.options.ordered else 0.0
             if sharing:
                 busy = max(self.limiter.ready_in() - CLAIM_LEAD_SECONDS, 0.0)
+            else:
+                busy = self._busy_for() if self.options.ordered else 0.0
             if busy:
                 # Work claimed now would only wait for this account and hold the route up.
                 await _sleep_or_stop(stop, busy)
