@@ -120,7 +120,12 @@ async def _clone(config: dict[str, Any]) -> None:
         idle = vm_status("VmRSS")
         options = TransferOptions(**config["options"])
 
+        first_part: float | None = None
+
         def progress(p: TransferProgress) -> None:
+            nonlocal first_part
+            if first_part is None and p.downloaded > 0:
+                first_part = time.perf_counter() - started
             _emit("progress", asdict(p))
 
         started = time.perf_counter()
@@ -152,7 +157,7 @@ async def _clone(config: dict[str, Any]) -> None:
         elapsed = time.perf_counter() - started
         _emit(
             "result",
-            {"elapsed": elapsed, "vmhwm": vm_status("VmHWM"), "idle_rss": idle},
+            {"elapsed": elapsed, "first_part": first_part, "vmhwm": vm_status("VmHWM"), "idle_rss": idle},
         )
     finally:
         await client.disconnect()
@@ -331,7 +336,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     for name, row in report["dcs"].items():
         print(
             f"{name} DC {row['dc']}: {row['mib_s']:.1f} MiB/s = {row['link_fraction']:.0%} of the link; "
-            f"exports this run: {row['exports'] or 'none'}"
+            f"first part after {row['first_part_s']:.2f} s; exports this run: {row['exports'] or 'none'}"
         )
     if not args.skip_baseline:
         base = report["runs"][0]["elapsed"]
@@ -399,7 +404,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def _dc_row(dc: int, size: int, run: dict[str, Any], limit: float) -> dict[str, Any]:
     mib_s = size / MiB / run["elapsed"]
-    return {"dc": dc, "mib_s": mib_s, "link_fraction": mib_s / limit, "exports": run["exports"]}
+    first = run.get("first_part") or 0.0  # seconds from the start to the first downloaded bytes
+    return {"dc": dc, "mib_s": mib_s, "link_fraction": mib_s / limit, "first_part_s": first, "exports": run["exports"]}
 
 
 def _options(connections: int, args: argparse.Namespace) -> dict[str, Any]:

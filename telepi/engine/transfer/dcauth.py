@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 
 from telethon import errors
-from telethon.crypto import AuthKey, rsa
+from telethon.crypto import rsa
 from telethon.tl import functions
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class DcAuth:
     def __init__(self, client: Any) -> None:
         self._client = weakref.ref(client)
         self._keys: dict[int, bytes] = {}
+        self._states: dict[int, tuple[int, int]] = {}  # salt, time offset per remembered key
         self._locks: dict[int, asyncio.Lock] = {}
         self._addresses: dict[int, tuple[str, int]] = {}
         self.exports = 0  # auth.exportAuthorization calls made (for tests and logs)
@@ -55,6 +56,7 @@ class DcAuth:
         """Drop the key of ``dc_id`` (only if it is still ``key``, when given)."""
         if key is None or self._keys.get(dc_id) == key:
             self._keys.pop(dc_id, None)
+            self._states.pop(dc_id, None)
 
     async def address(self, dc_id: int) -> tuple[str, int]:
         """Where ``dc_id`` listens, from the client's own ``help.getConfig`` (Telethon keeps one per
@@ -81,28 +83,44 @@ class DcAuth:
     def lock(self, dc_id: int) -> asyncio.Lock:
         return self._locks.setdefault(dc_id, asyncio.Lock())
 
-    async def authorize(self, dc_id: int, send: Any) -> None:
-        """Export from home, import on ``dc_id`` through ``send`` (the new connection's own send,
-        which wraps the import in initConnection). Called under :meth:`lock`."""
+    async def export(self, dc_id: int) -> Any:
+        """``auth.exportAuthorization`` for ``dc_id`` on the home DC, flood waits slept out. It needs
+        no connection to ``dc_id``, so it runs while that connection's key exchange does."""
         client = self.client
         while True:
             try:
                 self.exports += 1
                 async with asyncio.timeout(EXPORT_TIMEOUT):
-                    exported = await client(functions.auth.ExportAuthorizationRequest(dc_id), flood_sleep_threshold=0)
-                    await send(functions.auth.ImportAuthorizationRequest(id=exported.id, bytes=exported.bytes))
-                return
+                    return await client(functions.auth.ExportAuthorizationRequest(dc_id), flood_sleep_threshold=0)
             except errors.FloodError as exc:
                 seconds = max(1, int(getattr(exc, "seconds", 0) or 0))
                 log.info("exporting an authorization to DC %d: flood wait of %d s, waiting it out", dc_id, seconds)
                 await asyncio.sleep(seconds)
             except errors.RPCError as exc:
-                # Anything else (AUTH_BYTES_INVALID after a race, a 500) may pass: the caller retries.
+                # Anything else (a 500) may pass: the caller retries.
                 raise ConnectionError(f"authorization for DC {dc_id} failed: {exc}") from exc
 
-    def remember(self, dc_id: int, key: AuthKey) -> None:
+    @staticmethod
+    async def import_(dc_id: int, exported: Any, send: Any) -> None:
+        """``auth.importAuthorization`` through ``send`` (the new connection's own send, which wraps it
+        in initConnection)."""
+        try:
+            await send(functions.auth.ImportAuthorizationRequest(id=exported.id, bytes=exported.bytes))
+        except errors.RPCError as exc:
+            # AUTH_BYTES_INVALID after a race, a 500: the caller retries with a new export.
+            raise ConnectionError(f"authorization for DC {dc_id} failed: {exc}") from exc
+
+    def remember(self, dc_id: int, sender: Any) -> None:
+        """Keep the key ``sender`` authorized on ``dc_id``, with the salt and clock offset it learnt:
+        salts belong to the key, so the next connection with it skips a bad_server_salt round trip."""
+        key = sender.auth_key
         if key.key is not None:
             self._keys[dc_id] = bytes(key.key)
+            self._states[dc_id] = (sender._state.salt, sender._state.time_offset)
+
+    def state(self, dc_id: int) -> tuple[int, int] | None:
+        """The salt and time offset learnt with the remembered key of ``dc_id``."""
+        return self._states.get(dc_id)
 
 
 _by_client: weakref.WeakKeyDictionary[Any, DcAuth] = weakref.WeakKeyDictionary()

@@ -77,6 +77,8 @@ class SenderPool:
         self._load: dict[int, int] = {}  # id(sender) -> requests in flight
         self._lock = asyncio.Lock()
         self._closed = False
+        self._opening: set[asyncio.Future[Any]] = set()  # connections being opened
+        self._closing: set[asyncio.Future[Any]] = set()  # opened after close(): being closed
 
     @property
     def home(self) -> bool:
@@ -129,21 +131,56 @@ class SenderPool:
         return min(self._senders, key=lambda s: self._load.get(id(s), 0))
 
     async def _fill(self) -> None:
-        """Drop dead connections and open what is missing (concurrently)."""
+        """Drop dead connections and open what is missing, concurrently; return as soon as one is open
+        (a transfer starts on it while the others still say hello, and joins them as they come)."""
         alive = [s for s in self._senders if s.is_connected()]
         for dead in (s for s in self._senders if not s.is_connected()):
             self._load.pop(id(dead), None)
-        missing = max(1, self.size) - len(alive)
-        opened = await asyncio.gather(*(self._open() for _ in range(missing)), return_exceptions=True)
-        self._senders = alive + [s for s in opened if not isinstance(s, BaseException)]
-        failures = [e for e in opened if isinstance(e, BaseException)]
+        self._senders = alive
+        for _ in range(max(1, self.size) - len(alive) - len(self._opening)):
+            self._opening.add(asyncio.ensure_future(self._open()))
+        failures: list[BaseException] = []
+        while not self._senders and self._opening:
+            done, _ = await asyncio.wait(self._opening, return_when=asyncio.FIRST_COMPLETED)
+            failures += self._take(done)
+        self._watch()
         if failures:
-            log.warning("%d of %d %s connections failed to open: %s", len(failures), missing, self.name, failures[0])
-            if not self._senders:  # work on with fewer connections, never with none
-                first = failures[0]
-                if isinstance(first, errors.RPCError):  # opening a connection is never the file's fault
-                    raise ConnectionError(f"opening a {self.name} connection to DC {self.dc_id}: {first}") from first
-                raise first
+            log.warning(
+                "%d %s connections to DC %d failed to open: %s", len(failures), self.name, self.dc_id, failures[0]
+            )
+        if not self._senders:  # work on with fewer connections, never with none
+            first = failures[0]
+            if isinstance(first, errors.RPCError):  # opening a connection is never the file's fault
+                raise ConnectionError(f"opening a {self.name} connection to DC {self.dc_id}: {first}") from first
+            raise first
+
+    def _take(self, done: set[asyncio.Future[Any]]) -> list[BaseException]:
+        """Move finished openings into the pool; returns their failures."""
+        failures = []
+        for opening in done & self._opening:  # each once: a callback and a waiting _fill may both see it
+            self._opening.discard(opening)
+            if opening.cancelled():
+                continue
+            if (failed := opening.exception()) is not None:
+                failures.append(failed)
+            elif self._closed:
+                closing = asyncio.ensure_future(opening.result().disconnect())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            else:
+                self._senders.append(opening.result())
+        return failures
+
+    def _watch(self) -> None:
+        """Openings still under way join the pool when they finish (a failure is logged: fewer
+        connections, not a failed transfer)."""
+
+        def joined(opening: asyncio.Future[Any]) -> None:
+            for failed in self._take({opening}):
+                log.warning("a %s connection to DC %d failed to open: %s", self.name, self.dc_id, failed)
+
+        for opening in self._opening:
+            opening.add_done_callback(joined)
 
     async def _open(self) -> Any:
         client = self.client
@@ -174,15 +211,7 @@ class SenderPool:
             async with auth.lock(self.dc_id):
                 key = auth.known(self.dc_id)  # another connection may have authorized meanwhile
                 if key is None:
-                    sender = await self._connect(None, host, port)
-                    try:
-                        await auth.authorize(self.dc_id, lambda query: self._hello(sender, query))
-                    except BaseException:
-                        await sender.disconnect()
-                        raise
-                    auth.remember(self.dc_id, sender.auth_key)
-                    log.info("authorized this account on DC %d for %s connections", self.dc_id, self.name)
-                    return sender
+                    return await self._authorize(host, port)
         sender = await self._connect(AuthKey(key), host, port)
         await self._hello(sender, functions.help.GetConfigRequest())
         if sender.auth_key.key != key:
@@ -190,6 +219,27 @@ class SenderPool:
             auth.forget(self.dc_id, key)
             await sender.disconnect()
             raise ConnectionError(f"DC {self.dc_id} forgot this account's authorization; authorizing again")
+        return sender
+
+    async def _authorize(self, host: str, port: int) -> Any:
+        """The first connection to this DC: a new key, bound to the account by an exported authorization.
+        The export (a home-DC call) runs while the key exchange does."""
+        auth = dc_auth(self.client)
+        exporting = asyncio.ensure_future(auth.export(self.dc_id))
+        try:
+            sender = await self._connect(None, host, port)
+        except BaseException:
+            exporting.cancel()
+            await asyncio.gather(exporting, return_exceptions=True)
+            raise
+        try:
+            await auth.import_(self.dc_id, await exporting, lambda query: self._hello(sender, query))
+        except BaseException:
+            exporting.cancel()
+            await sender.disconnect()
+            raise
+        auth.remember(self.dc_id, sender)
+        log.info("authorized this account on DC %d for %s connections", self.dc_id, self.name)
         return sender
 
     async def _connect(self, auth_key: Any, host: str, port: int) -> Any:
@@ -208,6 +258,8 @@ class SenderPool:
             # Start from what the main connection learnt: saves a bad_server_salt round trip.
             sender._state.time_offset = client._sender._state.time_offset
             sender._state.salt = client._sender._state.salt
+        elif auth_key is not None and (learnt := dc_auth(client).state(self.dc_id)) is not None:
+            sender._state.salt, sender._state.time_offset = learnt  # what the key's first connection learnt
         await sender.connect(
             client._connection(
                 host, port, self.dc_id, loggers=client._log, proxy=client._proxy, local_addr=client._local_addr
@@ -239,6 +291,8 @@ class SenderPool:
 
     async def close(self) -> None:
         self._closed = True
+        for opening in list(self._opening):
+            opening.cancel()
         senders, self._senders = self._senders, []
         for sender in senders:
             if sender is self.client._sender:
