@@ -9,8 +9,8 @@ and 2,000 messages per hour, forwards the same in their own group (a forward of 
 penalties of 30 s and 3,000 s, each call during a penalty lengthening it, ten of those PEER_FLOOD; history reads
 30 per 30 s. One account clones ``--messages`` small messages (text and photos) into an empty channel:
 
-- ``telepi`` — ``python -m telepi run DIR`` with the default pacing (``SEND_INTERVAL`` 2 s of Telegram's time
-  per message, so ``2 / scale`` real seconds, ``READ_INTERVAL`` 1.05 s), ``LIVE=false``, ``ORDERED=false``,
+- ``telepi`` — ``python -m telepi run DIR`` with the default pacing (``SEND_INTERVAL`` 1.9 s of Telegram's time
+  per message, so ``1.9 / scale`` real seconds, ``READ_INTERVAL`` 1.05 s), ``LIVE=false``, ``ORDERED=false``,
   ``MODE=copy`` or ``forward``;
 - ``baseline`` — a plain Telethon client that sends until refused, then waits (``flood_sleep_threshold``
   above every wait: Telethon sleeps through each FLOOD_WAIT and sends again), one ``send_message`` per
@@ -59,9 +59,8 @@ from bench.common import (
     verify_copies,
     world,
 )
+from telepi.config import READ_INTERVAL_DEFAULT, SEND_INTERVAL_DEFAULT
 
-DEFAULT_INTERVAL = 2.0  # telepi's SEND_INTERVAL default, in Telegram's seconds
-DEFAULT_READ_INTERVAL = 1.05  # telepi's READ_INTERVAL default
 TARGET_FRACTION = 0.9
 GROUP_OF = {"copy": "sends", "forward": "forwards"}
 SENDS = {"SendMessageRequest", "SendMediaRequest", "SendMultiMediaRequest", "ForwardMessagesRequest"}
@@ -190,8 +189,8 @@ async def _telepi_row(tmp: Path, messages: int, mode: str, scale: float, *, rest
         sb.faults.use_limits("realistic", scale=scale)
         sends = _SendClock(sb.faults)
         checkpoint = tmp / "shared" / "checkpoint.db"
-        interval = 0.0 if restart else DEFAULT_INTERVAL / scale
-        reads = 0.0 if restart else DEFAULT_READ_INTERVAL / scale
+        interval = 0.0 if restart else SEND_INTERVAL_DEFAULT / scale
+        reads = 0.0 if restart else READ_INTERVAL_DEFAULT / scale
         [directory] = await session_dirs(
             sb,
             tmp,

@@ -6,7 +6,7 @@ One sandbox whose flood model is the ``realistic`` preset played ``--scale`` tim
 (``telepi/sandbox/limits/flood.py``: sends 20 requests per 10 s and 2,000 messages per hour per account, penalties
 when exceeded). One account, one ``telepi run`` process, a routes file of two routes from one channel of
 ``--messages`` small messages (text and photos) into two empty channels, ``MODE=copy``, ``LIVE=false``,
-default pacing (``SEND_INTERVAL`` 2 s of Telegram's time, ``2 / scale`` real seconds) with ``ORDERED=false``
+default pacing (``SEND_INTERVAL`` 1.9 s of Telegram's time, ``1.9 / scale`` real seconds) with ``ORDERED=false``
 and ``true``; and a third row without pacing (``SEND_INTERVAL=0``, unordered) under a rate rule that binds:
 each send method at most 600 calls a minute per account in a sliding 10 s window, answered with FLOOD_WAIT
 (``bench/common.py`` ``send_rate_rules``): the account's limiter learns its pace from the refusals and both
@@ -41,6 +41,7 @@ from bench.common import (
     verify_copies,
     world,
 )
+from telepi.config import SEND_INTERVAL_DEFAULT
 
 TARGET_SHARE = 0.40
 RULE_WINDOW = 10.0  # seconds of the sliding window of the third row's rate rule
@@ -86,7 +87,7 @@ async def _row(
             MODE="copy",
             LIVE="false",
             ORDERED=str(ordered).lower(),
-            SEND_INTERVAL=f"{2.0 / scale:.6f}" if paced else "0",
+            SEND_INTERVAL=f"{SEND_INTERVAL_DEFAULT / scale:.6f}" if paced else "0",
             READ_INTERVAL=f"{1.05 / scale:.6f}",
             LOG_LEVEL="WARNING",
         )

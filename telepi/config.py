@@ -26,6 +26,11 @@ from telepi.rules.read import read_filters, read_transforms
 Mode = Literal["auto", "forward", "copy", "reupload"]
 MODES: tuple[Mode, ...] = ("auto", "forward", "copy", "reupload")
 
+# Pacing with nothing learned, in seconds per message (README, *Rate limits*): 1.9 s is 1,895 messages an
+# hour, 5% under the shortest run reported before a long FLOOD_WAIT (2,000 in a row; tginfo/Telegram-Limits#289).
+SEND_INTERVAL_DEFAULT = 1.9
+# About 3,000 messages (30 reads of 100) per 30 s are reported before FLOOD_WAIT (Telethon#565): 30 reads take 31.5 s.
+READ_INTERVAL_DEFAULT = 1.05
 SECRET_KEYS = frozenset({"TG_API_HASH", "TG_PHONE", "TG_PASSWORD", "SHARED_DB_URL"})
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -55,10 +60,13 @@ KEYS: dict[str, tuple[str | None, str]] = {
     "LEASE_SECONDS": ("120", "how long a claimed message stays leased without a heartbeat"),
     "MAX_ATTEMPTS": ("5", "attempts before a message is marked failed"),
     "SEND_INTERVAL": (
-        "2",
+        str(SEND_INTERVAL_DEFAULT),
         "least seconds per message sent or forwarded by this account until a refusal teaches a slower pace",
     ),
-    "READ_INTERVAL": ("1.05", "least seconds between two history reads of this account until a refusal teaches"),
+    "READ_INTERVAL": (
+        str(READ_INTERVAL_DEFAULT),
+        "least seconds between two history reads of this account until a refusal teaches",
+    ),
     "LOG_LEVEL": ("INFO", "DEBUG | INFO | WARNING | ERROR"),
     "WEB_PORT": ("", "serve the read-only status page on 127.0.0.1:PORT while this session runs (one session a host)"),
     "FILTER_KINDS": ("", "copy only these kinds: text,photo,video,document,audio,voice,round,sticker,…"),
@@ -439,8 +447,8 @@ def _validate(directory: Path, read: _Reader, warnings: tuple[str, ...], where: 
         to_id=to_id,
         lease_seconds=read.integer("LEASE_SECONDS", 120, 10, 86400) or 120,
         max_attempts=read.integer("MAX_ATTEMPTS", 5, 1, 100) or 5,
-        send_interval=read.seconds("SEND_INTERVAL", 2.0, 0.0, 60.0),
-        read_interval=read.seconds("READ_INTERVAL", 1.05, 0.0, 60.0),
+        send_interval=read.seconds("SEND_INTERVAL", SEND_INTERVAL_DEFAULT, 0.0, 60.0),
+        read_interval=read.seconds("READ_INTERVAL", READ_INTERVAL_DEFAULT, 0.0, 60.0),
         log_level=log_level,
         dc_address=read.parsed("TG_DC", _parse_address, "set TG_DC to host:port, or remove it to use Telegram"),
         server_key_path=_server_key(directory, read),
