@@ -1,11 +1,16 @@
 """Order within each topic (``ORDERED=topic``) against order across the chat (``ORDERED=true``), under
 Telegram's quotas (the sandbox's ``realistic`` flood model, its clock ``--scale`` times faster).
 
-    .venv/bin/python -m bench.topics [--messages 400] [--scale 5] [--forward-messages 400] [--quick]
+    .venv/bin/python -m bench.topics [--messages 400] [--scale 5] [--forward-messages 400]
+                                     [--pacing default|none] [--quick]
 
 The source is a forum whose 3 topics and General interleave at random (70 % text, 30 % photos of 1-8 KiB,
 no replies); each run clones it into its own empty forum target with its own fresh checkpoint, every
-session a separate ``python -m telepi run DIR`` process (``SEND_INTERVAL=0``, ``LIVE=false``).
+session a separate ``python -m telepi run DIR`` process (``LIVE=false``). ``--pacing default`` (the default)
+runs the scaling rows at telepi's default pacing, what a user runs (``SEND_INTERVAL`` 1.9 s and
+``READ_INTERVAL`` 1.05 s of Telegram's time, so divided by ``--scale``); ``--pacing none`` sets both to 0, so
+each account bursts into its quota and learns from the refusal. The forward rows always run with 0: they
+measure how full a batch is.
 
 - *Scaling under quotas*: ``MODE=copy``, 1, 2 and 4 accounts, ``ORDERED=true`` then ``ORDERED=topic``
   for each count. Efficiency = throughput with k accounts ÷ (k × throughput with one, same order), all
@@ -118,11 +123,7 @@ async def _clone(
             SOURCE_CHAT=str(sb.chat(SOURCE).id),
             TARGET_CHAT=str(sb.chat(name).id),
             SHARED_DB_PATH=str(checkpoint),
-            LIVE="false",
-            SEND_INTERVAL="0",
-            READ_INTERVAL="0",
-            LOG_LEVEL="WARNING",
-            **env,
+            **{"LIVE": "false", "SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
         )
         for i in range(accounts)
     ]
@@ -135,7 +136,21 @@ async def _clone(
     return done, refused, check_clone(sb, name, env["ORDERED"], upto)
 
 
-async def _run(messages: int, forward_messages: int, scale: float, sessions: Sequence[int]) -> dict[str, Any]:
+def pacing_env(pacing: str, scale: float) -> dict[str, str]:
+    """``SEND_INTERVAL``/``READ_INTERVAL`` of the scaling rows (see the module doc)."""
+    from telepi.config import READ_INTERVAL_DEFAULT, SEND_INTERVAL_DEFAULT
+
+    if pacing == "none":
+        return {"SEND_INTERVAL": "0", "READ_INTERVAL": "0"}
+    return {
+        "SEND_INTERVAL": f"{SEND_INTERVAL_DEFAULT / scale:.6f}",
+        "READ_INTERVAL": f"{READ_INTERVAL_DEFAULT / scale:.6f}",
+    }
+
+
+async def _run(
+    messages: int, forward_messages: int, scale: float, sessions: Sequence[int], pacing: str
+) -> dict[str, Any]:
     from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
     scaling_runs: list[dict[str, Any]] = []
@@ -152,7 +167,15 @@ async def _run(messages: int, forward_messages: int, scale: float, sessions: Seq
             sb.faults.use_limits("realistic", scale=scale)
             for k, order in configs:
                 done, refused, check = await _clone(
-                    sb, tmp, f"s{k}{order}", k, 1800, MODE="copy", ORDERED=order, TO_ID=str(last_scaling)
+                    sb,
+                    tmp,
+                    f"s{k}{order}",
+                    k,
+                    1800,
+                    MODE="copy",
+                    ORDERED=order,
+                    TO_ID=str(last_scaling),
+                    **pacing_env(pacing, scale),
                 )
                 sends = sum(sb.faults.calls[m] for m in SEND_METHODS)
                 run = {
@@ -221,7 +244,9 @@ async def _run(messages: int, forward_messages: int, scale: float, sessions: Seq
             "forward_messages": forward_messages,
             "source": "forum, 3 topics and General interleaved at random; 70% text, 30% photos; no replies",
             "flood_model": {"limits": "realistic", "scale": scale},
-            "env": {"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LIVE": "false"},
+            "pacing": pacing,
+            "env": {**pacing_env(pacing, scale), "LIVE": "false"},
+            "forward_env": {"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LIVE": "false"},
         },
         "scaling": scaling_runs,
         "forward": forward_runs,
@@ -234,10 +259,12 @@ async def _run(messages: int, forward_messages: int, scale: float, sessions: Seq
     }
 
 
-def run(*, messages: int = 400, forward_messages: int = 400, scale: float = 5, quick: bool = False) -> dict[str, Any]:
+def run(
+    *, messages: int = 400, forward_messages: int = 400, scale: float = 5, pacing: str = "default", quick: bool = False
+) -> dict[str, Any]:
     if quick:
         messages, forward_messages, scale = min(messages, 60), min(forward_messages, 150), max(scale, 60)
-    return asyncio.run(_run(messages, forward_messages, scale, SESSIONS))
+    return asyncio.run(_run(messages, forward_messages, scale, SESSIONS, pacing))
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:
@@ -274,10 +301,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=400, help="scaling: messages copied per run")
     parser.add_argument("--forward-messages", type=int, default=400, help="forward: messages in the forum")
     parser.add_argument("--scale", type=float, default=5, help="the flood model's clock runs this many times faster")
+    parser.add_argument(
+        "--pacing", choices=("default", "none"), default="default", help="the scaling rows' SEND/READ_INTERVAL"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    report = run(messages=args.messages, forward_messages=args.forward_messages, scale=args.scale, quick=args.quick)
+    report = run(
+        messages=args.messages,
+        forward_messages=args.forward_messages,
+        scale=args.scale,
+        pacing=args.pacing,
+        quick=args.quick,
+    )
     print_table(table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))

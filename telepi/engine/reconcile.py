@@ -3,6 +3,8 @@ what is missing, duplicated, out of order or wrongly mapped, and which copies a 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,11 +122,17 @@ def _by_position(
 ) -> tuple[list[Seen], list[int]]:
     """Repeated content: a copy is still certain when it is the only one between the copies of the
     source message's paired neighbours, and no other message of that content could claim it."""
+    # Each message's neighbours: the highest copy of an anchor before it, the lowest after it (prefix
+    # maxima and suffix minima over the anchors, found by bisection: no scan of every anchor per message).
+    sources = [s for s, _ in anchors]
+    highest_before = list(itertools.accumulate((t for _, t in anchors), max, initial=0))
+    lowest_after = list(itertools.accumulate((t for _, t in reversed(anchors)), min, initial=1 << 62))[::-1]
+    copies = sorted(copies)
     candidates: dict[int, list[int]] = {}
     for message in messages:
-        before = max((t for s, t in anchors if s < message.id), default=0)
-        after = min((t for s, t in anchors if s > message.id), default=1 << 62)
-        candidates[message.id] = [c for c in copies if before < c < after]
+        before = highest_before[bisect.bisect_left(sources, message.id)]
+        after = lowest_after[bisect.bisect_right(sources, message.id)]
+        candidates[message.id] = copies[bisect.bisect_right(copies, before) : bisect.bisect_left(copies, after)]
     claims = Counter(c for found in candidates.values() for c in found)
     certain = {m: found[0] for m, found in candidates.items() if len(found) == 1 and claims[found[0]] == 1}
     # Identical messages side by side with as many copies side by side between the same neighbours: the copies
@@ -138,7 +146,8 @@ def _by_position(
             certain.update(zip(sorted(run), sorted(shared), strict=True))
     for message_id, copy in certain.items():
         result.pairs[message_id] = result.adoptable[message_id] = copy
-    return [m for m in messages if m.id not in certain], [c for c in copies if c not in certain.values()]
+    taken = set(certain.values())
+    return [m for m in messages if m.id not in certain], [c for c in copies if c not in taken]
 
 
 def _out_of_order(source: Sequence[Seen], pairs: Mapping[int, int]) -> list[Finding]:
