@@ -77,8 +77,6 @@ class SenderPool:
         self._load: dict[int, int] = {}  # id(sender) -> requests in flight
         self._lock = asyncio.Lock()
         self._closed = False
-        self._opening: set[asyncio.Future[Any]] = set()  # connections being opened
-        self._closing: set[asyncio.Future[Any]] = set()  # opened after close(): being closed
 
     @property
     def home(self) -> bool:
@@ -131,56 +129,22 @@ class SenderPool:
         return min(self._senders, key=lambda s: self._load.get(id(s), 0))
 
     async def _fill(self) -> None:
-        """Drop dead connections and open what is missing, concurrently; return as soon as one is open
-        (a transfer starts on it while the others still say hello, and joins them as they come)."""
+        """Drop dead connections and open what is missing (concurrently). A transfer waits for all of
+        them: parts asked for on the first one alone would queue behind its per-connection cap."""
         alive = [s for s in self._senders if s.is_connected()]
         for dead in (s for s in self._senders if not s.is_connected()):
             self._load.pop(id(dead), None)
-        self._senders = alive
-        for _ in range(max(1, self.size) - len(alive) - len(self._opening)):
-            self._opening.add(asyncio.ensure_future(self._open()))
-        failures: list[BaseException] = []
-        while not self._senders and self._opening:
-            done, _ = await asyncio.wait(self._opening, return_when=asyncio.FIRST_COMPLETED)
-            failures += self._take(done)
-        self._watch()
+        missing = max(1, self.size) - len(alive)
+        opened = await asyncio.gather(*(self._open() for _ in range(missing)), return_exceptions=True)
+        self._senders = alive + [s for s in opened if not isinstance(s, BaseException)]
+        failures = [e for e in opened if isinstance(e, BaseException)]
         if failures:
-            log.warning(
-                "%d %s connections to DC %d failed to open: %s", len(failures), self.name, self.dc_id, failures[0]
-            )
-        if not self._senders:  # work on with fewer connections, never with none
-            first = failures[0]
-            if isinstance(first, errors.RPCError):  # opening a connection is never the file's fault
-                raise ConnectionError(f"opening a {self.name} connection to DC {self.dc_id}: {first}") from first
-            raise first
-
-    def _take(self, done: set[asyncio.Future[Any]]) -> list[BaseException]:
-        """Move finished openings into the pool; returns their failures."""
-        failures = []
-        for opening in done & self._opening:  # each once: a callback and a waiting _fill may both see it
-            self._opening.discard(opening)
-            if opening.cancelled():
-                continue
-            if (failed := opening.exception()) is not None:
-                failures.append(failed)
-            elif self._closed:
-                closing = asyncio.ensure_future(opening.result().disconnect())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
-            else:
-                self._senders.append(opening.result())
-        return failures
-
-    def _watch(self) -> None:
-        """Openings still under way join the pool when they finish (a failure is logged: fewer
-        connections, not a failed transfer)."""
-
-        def joined(opening: asyncio.Future[Any]) -> None:
-            for failed in self._take({opening}):
-                log.warning("a %s connection to DC %d failed to open: %s", self.name, self.dc_id, failed)
-
-        for opening in self._opening:
-            opening.add_done_callback(joined)
+            log.warning("%d of %d %s connections failed to open: %s", len(failures), missing, self.name, failures[0])
+            if not self._senders:  # work on with fewer connections, never with none
+                first = failures[0]
+                if isinstance(first, errors.RPCError):  # opening a connection is never the file's fault
+                    raise ConnectionError(f"opening a {self.name} connection to DC {self.dc_id}: {first}") from first
+                raise first
 
     async def _open(self) -> Any:
         client = self.client
@@ -291,8 +255,6 @@ class SenderPool:
 
     async def close(self) -> None:
         self._closed = True
-        for opening in list(self._opening):
-            opening.cancel()
         senders, self._senders = self._senders, []
         for sender in senders:
             if sender is self.client._sender:
