@@ -62,6 +62,7 @@ class HotConnection:
         self._pg = conn.pgconn
         # (SQL, parameter types) -> (statement name, parameter names in $n order)
         self._prepared: dict[tuple[str, tuple[int, ...]], tuple[bytes, tuple[str, ...]]] = {}
+        self._names: dict[str, tuple[str, ...]] = {}  # each SQL's parameter names, in their first order
         self._poll = select.poll()
         self._poll.register(self._pg.socket, select.POLLIN)
 
@@ -77,7 +78,9 @@ class HotConnection:
         of the server is raised as psycopg raises it (``psycopg.errors``); a broken connection as
         ``psycopg.OperationalError``. Anything raised mid-statement leaves the connection closed: its state
         is unknown, and the caller's next statement opens a new one."""
-        names = tuple(dict.fromkeys(_PLACEHOLDER.findall(sql)))
+        names = self._names.get(sql)
+        if names is None:
+            names = self._names[sql] = tuple(dict.fromkeys(_PLACEHOLDER.findall(sql)))
         types = tuple(_oid(params[n]) for n in names)
         found = self._prepared.get((sql, types))
         try:
