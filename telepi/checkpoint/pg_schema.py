@@ -190,17 +190,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER done_counts_delete AFTER DELETE ON messages
         FOR EACH ROW WHEN (OLD.status = 'done') EXECUTE FUNCTION telepi_done_counts();
     """,
-    # version 11: complete counts the rows it makes done itself, in its own statement (one upsert per unit),
-    # and says so for its transaction (telepi.done_counted); the trigger counts every other change as before.
-    # The trigger cost a PL/pgSQL call and a query per done row: a tenth of the server's CPU per complete.
-    """
-    DROP TRIGGER done_counts_update ON messages;
-    CREATE TRIGGER done_counts_update AFTER UPDATE OF status, session ON messages
-        FOR EACH ROW WHEN ((OLD.status = 'done' OR NEW.status = 'done')
-            AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.session IS DISTINCT FROM NEW.session)
-            AND current_setting('telepi.done_counted', TRUE) IS DISTINCT FROM 'on')
-        EXECUTE FUNCTION telepi_done_counts();
-    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

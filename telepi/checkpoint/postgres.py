@@ -89,10 +89,6 @@ _MOVED_HEAD = (
     "ELSE (SELECT MIN(o.source_msg_id) FROM messages o WHERE o.route_id = %(route)s AND o.topic_id = d.topic_id "
     "AND o.status IN ('pending', 'processing')) END, TRUE)"
 )
-# complete counts the rows it makes done itself (one upsert per statement) and tells the done counters' trigger
-# so for its own transaction (schema 11): the trigger ran a PL/pgSQL function and a query per row, a tenth of
-# the server's CPU per item. Joined into the UPDATE's FROM, the setting is made before the first row changes.
-_DONE_COUNTED = "counting AS MATERIALIZED (SELECT set_config('telepi.done_counted', 'on', TRUE) AS flag)"
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
 _FIXABLE_CONNECT = (
@@ -613,20 +609,16 @@ class PostgresStore:
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
-        # One statement; it wakes the sessions waiting on the head when it moved a head (_MOVED_HEAD), and
-        # counts the rows it made done in done_counts itself, once (``_DONE_COUNTED``, schema 11).
+        # One statement; it wakes the sessions waiting on the head when it moved a head (_MOVED_HEAD).
         row = self._statement(
             # The rows by key (= ANY), each one's target looked up in the arrays: a join with unnest() may be
             # planned, once prepared, as a scan of the whole route.
-            f"WITH {_CLOCK}, {_DONE_COUNTED}, done AS (UPDATE messages m SET status = 'done', session = %(session)s, "
+            f"WITH {_CLOCK}, done AS (UPDATE messages m SET status = 'done', session = %(session)s, "
             "target_msg_id = (%(targets)s::bigint[])[array_position(%(sources)s::bigint[], m.source_msg_id)], "
-            "processed_at = clock.now, lease_expires = NULL, last_error = NULL FROM clock, counting "
+            "processed_at = clock.now, lease_expires = NULL, last_error = NULL FROM clock "
             "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(sources)s::bigint[]) "
             "AND m.status NOT IN ('done', 'skipped') RETURNING m.source_msg_id, m.topic_id), "
-            f"counted AS (SELECT COUNT(*)::int AS n, bool_or({_MOVED_HEAD}) AS moved FROM done d), "
-            "tally AS (INSERT INTO done_counts (route_id, session, done) SELECT %(route)s, %(session)s, n "
-            "FROM counted WHERE n > 0 ON CONFLICT (route_id, session) "
-            "DO UPDATE SET done = done_counts.done + excluded.done) "
+            f"counted AS (SELECT COUNT(*)::int AS n, bool_or({_MOVED_HEAD}) AS moved FROM done d) "
             f"SELECT n, CASE WHEN moved THEN pg_notify('{_HEAD}', %(route)s::text) END AS woke FROM counted",
             {
                 "session": session,

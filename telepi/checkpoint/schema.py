@@ -192,9 +192,6 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
     END;
     """,
-    # version 11: nothing here; PostgreSQL's migration 11 has its complete count done rows itself (SQLite's
-    # triggers cost next to nothing), kept as a number so both schemas stay numbered alike
-    "",
 )
 
 LATEST_VERSION = len(MIGRATIONS)
