@@ -47,6 +47,7 @@ from telepi.checkpoint.model import (
     TopicFilter,
     WorkItem,
 )
+from telepi.checkpoint.pg_hot import HotConnection
 from telepi.checkpoint.pg_schema import APPLICATION_ID, LATEST_VERSION, META, MIGRATIONS
 from telepi.checkpoint.sqlite import _new_random_id
 from telepi.errors import CheckpointError, NoCheckpoint, PassingError, UserFixableError
@@ -182,7 +183,7 @@ class PostgresStore:
         # thread's own, kept open: no pool checkout and return per call, and their plans stay generic.
         self._hot = threading.local()
         self._hot_lock = threading.Lock()
-        self._hot_conns: list[psycopg.Connection[DictRow]] = []
+        self._hot_conns: list[HotConnection] = []
         self._inserted = 0  # rows this store enqueued since it last refreshed the statistics
         self._probe()  # connect once first: the pool would hide why a connection fails
         self._pool = ConnectionPool(
@@ -315,15 +316,15 @@ class PostgresStore:
                 raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
-    def _statement(self, sql: str, params: Mapping[str, Any]) -> list[DictRow]:
+    def _statement(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One statement that returns rows, in autocommit: its own transaction in a single round trip (no
-        BEGIN, no COMMIT, no separate read of the clock; psycopg prepares it after a few uses). Retried as
+        BEGIN, no COMMIT, no separate read of the clock), prepared on its first run (``pg_hot``). Retried as
         ``_run`` retries a transaction; ``%(now)s`` is the test clock, or NULL for the server's (``_CLOCK``)."""
         for attempt in range(_RETRIES):
             try:
-                cur = self._hot_cursor()
-                cur.execute(sql.encode(), {**params, "now": None if self._clock is None else self._clock()})
-                return cur.fetchall()
+                return self._hot_connection().rows(
+                    sql, {**params, "now": None if self._clock is None else self._clock()}
+                )
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
                     raise PassingError(
@@ -331,31 +332,30 @@ class PostgresStore:
                     ) from None
                 time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
             except psycopg.OperationalError as exc:
-                broken = getattr(self._hot, "cur", None)
+                broken = getattr(self._hot, "conn", None)
                 if broken is not None:  # whatever state it was left in: the next call starts afresh
-                    broken.connection.close()
+                    broken.close()
                 raise self._unavailable(exc) from None
         raise AssertionError("unreachable")
 
-    def _hot_cursor(self) -> psycopg.Cursor[DictRow]:
-        """This thread's cursor for ``_statement``, on a connection opened on first use and again after it broke
-        (a server restart: that call failed as passing, the next one reconnects)."""
-        cur: psycopg.Cursor[DictRow] | None = getattr(self._hot, "cur", None)
-        if cur is not None and not cur.connection.closed:
-            return cur
-        conn = psycopg.connect(self._url, autocommit=True, row_factory=dict_row, connect_timeout=15)
+    def _hot_connection(self) -> HotConnection:
+        """This thread's connection for ``_statement``, opened on first use and again after it broke (a server
+        restart: that call failed as passing, the next one reconnects)."""
+        hot: HotConnection | None = getattr(self._hot, "conn", None)
+        if hot is not None and not hot.closed:
+            return hot
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=15)
         _configure(conn)
-        # psycopg prepares statements after a few runs; PostgreSQL's default then plans each run
-        # again whenever the generic plan's estimate looks dearer (a complete's array of ids, a claim's LIMIT):
-        # 0.2 ms of planning per complete and 2 ms per claim, more than their execution. Their generic plans
-        # are keyed lookups (the claim's is written so: see _CLAIM), so they are planned once per connection.
+        # PostgreSQL's default plans a prepared statement again whenever the generic plan's estimate looks
+        # dearer (a complete's array of ids, a claim's LIMIT): 0.2 ms of planning per complete and 2 ms per
+        # claim, more than their execution. Their generic plans are keyed lookups (the claim's is written so:
+        # see _CLAIM), so they are planned once per connection.
         conn.execute(b"SET plan_cache_mode = force_generic_plan")
-        conn.prepare_threshold = 0  # run thousands of times each: prepared from the first run, never planned twice
-        cur = self._hot.cur = conn.cursor()
+        hot = self._hot.conn = HotConnection(conn)
         with self._hot_lock:
             self._hot_conns = [c for c in self._hot_conns if not c.closed]
-            self._hot_conns.append(conn)
-        return cur
+            self._hot_conns.append(hot)
+        return hot
 
     def close(self) -> None:
         with self._listen_lock:

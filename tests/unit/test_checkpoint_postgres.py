@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from telepi.checkpoint import NewItem, open_checkpoint
+from telepi.checkpoint.pg_hot import HotConnection
 from telepi.checkpoint.postgres import PostgresStore
 from telepi.errors import CheckpointError, PassingError
 from tests.pgserver import PgServer
@@ -253,3 +254,52 @@ def test_doctor_checks_the_database_without_creating_anything_or_showing_the_pas
     assert _database(url).verdict == "ok"
     wrong = _database(url.replace(pg_server.password, "Wr0ngSecretValue"))
     assert wrong.verdict == "problem" and "Wr0ngSecretValue" not in wrong.what + wrong.fix
+
+
+def test_the_hot_path_reads_typed_rows_and_raises_the_servers_errors_as_psycopg_does(url: str) -> None:
+    hot = HotConnection(psycopg.connect(url, autocommit=True))
+    params = {"id": 7, "at": 0.1 + 0.2, "who": "w'1", "none": None}
+    rows = hot.rows(
+        "SELECT %(id)s + 1 AS next, %(at)s::float8 AS at, %(who)s::text AS who, %(none)s::bigint AS none, "
+        "%(id)s > 5 AS big, '{1,2}'::text AS literal",
+        params,
+    )
+    assert rows == [{"next": 8, "at": 0.1 + 0.2, "who": "w'1", "none": None, "big": True, "literal": "{1,2}"}]
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        hot.rows("SELECT 1 / %(zero)s AS n", {"zero": 0})
+    assert hot.rows("SELECT 1 / %(one)s AS n", {"one": 1}) == [{"n": 1}]  # prepared once, run again
+    hot.close()
+
+
+def test_a_hot_connection_the_server_ended_fails_as_passing_and_the_next_call_reconnects(url: str) -> None:
+    store = PostgresStore(url)
+    route = store.route("-1001", "-1002").id
+    store.enqueue(route, [NewItem(1), NewItem(2)])
+    assert store.head(route) is not None
+    with psycopg.connect(url, autocommit=True) as admin:  # a server restart, as far as this connection knows
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query LIKE 'WITH clock%%'"
+        )
+    with pytest.raises(PassingError):
+        store.claim(route, "w", 1, 60.0)
+    assert [item.source_msg_id for item in store.claim(route, "w", 1, 60.0)] == [1]
+    store.close()
+
+
+def test_the_done_counters_count_a_hot_complete_once(url: str) -> None:
+    store = PostgresStore(url)
+    route = store.route("-1001", "-1002").id
+    store.enqueue(route, [NewItem(1), NewItem(2, grouped_id=9), NewItem(3, grouped_id=9), NewItem(4)])
+    store.claim(route, "w", 10, 60.0)
+    assert store.complete(route, {2: 20, 3: 30}, "w") == 2
+    assert store.complete(route, {2: 20}, "w") == 0  # done already: nothing counted twice
+    assert store.complete(route, {4: 40}, "v") == 1  # taken over: counted for whoever sent it
+    with psycopg.connect(url) as conn:
+        counts = dict(conn.execute("SELECT session, done FROM done_counts").fetchall())
+        real = dict(
+            conn.execute("SELECT session, COUNT(*) FROM messages WHERE status = 'done' GROUP BY session").fetchall()
+        )
+    assert counts == real == {"w": 2, "v": 1}
+    assert store.report(failures=0).routes[0].counts["done"] == 3
+    store.close()
