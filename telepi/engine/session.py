@@ -236,17 +236,38 @@ async def run_session(
         stopped_by_problem = True  # its state (revoked, blocked, ...) and fix stay for telepi status
         raise
     finally:
-        with contextlib.suppress(Exception):
-            store.release(session)
-            if not stopped_by_problem:
-                store.set_session_state(session, "stopped", stop_detail(sys.exc_info()[1]))
+        unsettled = _settle(store, session, stopped_by_problem, sys.exc_info()[1])
         if own_reuploader:
             with contextlib.suppress(Exception):
                 await reuploader.close()
         with contextlib.suppress(Exception):  # a Telethon reconnect it cancels must not hold the stop up
             async with asyncio.timeout(DISCONNECT_SECONDS):
                 await client.disconnect()
+    if unsettled is not None:
+        raise unsettled  # not exit 0: systemd would hear "all is well" while the checkpoint is not
     return progress
+
+
+def _settle(store: Store, session: str, stopped_by_problem: bool, error: BaseException | None) -> Exception | None:
+    """The stop's writes: leases released, the session's state for telepi status. What refuses them (a full
+    disk, a read-only file, a lock held past the busy timeout) is returned to be raised once the client is
+    closed, unless an error already ends the run: then that is the cause, and this one only a line in the
+    log. Nothing is lost either way: leases left behind are taken over on the next start, and a sending
+    mark makes the taker look in the target before sending again."""
+    try:
+        store.release(session)
+        if not stopped_by_problem:
+            store.set_session_state(session, "stopped", stop_detail(error))
+    except Exception as exc:
+        if not isinstance(exc, UserFixableError):  # a checkpoint error telepi has no sentence for yet
+            exc = PassingError(
+                f"the checkpoint refused the stop's writes ({type(exc).__name__}: {exc}): "
+                "the next start takes the leases over; if it lasts, check SHARED_DB_PATH/SHARED_DB_URL."
+            )
+        if error is None:
+            return exc
+        log.warning("the stop could not be recorded in the checkpoint: %s", exc, extra={"event": "stop_unrecorded"})
+    return None
 
 
 async def _open_routes(client: Any, settings: Settings, store: Store, user_id: int) -> list[_OpenRoute]:
