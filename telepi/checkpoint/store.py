@@ -74,6 +74,12 @@ class Store(Protocol):
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         """Record that the send is about to start; False if ``session`` no longer holds every lease."""
 
+    def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
+        """Telegram answered the send with a refusal (FLOOD_WAIT, SLOWMODE_WAIT: an RPC error, so the
+        request was not executed): clear the *sending* mark ``session`` set for it, keeping the lease, so
+        status says it waits and a takeover need not look for a copy. Only for a unit no earlier attempt
+        may have sent (its claim carried no mark): that doubt a refusal now cannot settle."""
+
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         """Mark sent items done with their target ids; returns rows that changed."""
 

@@ -749,6 +749,12 @@ class Worker:
         def still_ours() -> bool:  # right before the request: no send under a lease about to lapse; marks it sending
             return self.store.confirm_send(self.route.route_id, ids, self.session, spare)
 
+        def not_sent() -> None:
+            # A flood refusal is Telegram's answer: nothing was sent, so the unit is waiting, not sending.
+            # A unit claimed with a mark may have been sent by an earlier attempt: its mark stays.
+            if not any(item.takeover for item in items):
+                self.store.unmark_refused(self.route.route_id, ids, self.session)
+
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
                 method,
@@ -764,6 +770,7 @@ class Worker:
                 messages=len(items),
                 hand_back=hand_back,
                 guard=still_ours,
+                refused=not_sent,
             )
         if len(items) == 1:
             item = items[0]
@@ -772,6 +779,7 @@ class Worker:
                 lambda: _answered(sender.send_one(self.client, placement, item.random_id, prepared.outs[0])),
                 hand_back=hand_back,
                 guard=still_ours,
+                refused=not_sent,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
@@ -781,6 +789,7 @@ class Worker:
             messages=len(members),
             hand_back=hand_back,
             guard=still_ours,
+            refused=not_sent,
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
