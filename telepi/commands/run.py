@@ -18,7 +18,7 @@ from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
 from telepi.errors import UserFixableError
 from telepi.secret_files import check_permissions
-from telepi.service.logs import setup_logging, under_systemd
+from telepi.service.logs import set_routes, setup_logging, under_systemd
 from telepi.service.notify import notifier
 from telepi.service.taskdump import dump_tasks
 from telepi.service.terminal import progress_display
@@ -79,6 +79,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         reloaded: Settings | None = settings
         while reloaded is not None:  # SIGHUP: the routes stopped cleanly; start them again as now configured
             settings = reloaded
+            set_routes(_shown_routes(settings))  # the journal's TELEPI_ROUTE follows the routes running now
             for route in settings.all_routes:
                 log.info("session %s starting: %s, mode %s", settings.session_name, _named(route), route.mode)
             reloaded = asyncio.run(_run_until_signalled(settings, store))

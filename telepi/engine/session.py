@@ -26,6 +26,7 @@ from telepi.engine.difference import SourceDifference
 from telepi.engine.health import Beacon, HealthReport, Link
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
+from telepi.engine.logcontext import ROUTE
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.provenance import refuse_unrecorded_copies
@@ -477,6 +478,7 @@ async def _run_route(
     vitals: _Vitals,
 ) -> None:
     session = settings.session_name
+    ROUTE.set(settings.route_name or settings.route_label)  # this task's and its tasks' log lines (TELEPI_ROUTE)
     topics = TopicMapper(
         client,
         store,
