@@ -70,6 +70,8 @@ class Hooks:
     monitor: HealthReport | None = None
     # Every 2 s with the run's numbers and the route's finished/known: the terminal's bar, the journal's line.
     progress: Callable[[Progress, int, int], object] = lambda _progress, _finished, _known: None
+    # Once the chats are resolved: what the session copies, by titles (``Source -> Target``) or route names.
+    named: Callable[[str], object] = lambda _label: None
 
 
 PIPELINE_STALL_SECONDS = 600.0  # no progress, no declared wait, for this long: the process is stuck
@@ -200,6 +202,7 @@ async def run_session(
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         limiter.know_account(me.id)  # what the account learned of its quotas, in any session, before a send
         routes = await _open_routes(client, settings, store, me.id)
+        hooks.named(shown_label(routes))
 
         async def hand_over(seconds: int) -> None:
             released = store.release(session, only_unsent=True)  # every route's: the account is what waits
@@ -309,7 +312,8 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
             "'post messages', or name the sessions that may in the route's sessions."
         )
     source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
-    checkpoint_route = store.route(str(source_id), str(target_id), label=_label(route, source, target))
+    label = _label(route, source, target)
+    checkpoint_route = store.route(str(source_id), str(target_id), label=label)
     _bind_per_account_route(store, route, checkpoint_route.id, user_id, source, target)
     accounts = {user_id, *store.session_user_ids()}
     await refuse_unrecorded_copies(client, store, checkpoint_route.id, target, accounts, str(route.session_dir))
@@ -324,6 +328,7 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
             user_id=user_id,
             source_link=source_link_base(source),
         ),
+        label,
     )
 
 
@@ -340,6 +345,14 @@ def _route_stopped(store: Store, session: str, route: Settings, error: SessionSt
 class _OpenRoute:
     settings: Settings
     target: RouteTarget
+    label: str  # the checkpoint's: the chats' titles, after the route's name
+
+
+def shown_label(routes: list[_OpenRoute]) -> str:
+    """One route by its chats' titles (``photos: Source -> My photos``), several by their names."""
+    if len(routes) == 1:
+        return routes[0].label
+    return f"{len(routes)} routes: " + ", ".join(route.settings.route_name for route in routes)
 
 
 async def _run_routes(
@@ -412,7 +425,9 @@ async def _run_routes(
         await asyncio.gather(*tasks, status, heartbeat, return_exceptions=True)
         with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
             counts = [store.route_counts(route_id) for route_id in route_ids]
-            hooks.status(progress.line(sum(c[0] for c in counts), sum(c[1] for c in counts)))
+            finished, known = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            hooks.status(progress.line(finished, known))
+            hooks.progress(progress, finished, known)  # the bar's last state: a short run ends before its first
     if not heartbeat.cancelled() and heartbeat.exception() is not None:
         raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
