@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from telepi.errors import EX_CONFIG
+from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions
@@ -205,3 +205,33 @@ async def test_a_checkpoint_that_cannot_be_written_during_the_stop_is_not_exit_0
                 env={**os.environ, "PYTHONPATH": str(REPO)},
             )
             assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_a_checkpoint_locked_past_the_busy_timeout_during_the_stop_exits_75(tmp_path: Path) -> None:
+    """Another process holds the checkpoint's write lock when SIGTERM comes: the stop's writes wait SQLite's
+    busy timeout (30 s) and fail. That passes by itself: exit 75 with the sentence (before: exit 0)."""
+    log = tmp_path / "run.log"
+    async with Sandbox(world=forum_world(10), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(
+            sb, tmp_path / "sessions", ["bob"], LIVE="true", MODE="copy", LEASE_SECONDS="600"
+        )
+        db = tmp_path / "sessions" / "shared" / "checkpoint.db"
+        whole = len(content(sb.messages("source")))
+        process = start(directory, log)
+        holder: sqlite3.Connection | None = None
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) >= whole, 60, "the history copied")
+            await asyncio.sleep(1.0)
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the process has exited
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 90)
+        finally:
+            if holder is not None:
+                holder.close()
+            if process.poll() is None:
+                process.kill()
+    said = log.read_text()
+    assert code == EX_TEMPFAIL, said[-3000:]
+    assert "Traceback" not in said
+    assert f"the checkpoint {db} stayed locked by another process for 30 s" in said.splitlines()[-1], said[-3000:]
