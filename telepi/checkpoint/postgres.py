@@ -688,7 +688,7 @@ class PostgresStore:
 
         return self._run(work)
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         def work(db: _Tx) -> int:
             _notify_head(db, route_id)
             if refused:
@@ -699,8 +699,9 @@ class PostgresStore:
                 )
             handed = db.run(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
-                "WHERE route_id = %s AND session = %s AND status = 'processing' AND send_started_at IS NULL",
-                (route_id, session),
+                "WHERE route_id = %s AND session = %s AND status = 'processing' "
+                "AND (send_started_at IS NULL OR source_msg_id = ANY(%s::bigint[]))",
+                (route_id, session, list(doubtful)),
             )
             db.run("UPDATE sessions SET last_seen = %s WHERE name = %s", (db.now(), session))
             return handed

@@ -479,7 +479,7 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         now = self._clock()
         with self._tx() as db:
             if refused:
@@ -491,8 +491,9 @@ class SqliteStore:
                 )
             cursor = db.execute(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
-                "WHERE route_id = ? AND session = ? AND status = 'processing' AND send_started_at IS NULL",
-                (route_id, session),
+                "WHERE route_id = ? AND session = ? AND status = 'processing' "
+                f"AND (send_started_at IS NULL OR source_msg_id IN ({_marks(doubtful)}))",
+                (route_id, session, *doubtful),
             )
             db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
             return cursor.rowcount

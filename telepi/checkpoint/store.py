@@ -99,9 +99,11 @@ class Store(Protocol):
     def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
         """Mark items permanently skipped with a reason (service_message, too_large, unsupported, …)."""
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         """Give every lease of ``session`` on the route that is not being sent to the other sessions;
-        ``refused`` ids were marked sending but Telegram refused the send (FLOOD_WAIT), so they go too."""
+        ``refused`` ids were marked sending but Telegram refused the send (FLOOD_WAIT), so they go too,
+        unmarked; ``doubtful`` ids go with their mark (an attempt may have sent part of them: a caption's
+        follow-up refused after its media landed), so whoever takes them looks in the target first."""
 
     def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
         """Give leases back (clean shutdown, or a long flood wait when ``only_unsent``)."""

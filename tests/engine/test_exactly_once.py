@@ -212,3 +212,41 @@ def flood_waited(db: Path) -> bool:
             conn.close()
     except sqlite3.OperationalError:
         return False
+
+
+async def test_a_caption_follow_up_refused_after_its_media_landed_keeps_the_unit_in_doubt(tmp_path: Path) -> None:
+    """A photo whose caption is too long goes in two requests: the media, then the caption as a reply. A
+    FLOOD_WAIT on the second proves only that the reply was not sent: the photo is in the target. The unit
+    keeps its sending mark through the wait and the stop (before: the stop's hand-back cleared it), so the
+    account that takes it over finds bob's photo instead of posting a second one."""
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": "caption " * 200, "media": {"kind": "photo", "size": 4000}}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_900", 420, nth=1, user_id=sb.account("bob").id)
+        db = load_settings(bob, {}).shared_db_path
+        [source] = content(sb.messages("source"))
+        waiting = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "telepi", "run", str(bob), cwd=REPO, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            await wait_for(lambda: flood_waited(db), 60)
+            await asyncio.sleep(0.5)
+            [photo] = content(sb.messages("target"))  # the media landed, its caption's reply was refused
+            assert in_flight(db) == [(source["id"], "session1", 1)]  # in doubt: still marked sending
+            waiting.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(waiting.wait(), 30) == 0
+        finally:
+            if waiting.returncode is None:
+                waiting.kill()
+        other = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "telepi", "run", str(carol)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert "found the copy made by session1" in (carol / "clone.log").read_text()
+        assert [m["id"] for m in content(sb.messages("target"))] == [photo["id"]]  # one photo, not two

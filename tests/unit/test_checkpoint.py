@@ -311,6 +311,19 @@ def test_hand_back_gives_unsent_and_refused_leases_to_others(store: Checkpoint) 
     assert not any(i.takeover for i in taken)  # nothing to look for in the target
 
 
+def test_hand_back_gives_doubtful_leases_with_their_mark(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
+    store.claim(route.id, "s1", 3, 30)
+    store.mark_sending(route.id, [1], "s1")  # its media landed, its caption's reply was refused
+    store.mark_sending(route.id, [2], "s1")  # still on its way: must stay with s1
+    assert store.hand_back(route.id, "s1", doubtful=[1]) == 2
+    taken = {i.source_msg_id: i for i in store.claim(route.id, "s2", 9, 30)}
+    assert sorted(taken) == [1, 3]
+    assert taken[1].takeover and taken[1].send_session == "s1"  # s2 looks in the target before sending
+    assert not taken[3].takeover
+
+
 def test_others_alive_counts_recently_seen_working_sessions(store: Checkpoint, clock: Clock) -> None:
     store.register_session("s1", "h", 1)
     store.register_session("s2", "h", 2)
