@@ -335,7 +335,11 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
 def _route_stopped(store: Store, session: str, route: Settings, error: SessionStopped) -> SessionStopped:
     """A route its chat refused, told by its name; the session's state (blocked, with the fix) says it."""
     stopped = SessionStopped(f"route {route.route_name!r} of {route.routes_file} stopped: {error}")
-    log.error("%s; the other routes go on", str(stopped).rstrip("."), extra={"event": "route_stopped"})
+    log.error(
+        "%s; the other routes go on",
+        str(stopped).rstrip("."),
+        extra={"event": "route_stopped", "route": route.route_name},
+    )
     with contextlib.suppress(Exception):
         store.set_session_state(session, "blocked", str(stopped))
     return stopped
@@ -391,7 +395,11 @@ async def _run_routes(
         nonlocal waiting
         waiting -= 1
         if waiting == 0:
-            hooks.ready()
+            token = ROUTE.set(None)  # the session's line, though the last route to start calls it
+            try:
+                hooks.ready()
+            finally:
+                ROUTE.reset(token)
 
     route_hooks = Hooks(ready=one_ready, status=hooks.status, monitor=hooks.monitor, progress=hooks.progress)
     tasks = [

@@ -148,3 +148,4 @@ async def test_after_a_reload_the_journal_names_the_routes_running_now_and_each_
     assert {entry["TELEPI_ROUTE"] for entry in planned} == {"flat"}, planned  # the new route's own lines
     assert {entry["TELEPI_ROUTE"] for entry in before if entry["MESSAGE"].startswith("planned ")} == {"forum"}
     assert all(entry.get("TELEPI_SESSION") == "bob" for entry in lines)
+    assert route_of(after, "ready:") == {"2 routes: forum, flat"}  # the session's line, not its last route's
