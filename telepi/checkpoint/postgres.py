@@ -606,6 +606,15 @@ class PostgresStore:
         )
         return len(rows) == wanted
 
+    def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
+        rows = self._statement(
+            "UPDATE messages SET send_session = NULL, send_started_at = NULL WHERE route_id = %(route)s "
+            "AND session = %(session)s AND send_session = %(session)s AND status = 'processing' "
+            "AND source_msg_id = ANY(%(ids)s::bigint[]) RETURNING source_msg_id",
+            {"route": route_id, "session": session, "ids": _bigints(source_ids)},
+        )
+        return len(rows)
+
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
@@ -679,7 +688,7 @@ class PostgresStore:
 
         return self._run(work)
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         def work(db: _Tx) -> int:
             _notify_head(db, route_id)
             if refused:
@@ -690,8 +699,9 @@ class PostgresStore:
                 )
             handed = db.run(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
-                "WHERE route_id = %s AND session = %s AND status = 'processing' AND send_started_at IS NULL",
-                (route_id, session),
+                "WHERE route_id = %s AND session = %s AND status = 'processing' "
+                "AND (send_started_at IS NULL OR source_msg_id = ANY(%s::bigint[]))",
+                (route_id, session, list(doubtful)),
             )
             db.run("UPDATE sessions SET last_seen = %s WHERE name = %s", (db.now(), session))
             return handed

@@ -408,6 +408,16 @@ class SqliteStore:
             )
             return True
 
+    def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE messages SET send_session = NULL, send_started_at = NULL "
+                "WHERE route_id = ? AND session = ? AND send_session = ? AND status = 'processing' "
+                f"AND source_msg_id IN ({_marks(source_ids)})",
+                (route_id, session, session, *source_ids),
+            )
+            return cursor.rowcount
+
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         # Whoever really sent the message records it, even if its lease was taken over meanwhile:
         # the row then stops the new holder before its own send (mark_sending fails on a done row).
@@ -469,7 +479,7 @@ class SqliteStore:
             )
             return cursor.rowcount
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         now = self._clock()
         with self._tx() as db:
             if refused:
@@ -481,8 +491,9 @@ class SqliteStore:
                 )
             cursor = db.execute(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
-                "WHERE route_id = ? AND session = ? AND status = 'processing' AND send_started_at IS NULL",
-                (route_id, session),
+                "WHERE route_id = ? AND session = ? AND status = 'processing' "
+                f"AND (send_started_at IS NULL OR source_msg_id IN ({_marks(doubtful)}))",
+                (route_id, session, *doubtful),
             )
             db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
             return cursor.rowcount

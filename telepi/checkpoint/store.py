@@ -74,6 +74,12 @@ class Store(Protocol):
     def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
         """Record that the send is about to start; False if ``session`` no longer holds every lease."""
 
+    def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
+        """Telegram answered the send with a refusal (FLOOD_WAIT, SLOWMODE_WAIT: an RPC error, so the
+        request was not executed): clear the *sending* mark ``session`` set for it, keeping the lease, so
+        status says it waits and a takeover need not look for a copy. Only for a unit no earlier attempt
+        may have sent (its claim carried no mark): that doubt a refusal now cannot settle."""
+
     def complete(self, route_id: int, targets: Mapping[int, int | None], session: str) -> int:
         """Mark sent items done with their target ids; returns rows that changed."""
 
@@ -93,9 +99,11 @@ class Store(Protocol):
     def skip(self, route_id: int, source_ids: Sequence[int], reason: str, session: str) -> int:
         """Mark items permanently skipped with a reason (service_message, too_large, unsupported, …)."""
 
-    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = ()) -> int:
+    def hand_back(self, route_id: int, session: str, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> int:
         """Give every lease of ``session`` on the route that is not being sent to the other sessions;
-        ``refused`` ids were marked sending but Telegram refused the send (FLOOD_WAIT), so they go too."""
+        ``refused`` ids were marked sending but Telegram refused the send (FLOOD_WAIT), so they go too,
+        unmarked; ``doubtful`` ids go with their mark (an attempt may have sent part of them: a caption's
+        follow-up refused after its media landed), so whoever takes them looks in the target first."""
 
     def release(self, session: str, *, route_id: int | None = None, only_unsent: bool = False) -> int:
         """Give leases back (clean shutdown, or a long flood wait when ``only_unsent``)."""

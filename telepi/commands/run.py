@@ -18,7 +18,7 @@ from telepi.config import Settings, load_settings
 from telepi.engine.session import Hooks, run_session
 from telepi.errors import UserFixableError
 from telepi.secret_files import check_permissions
-from telepi.service.logs import setup_logging, under_systemd
+from telepi.service.logs import set_routes, setup_logging, under_systemd
 from telepi.service.notify import notifier
 from telepi.service.taskdump import dump_tasks
 from telepi.service.terminal import progress_display
@@ -79,6 +79,7 @@ def run(session_dir: str, *, strict: bool) -> int:
         reloaded: Settings | None = settings
         while reloaded is not None:  # SIGHUP: the routes stopped cleanly; start them again as now configured
             settings = reloaded
+            set_routes(_shown_routes(settings))  # the journal's TELEPI_ROUTE follows the routes running now
             for route in settings.all_routes:
                 log.info("session %s starting: %s, mode %s", settings.session_name, _named(route), route.mode)
             reloaded = asyncio.run(_run_until_signalled(settings, store))
@@ -141,9 +142,11 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Setting
         systemd.stopping("stopping: finishing the sends in flight, releasing leases")
         stop.set()
 
+    shown = [_shown_routes(settings)]  # the chats' ids until they are resolved, then their titles
+
     def on_ready() -> None:
         log.info("ready: connected, logged in, chats resolved", extra={"event": "ready"})
-        systemd.ready(_shown_routes(settings))
+        systemd.ready(shown[0])
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_one_line)
@@ -160,8 +163,14 @@ async def _run_until_signalled(settings: Settings, store: Checkpoint) -> Setting
         page = await serve_beside_run(settings.shared_db_url or settings.shared_db_path, settings.web_port)
     terminal = sys.stderr.isatty() and not under_systemd()
     try:
-        with progress_display(_shown_routes(settings), terminal) as show:
-            hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor, progress=show)
+        # Named by the chats' titles once resolved (Hooks.named); ids say little to the operator meanwhile.
+        with progress_display(f"{settings.session_name}: connecting", terminal) as show:
+
+            def on_named(label: str) -> None:
+                shown[0] = label
+                show.name(label)
+
+            hooks = Hooks(ready=on_ready, status=systemd.status, monitor=monitor, progress=show, named=on_named)
             progress = await run_session(settings, store, stop, hooks=hooks)
     finally:
         pinging.cancel()

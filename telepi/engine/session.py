@@ -26,6 +26,7 @@ from telepi.engine.difference import SourceDifference
 from telepi.engine.health import Beacon, HealthReport, Link
 from telepi.engine.limits.account import AccountLimiter
 from telepi.engine.limits.gateway import AccountProblem, Gateway
+from telepi.engine.logcontext import ROUTE
 from telepi.engine.planner import Planner, PlanScope
 from telepi.engine.progress import Progress
 from telepi.engine.provenance import refuse_unrecorded_copies
@@ -69,6 +70,8 @@ class Hooks:
     monitor: HealthReport | None = None
     # Every 2 s with the run's numbers and the route's finished/known: the terminal's bar, the journal's line.
     progress: Callable[[Progress, int, int], object] = lambda _progress, _finished, _known: None
+    # Once the chats are resolved: what the session copies, by titles (``Source -> Target``) or route names.
+    named: Callable[[str], object] = lambda _label: None
 
 
 PIPELINE_STALL_SECONDS = 600.0  # no progress, no declared wait, for this long: the process is stuck
@@ -199,6 +202,7 @@ async def run_session(
         store.register_session(settings.session_name, socket.gethostname(), os.getpid(), user_id=me.id)
         limiter.know_account(me.id)  # what the account learned of its quotas, in any session, before a send
         routes = await _open_routes(client, settings, store, me.id)
+        hooks.named(shown_label(routes))
 
         async def hand_over(seconds: int) -> None:
             released = store.release(session, only_unsent=True)  # every route's: the account is what waits
@@ -236,17 +240,38 @@ async def run_session(
         stopped_by_problem = True  # its state (revoked, blocked, ...) and fix stay for telepi status
         raise
     finally:
-        with contextlib.suppress(Exception):
-            store.release(session)
-            if not stopped_by_problem:
-                store.set_session_state(session, "stopped", stop_detail(sys.exc_info()[1]))
+        unsettled = _settle(store, session, stopped_by_problem, sys.exc_info()[1])
         if own_reuploader:
             with contextlib.suppress(Exception):
                 await reuploader.close()
         with contextlib.suppress(Exception):  # a Telethon reconnect it cancels must not hold the stop up
             async with asyncio.timeout(DISCONNECT_SECONDS):
                 await client.disconnect()
+    if unsettled is not None:
+        raise unsettled  # not exit 0: systemd would hear "all is well" while the checkpoint is not
     return progress
+
+
+def _settle(store: Store, session: str, stopped_by_problem: bool, error: BaseException | None) -> Exception | None:
+    """The stop's writes: leases released, the session's state for telepi status. What refuses them (a full
+    disk, a read-only file, a lock held past the busy timeout) is returned to be raised once the client is
+    closed, unless an error already ends the run: then that is the cause, and this one only a line in the
+    log. Nothing is lost either way: leases left behind are taken over on the next start, and a sending
+    mark makes the taker look in the target before sending again."""
+    try:
+        store.release(session)
+        if not stopped_by_problem:
+            store.set_session_state(session, "stopped", stop_detail(error))
+    except Exception as exc:
+        if not isinstance(exc, UserFixableError):  # a checkpoint error telepi has no sentence for yet
+            exc = PassingError(
+                f"the checkpoint refused the stop's writes ({type(exc).__name__}: {exc}): "
+                "the next start takes the leases over; if it lasts, check SHARED_DB_PATH/SHARED_DB_URL."
+            )
+        if error is None:
+            return exc
+        log.warning("the stop could not be recorded in the checkpoint: %s", exc, extra={"event": "stop_unrecorded"})
+    return None
 
 
 async def _open_routes(client: Any, settings: Settings, store: Store, user_id: int) -> list[_OpenRoute]:
@@ -287,7 +312,8 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
             "'post messages', or name the sessions that may in the route's sessions."
         )
     source_id, target_id = utils.get_peer_id(source), utils.get_peer_id(target)
-    checkpoint_route = store.route(str(source_id), str(target_id), label=_label(route, source, target))
+    label = _label(route, source, target)
+    checkpoint_route = store.route(str(source_id), str(target_id), label=label)
     _bind_per_account_route(store, route, checkpoint_route.id, user_id, source, target)
     accounts = {user_id, *store.session_user_ids()}
     await refuse_unrecorded_copies(client, store, checkpoint_route.id, target, accounts, str(route.session_dir))
@@ -302,13 +328,18 @@ async def _open_route(client: Any, route: Settings, store: Store, user_id: int, 
             user_id=user_id,
             source_link=source_link_base(source),
         ),
+        label,
     )
 
 
 def _route_stopped(store: Store, session: str, route: Settings, error: SessionStopped) -> SessionStopped:
     """A route its chat refused, told by its name; the session's state (blocked, with the fix) says it."""
     stopped = SessionStopped(f"route {route.route_name!r} of {route.routes_file} stopped: {error}")
-    log.error("%s; the other routes go on", str(stopped).rstrip("."), extra={"event": "route_stopped"})
+    log.error(
+        "%s; the other routes go on",
+        str(stopped).rstrip("."),
+        extra={"event": "route_stopped", "route": route.route_name},
+    )
     with contextlib.suppress(Exception):
         store.set_session_state(session, "blocked", str(stopped))
     return stopped
@@ -318,6 +349,14 @@ def _route_stopped(store: Store, session: str, route: Settings, error: SessionSt
 class _OpenRoute:
     settings: Settings
     target: RouteTarget
+    label: str  # the checkpoint's: the chats' titles, after the route's name
+
+
+def shown_label(routes: list[_OpenRoute]) -> str:
+    """One route by its chats' titles (``photos: Source -> My photos``), several by their names."""
+    if len(routes) == 1:
+        return routes[0].label
+    return f"{len(routes)} routes: " + ", ".join(route.settings.route_name for route in routes)
 
 
 async def _run_routes(
@@ -356,7 +395,11 @@ async def _run_routes(
         nonlocal waiting
         waiting -= 1
         if waiting == 0:
-            hooks.ready()
+            token = ROUTE.set(None)  # the session's line, though the last route to start calls it
+            try:
+                hooks.ready()
+            finally:
+                ROUTE.reset(token)
 
     route_hooks = Hooks(ready=one_ready, status=hooks.status, monitor=hooks.monitor, progress=hooks.progress)
     tasks = [
@@ -390,7 +433,9 @@ async def _run_routes(
         await asyncio.gather(*tasks, status, heartbeat, return_exceptions=True)
         with contextlib.suppress(UserFixableError):  # a checkpoint that failed the heartbeat fails this too
             counts = [store.route_counts(route_id) for route_id in route_ids]
-            hooks.status(progress.line(sum(c[0] for c in counts), sum(c[1] for c in counts)))
+            finished, known = sum(c[0] for c in counts), sum(c[1] for c in counts)
+            hooks.status(progress.line(finished, known))
+            hooks.progress(progress, finished, known)  # the bar's last state: a short run ends before its first
     if not heartbeat.cancelled() and heartbeat.exception() is not None:
         raise heartbeat.exception()  # type: ignore[misc]  # the sentence (disk full, read-only) says the fix
 
@@ -456,6 +501,7 @@ async def _run_route(
     vitals: _Vitals,
 ) -> None:
     session = settings.session_name
+    ROUTE.set(settings.route_name or settings.route_label)  # this task's and its tasks' log lines (TELEPI_ROUTE)
     topics = TopicMapper(
         client,
         store,

@@ -650,10 +650,10 @@ class Worker:
             # Nothing was sent. Handed over earlier, the unit is someone else's and this session's other
             # leases stay; still held with too little time left (a stall), everything unsent goes.
             if self._holds_any(ids):
-                self._hand_back(refused=ids)
+                self._hand_back_refused(prepared)
             return
         except Stopping:
-            self._hand_back(refused=ids)  # refused by a flood wait, and this session is leaving
+            self._hand_back_refused(prepared)  # refused by a flood wait, and this session is leaving
             return
         except SessionStopped:
             raise
@@ -722,7 +722,7 @@ class Worker:
             prepared.placement = dataclasses.replace(prepared.placement, topic_id=recreated)
             targets = await self._send(prepared, may_hand_back=False)
         except Stopping:
-            self._hand_back(refused=ids)
+            self._hand_back_refused(prepared)
             return
         except SessionStopped:
             raise
@@ -743,11 +743,17 @@ class Worker:
         placement = prepared.placement
         method = _method(prepared)
         ids = [item.source_msg_id for item in items]
-        hand_back = self._hand_back_on_flood(ids) if may_hand_back else None
+        hand_back = self._hand_back_on_flood(prepared) if may_hand_back else None
         spare = min(self.options.lease_seconds / 3, LEASE_SPARE_SECONDS)
 
         def still_ours() -> bool:  # right before the request: no send under a lease about to lapse; marks it sending
             return self.store.confirm_send(self.route.route_id, ids, self.session, spare)
+
+        def not_sent() -> None:
+            # A flood refusal is Telegram's answer: the refused request was not executed, so the unit is
+            # waiting, not sending — when that request was the whole unit (_refusal_settles).
+            if _refusal_settles(prepared):
+                self.store.unmark_refused(self.route.route_id, ids, self.session)
 
         if prepared.transfer == "forward":  # a unit holds at most FORWARD_BATCH messages
             return await self.limiter.call(
@@ -764,6 +770,7 @@ class Worker:
                 messages=len(items),
                 hand_back=hand_back,
                 guard=still_ours,
+                refused=not_sent,
             )
         if len(items) == 1:
             item = items[0]
@@ -772,6 +779,7 @@ class Worker:
                 lambda: _answered(sender.send_one(self.client, placement, item.random_id, prepared.outs[0])),
                 hand_back=hand_back,
                 guard=still_ours,
+                refused=not_sent,
             )
             return {item.source_msg_id: target}
         members = [(item.random_id, out) for item, out in zip(items, prepared.outs, strict=True)]
@@ -781,6 +789,7 @@ class Worker:
             messages=len(members),
             hand_back=hand_back,
             guard=still_ours,
+            refused=not_sent,
         )
         return {item.source_msg_id: by_random[item.random_id] for item in items}
 
@@ -806,8 +815,8 @@ class Worker:
         for position, part in enumerate(parts):
             try:
                 targets = await self._retry_prepared(part)
-            except Stopping:  # this part and the rest were not sent
-                self._hand_back(refused=[i for rest in parts[position:] for i in rest.ids])
+            except Stopping:  # this part and the rest were not sent (a caption follow-up aside: they are looked for)
+                self._hand_back(doubtful=[i for rest in parts[position:] for i in rest.ids])
                 return
             if targets:
                 self.store.complete(self.route.route_id, targets, self.session)
@@ -841,7 +850,7 @@ class Worker:
         try:
             targets = await self._send(prepared, may_hand_back=False)  # the unit is marked sending: finish it here
         except Stopping:
-            self._hand_back(refused=ids)
+            self._hand_back_refused(prepared)
             return
         except SessionStopped:
             raise
@@ -892,13 +901,22 @@ class Worker:
             for i in ids
         )
 
-    def _hand_back(self, refused: Sequence[int] = ()) -> None:
-        given = self.store.hand_back(self.route.route_id, self.session, refused)
+    def _hand_back(self, refused: Sequence[int] = (), doubtful: Sequence[int] = ()) -> None:
+        given = self.store.hand_back(self.route.route_id, self.session, refused, doubtful)
         self.stats.hand_backs += 1
         self.stats.handed += given
         log.debug("handed %d unsent messages to the other sessions", given, extra={"event": "hand_back"})
 
-    def _hand_back_on_flood(self, ids: list[int]) -> Callable[[], Awaitable[bool]] | None:
+    def _hand_back_refused(self, prepared: Prepared) -> None:
+        """Give a unit Telegram refused back with the other unsent leases: unmarked when the refusal proves
+        nothing of it was sent, else with its mark, so whoever takes it looks in the target first."""
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        if _refusal_settles(prepared):
+            self._hand_back(refused=ids)
+        else:
+            self._hand_back(doubtful=ids)
+
+    def _hand_back_on_flood(self, prepared: Prepared) -> Callable[[], Awaitable[bool]] | None:
         """Ordered with other sessions alive: a flood-waited send goes to them rather than waiting here."""
         if not self.options.ordered:
             return None
@@ -906,7 +924,7 @@ class Worker:
         async def hand_back() -> bool:
             if not self._others_alive():
                 return False
-            self._hand_back(refused=ids)  # FLOOD_WAIT: Telegram did not execute the send
+            self._hand_back_refused(prepared)  # FLOOD_WAIT: Telegram did not execute the request it refused
             return True
 
         return hand_back
@@ -1183,6 +1201,15 @@ async def _answered(send: Awaitable[T]) -> T:
             return await send
     except TimeoutError as exc:
         raise SendTimedOut(f"no answer to the send within {SEND_TIMEOUT_SECONDS:.0f}s: withdrawn") from exc
+
+
+def _refusal_settles(prepared: Prepared) -> bool:
+    """Whether a refusal of this unit's send proves none of it is in the target: the unit goes in one
+    request (no caption following its media: that reply is a second request, sent after the media
+    landed) and no earlier attempt may have sent it (its claim carried no sending mark)."""
+    if any(item.takeover for item, _ in prepared.sendable):
+        return False
+    return not any(out.overflow_text for out in prepared.outs)
 
 
 def _method(prepared: Prepared) -> str:

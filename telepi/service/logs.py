@@ -11,7 +11,9 @@ Structured fields. Pass them with ``extra=`` on any log call; under systemd they
 ``extra`` key   journal field         meaning
 ==============  ====================  ========================================================
 ``session``     ``TELEPI_SESSION``    session name; defaults to ``setup_logging(session=...)``
-``route``       ``TELEPI_ROUTE``      ``source -> target``; defaults to ``setup_logging(route=...)``
+``route``       ``TELEPI_ROUTE``      the route's name (or ``source -> target``); defaults to the route
+                                      whose task logs (engine/logcontext.py), else to the session's
+                                      routes (``setup_logging(route=...)``, ``set_routes`` on a reload)
 ``msg_id``      ``TELEPI_MSG_ID``     source message id
 ``event``       ``TELEPI_EVENT``      snake_case name of what happened (flood_wait, copied, ...)
 ==============  ====================  ========================================================
@@ -30,6 +32,8 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from telepi.engine.logcontext import ROUTE
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 CLONE_LOG_BYTES = 5 * 1024 * 1024
@@ -122,8 +126,12 @@ def journal_priority(levelno: int) -> int:
 
 
 def structured_fields(record: logging.LogRecord, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The TELEPI_* journal fields of a record: its ``extra=`` values over the process-wide defaults."""
+    """The TELEPI_* journal fields of a record: its ``extra=`` values over the route whose task logs it
+    (read when the record is made, in that task), over the process-wide defaults."""
     fields = dict(defaults or {})
+    route = ROUTE.get()
+    if route:
+        fields["TELEPI_ROUTE"] = route
     for key, field in STRUCTURED_FIELDS.items():
         value = getattr(record, key, None)
         if value is not None and value != "":
@@ -146,6 +154,18 @@ def under_systemd(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("INVOCATION_ID") or env.get("NOTIFY_SOCKET"))
 
 
+# TELEPI_SESSION / TELEPI_ROUTE of every entry without its own: set by setup_logging, the route by set_routes.
+_DEFAULTS: dict[str, str] = {}
+
+
+def set_routes(routes: str) -> None:
+    """The routes the session runs now (after a SIGHUP reload): the TELEPI_ROUTE of lines no route's task logs."""
+    if routes:
+        _DEFAULTS["TELEPI_ROUTE"] = routes
+    else:
+        _DEFAULTS.pop("TELEPI_ROUTE", None)
+
+
 def journal_handler(defaults: Mapping[str, str] | None = None) -> logging.Handler | None:
     """A ``systemd.journal.JournalHandler`` sending a fixed set of fields, or None without systemd-python.
 
@@ -157,7 +177,7 @@ def journal_handler(defaults: Mapping[str, str] | None = None) -> logging.Handle
         from systemd import journal
     except ImportError:
         return None
-    fixed = dict(defaults or {})
+    fixed = _DEFAULTS if defaults is None else defaults
 
     class TelepiJournalHandler(journal.JournalHandler):  # type: ignore[misc]  # systemd-python is untyped
         def emit(self, record: logging.LogRecord) -> None:
@@ -202,13 +222,16 @@ def setup_logging(
     redact = RedactSecrets(secrets)
     handlers: list[logging.Handler] = []
     use_journal = under_systemd() if journal is None else journal
-    defaults = {
-        field: value
-        for field, value in (("TELEPI_SESSION", session), ("TELEPI_ROUTE", route))
-        if value  # empty values would only add noise to every entry
-    }
+    _DEFAULTS.clear()
+    _DEFAULTS.update(
+        {
+            field: value
+            for field, value in (("TELEPI_SESSION", session), ("TELEPI_ROUTE", route))
+            if value  # empty values would only add noise to every entry
+        }
+    )
     if use_journal:
-        to_journal = journal_handler(defaults)
+        to_journal = journal_handler()
         if to_journal is not None:
             to_journal.setFormatter(_RedactingFormatter("%(message)s", redact))
             handlers.append(to_journal)

@@ -23,6 +23,9 @@ JOURNAL_EVERY_SECONDS = 60.0
 class Shows(Protocol):
     def __call__(self, progress: RunProgress, finished: int, known: int) -> object: ...
 
+    def name(self, label: str) -> None:
+        """What is copying, once the chats are resolved (their titles, not the ids the .env names)."""
+
 
 class JournalLine:
     """The engine's progress line (``copied 1234/5000 · 38 msg/min · flood-wait 42s on SendMessage``) logged
@@ -37,6 +40,9 @@ class JournalLine:
         if now >= self._due:
             self._due = now + self.every
             log.info("progress: %s", progress.line(finished, known), extra={"event": "progress"})
+
+    def name(self, label: str) -> None:
+        pass  # the journal's line carries the route in TELEPI_ROUTE
 
 
 class TerminalBar:
@@ -55,7 +61,10 @@ class TerminalBar:
             redirect_stderr=True,
             transient=False,
         )
-        self.task = self.bar.add_task(label.replace("[", "\\["), total=None, rate="", wait="")
+        self.task = self.bar.add_task(_plain(label), total=None, rate="", wait="")
+
+    def name(self, label: str) -> None:
+        self.bar.update(self.task, description=_plain(label))
 
     def __call__(self, progress: RunProgress, finished: int, known: int) -> None:
         wait = ""
@@ -94,3 +103,8 @@ def progress_display(label: str, terminal: bool) -> Iterator[Shows]:
         return
     with TerminalBar(label).shown() as bar:
         yield bar
+
+
+def _plain(label: str) -> str:
+    """A chat's title as written: rich markup in it is shown, not applied."""
+    return label.replace("[", "\\[")

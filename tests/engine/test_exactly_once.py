@@ -4,8 +4,10 @@ session stopped (SIGSTOP) longer than its lease while it was about to send."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
+from tests.engine.test_ordered_sharing import channel_world
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,3 +144,109 @@ async def test_a_caption_follow_up_lost_with_its_sender_is_sent_by_that_account(
         [_, caption] = content(sb.messages("target"))
         assert caption["text"] == content(sb.messages("source"))[0]["text"]
         assert caption["sender"] == "bob" and caption["reply_to"] == photo["id"]
+
+
+def in_flight(db: Path) -> list[tuple[int, str | None, int]]:
+    """(source id, holder, marked sending) of the rows leased now, read-only."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT source_msg_id, session, send_started_at IS NOT NULL FROM messages WHERE status = 'processing'"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(int(i), s, int(m)) for i, s, m in rows]
+
+
+async def test_a_send_refused_by_flood_wait_is_not_left_marked_sending(tmp_path: Path) -> None:
+    """FLOOD_WAIT is Telegram's answer: the send was not executed. Its unit must not show as *sending* for
+    the whole wait (before: marked for all 900 s, held, and telepi status said 'sending'); unmarked, the long
+    wait hands it to another account like any unsent lease, which copies it without a takeover's look."""
+    async with Sandbox(world=channel_world(12, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_900", 420, nth=4, user_id=sb.account("bob").id)
+        db = load_settings(bob, {}).shared_db_path
+        waiting = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "telepi", "run", str(bob), cwd=REPO, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            await wait_for(lambda: flood_waited(db), 60)
+            await asyncio.sleep(0.5)
+            assert len(content(sb.messages("target"))) == 3  # the fourth send was refused
+            assert [row for row in in_flight(db) if row[2]] == [], in_flight(db)  # nothing shown as sending
+            status = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "telepi", "status", str(tmp_path / "sessions"), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            report = json.loads(status.stdout)
+            assert not [lease for lease in report["routes"][0]["leases"] if lease["sending"]], report["routes"]
+            assert report["sessions"][0]["activity"].startswith("waiting on FLOOD_WAIT for SendMessage")
+
+            other = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "telepi", "run", str(carol)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=REPO,
+            )
+            assert other.returncode == 0, other.stderr[-3000:]
+            assert "found the copy made by" not in (carol / "clone.log").read_text()  # no takeover needed
+            waiting.send_signal(signal.SIGTERM)  # ends bob's wait: it sends nothing more
+            assert await asyncio.wait_for(waiting.wait(), 30) == 0
+        finally:
+            if waiting.returncode is None:
+                waiting.kill()
+        assert_clone_equal(sb, "source", "target")  # every message once, in order
+
+
+def flood_waited(db: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return bool(conn.execute("SELECT COUNT(*) FROM flood_waits").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return False
+
+
+async def test_a_caption_follow_up_refused_after_its_media_landed_keeps_the_unit_in_doubt(tmp_path: Path) -> None:
+    """A photo whose caption is too long goes in two requests: the media, then the caption as a reply. A
+    FLOOD_WAIT on the second proves only that the reply was not sent: the photo is in the target. The unit
+    keeps its sending mark through the wait and the stop (before: the stop's hand-back cleared it), so the
+    account that takes it over finds bob's photo instead of posting a second one."""
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": "caption " * 200, "media": {"kind": "photo", "size": 4000}}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        bob, carol = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], MODE="copy", LIVE="false")
+        sb.faults.inject_error("SendMessageRequest", "FLOOD_WAIT_900", 420, nth=1, user_id=sb.account("bob").id)
+        db = load_settings(bob, {}).shared_db_path
+        [source] = content(sb.messages("source"))
+        waiting = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "telepi", "run", str(bob), cwd=REPO, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            await wait_for(lambda: flood_waited(db), 60)
+            await asyncio.sleep(0.5)
+            [photo] = content(sb.messages("target"))  # the media landed, its caption's reply was refused
+            assert in_flight(db) == [(source["id"], "session1", 1)]  # in doubt: still marked sending
+            waiting.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(waiting.wait(), 30) == 0
+        finally:
+            if waiting.returncode is None:
+                waiting.kill()
+        other = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "telepi", "run", str(carol)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert "found the copy made by session1" in (carol / "clone.log").read_text()
+        assert [m["id"] for m in content(sb.messages("target"))] == [photo["id"]]  # one photo, not two

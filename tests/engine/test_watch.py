@@ -184,3 +184,33 @@ async def test_run_without_a_terminal_logs_one_progress_line_a_minute(tmp_path: 
     log = (directory / "clone.log").read_text()
     assert len(re.findall(r"progress: copied \d+", log)) == 1, log  # a run under a minute: the first line only
     assert b"\r" not in err and b"\x1b[" not in err  # no bar, no cursor codes in a log
+
+
+async def test_the_bar_on_a_terminal_names_the_chats_by_their_titles(tmp_path: Path) -> None:
+    """The .env names the chats by id; the operator wants to read what is copying: once resolved, the
+    bar shows the chats' titles (before: ``-1001500000001 -> -1001500000002``)."""
+    async with Sandbox(world=channel_world(12, {"text": 100}), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
+        source, target = sb.chat("source").id, sb.chat("target").id
+        leader, follower = pty.openpty()
+        run = await asyncio.create_subprocess_exec(
+            *telepi("run", str(directory)),
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+        )
+        os.close(follower)
+        shown = bytearray()
+        try:
+            await asyncio.to_thread(drain, leader, shown)
+            assert await asyncio.wait_for(run.wait(), 60) == 0
+        finally:
+            if run.returncode is None:
+                run.kill()
+            os.close(leader)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))
+    bars = [line for line in screen.replace("\r", "\n").splitlines() if "msg/min" in line]
+    # its last state: 12 copies and a service message, all finished (before: 0/?, a run shorter than 2 s)
+    assert bars and re.search(r"Source -> Target +━+ +13/13 ", bars[-1]), screen[-2000:]
+    assert not [line for line in bars if str(source) in line or str(target) in line], bars  # no ids, ever

@@ -5,6 +5,7 @@ A benchmark found two processes that ignored SIGTERM for 30 minutes while Teleth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -13,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions
 from tests.service.test_outage import free_port, wait_for
+from tests.unit.test_operator_safety import small_disk
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_DEADLINE = 5.0  # systemd's TimeoutStopSec is far longer; a clean stop takes well under a second
@@ -141,3 +144,94 @@ async def test_sigterm_during_a_long_flood_wait_exits_0_and_gives_the_send_back(
     assert took < STOP_DEADLINE
     leases, state, _ = leases_and_state(db)
     assert (leases, state) == (0, "stopped")
+
+
+async def test_a_checkpoint_that_cannot_be_written_during_the_stop_is_not_exit_0(tmp_path: Path) -> None:
+    """The disk under the checkpoint fills while the run follows live, then SIGTERM: the stop's writes
+    (leases released, state 'stopped') fail. systemd must not hear 'all is well' (exit 0 was the answer):
+    exit 78 with the sentence naming the disk, no traceback; the next start (disk freed) copies what was
+    posted meanwhile, and verify finds nothing missing or doubled."""
+    log = tmp_path / "run.log"
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        db = disk / "checkpoint.db"
+        async with Sandbox(world=forum_world(20), state_dir=tmp_path / "state") as sb:
+            [directory] = await make_sessions(
+                sb,
+                tmp_path / "sessions",
+                ["bob"],
+                LIVE="true",
+                MODE="copy",
+                LEASE_SECONDS="600",  # heartbeats every 150 s: the stop is the first write to meet the full disk
+                SHARED_DB_PATH=str(db),
+            )
+            whole = len(content(sb.messages("source")))
+            process = start(directory, log)
+            try:
+                await wait_for(lambda: len(content(sb.messages("target"))) >= whole, 60, "the history copied")
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+                    filler.write(b"\0" * 4 * 1024 * 1024)
+                code, took = await terminate(process, log)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            said = log.read_text()
+            print(f"SIGTERM with the checkpoint's disk full: exit {code} after {took:.2f} s")
+            assert code == EX_CONFIG, said[-3000:]
+            assert "Traceback" not in said
+            assert f"the disk holding the checkpoint {db} is full" in said.splitlines()[-1], said[-3000:]
+            assert took < STOP_DEADLINE
+
+            (disk / "filler").unlink()
+            await sb.post("source", "posted while the session was down")
+            again = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "telepi", "run", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), "LIVE": "false"},
+            )
+            assert again.returncode == 0, again.stderr[-3000:]
+            assert_clone_equal(sb, "source", "target", ordered=True)  # nothing lost, nothing doubled
+            verify = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "telepi", "verify", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+            assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_a_checkpoint_locked_past_the_busy_timeout_during_the_stop_exits_75(tmp_path: Path) -> None:
+    """Another process holds the checkpoint's write lock when SIGTERM comes: the stop's writes wait SQLite's
+    busy timeout (30 s) and fail. That passes by itself: exit 75 with the sentence (before: exit 0)."""
+    log = tmp_path / "run.log"
+    async with Sandbox(world=forum_world(10), state_dir=tmp_path / "state") as sb:
+        [directory] = await make_sessions(
+            sb, tmp_path / "sessions", ["bob"], LIVE="true", MODE="copy", LEASE_SECONDS="600"
+        )
+        db = tmp_path / "sessions" / "shared" / "checkpoint.db"
+        whole = len(content(sb.messages("source")))
+        process = start(directory, log)
+        holder: sqlite3.Connection | None = None
+        try:
+            await wait_for(lambda: len(content(sb.messages("target"))) >= whole, 60, "the history copied")
+            await asyncio.sleep(1.0)
+            holder = sqlite3.connect(db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the process has exited
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 90)
+        finally:
+            if holder is not None:
+                holder.close()
+            if process.poll() is None:
+                process.kill()
+    said = log.read_text()
+    assert code == EX_TEMPFAIL, said[-3000:]
+    assert "Traceback" not in said
+    assert f"the checkpoint {db} stayed locked by another process for 30 s" in said.splitlines()[-1], said[-3000:]

@@ -186,6 +186,24 @@ def test_release_only_unsent_keeps_sending_items(store: Checkpoint) -> None:
     assert item.source_msg_id == 1 and item.takeover
 
 
+def test_a_refused_send_is_unmarked_by_its_holder_only_and_keeps_its_lease(store: Checkpoint, clock: Clock) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 2, 30)
+    assert store.confirm_send(route.id, [1, 2], "s1", 5)
+    assert store.unmark_refused(route.id, [1], "s2") == 0  # not s2's lease nor its mark
+    assert store.unmark_refused(route.id, [1], "s1") == 1
+    assert [lease.sending for lease in store.report().routes[0].leases] == [False, True]
+    assert store.heartbeat("s1", 30) == 2  # both still leased by s1
+    assert store.release("s1", only_unsent=True) == 1  # the refused one is unsent again: a long wait hands it on
+    [item] = store.claim(route.id, "s2", 5, 30)
+    assert item.source_msg_id == 1 and not item.takeover
+    clock.now += 31
+    [marked] = store.claim(route.id, "s3", 5, 30, after=1)  # the other, its mark kept, is a takeover
+    assert marked.source_msg_id == 2 and marked.takeover
+    assert store.unmark_refused(route.id, [2], "s3") == 0  # s1's mark: only s1's refusal clears it
+
+
 def test_claim_between_bounds_takes_only_that_range(store: Checkpoint) -> None:
     route = store.route("a", "b")
     store.enqueue(route.id, [NewItem(i) for i in range(1, 10)])
@@ -291,6 +309,19 @@ def test_hand_back_gives_unsent_and_refused_leases_to_others(store: Checkpoint) 
     taken = store.claim(route.id, "s2", 9, 30)
     assert [i.source_msg_id for i in taken] == [1, 3, 4]
     assert not any(i.takeover for i in taken)  # nothing to look for in the target
+
+
+def test_hand_back_gives_doubtful_leases_with_their_mark(store: Checkpoint) -> None:
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
+    store.claim(route.id, "s1", 3, 30)
+    store.mark_sending(route.id, [1], "s1")  # its media landed, its caption's reply was refused
+    store.mark_sending(route.id, [2], "s1")  # still on its way: must stay with s1
+    assert store.hand_back(route.id, "s1", doubtful=[1]) == 2
+    taken = {i.source_msg_id: i for i in store.claim(route.id, "s2", 9, 30)}
+    assert sorted(taken) == [1, 3]
+    assert taken[1].takeover and taken[1].send_session == "s1"  # s2 looks in the target before sending
+    assert not taken[3].takeover
 
 
 def test_others_alive_counts_recently_seen_working_sessions(store: Checkpoint, clock: Clock) -> None:

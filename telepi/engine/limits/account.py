@@ -137,6 +137,7 @@ class AccountLimiter:
         messages: int = 1,
         hand_back: Callable[[], Awaitable[bool]] | None = None,
         guard: Callable[[], bool] | None = None,
+        refused: Callable[[], object] | None = None,
     ) -> T:
         """Run ``make()`` (a Telegram call of ``method`` publishing ``messages``), waiting out flood limits as
         often as needed.
@@ -145,7 +146,8 @@ class AccountLimiter:
         returns True the wait is still sat out (this account cannot send anyway), then HandedBack.
         Every call keeps its group's learned spread, and the send groups ``SEND_INTERVAL`` (the budget knows
         which groups send). ``guard`` is asked after every wait, right before the request with no await in
-        between: False raises LeaseLost."""
+        between: False raises LeaseLost. ``refused`` is told of each flood refusal at once, before any wait:
+        Telegram answered with an error, so the request was not executed."""
         while True:
             await self._sit_out(method)
             async with self._in_flight(method):
@@ -160,7 +162,9 @@ class AccountLimiter:
                     kind = classify(exc)
                     if kind.kind not in (ErrorKind.FLOOD_WAIT, ErrorKind.SLOWMODE):
                         raise
-                    refused = exc
+                    refusal = exc
+                    if refused is not None:
+                        refused()
                     # Before the next call of the group may start: it books after the wait.
                     self._learn(method, kind.seconds, kind.name.rstrip("0123456789").rstrip("_"))  # FLOOD_WAIT
                     self._blocked_until[group_of(method)] = max(
@@ -169,11 +173,11 @@ class AccountLimiter:
                 finally:
                     GOVERNED.reset(token)
             if self.stop.is_set():
-                raise Stopping(method) from refused
+                raise Stopping(method) from refusal
             handed = hand_back is not None and await hand_back()
             await self.wait(kind.seconds, method, kind.name)
             if handed:
-                raise HandedBack(method) from refused
+                raise HandedBack(method) from refusal
 
     def _learn(self, method: str, seconds: int, error: str) -> None:
         pace = self.budget.refused(method, seconds, error, self.session)
