@@ -34,6 +34,11 @@ REVIEW_REASONS: tuple[str, ...] = ("needs_review", "adopt_review")
 # (else every session could take it again at once, a lease ping-pong Hypothesis found).
 SEND_TIMEOUT_SECONDS = 15.0
 SENDING_STALE_SECONDS = 20.0
+# A lease its session is not sending (SQL, both stores): no mark, or a predecessor's mark from before this
+# claim. Giving leases back (hand_back, release of the unsent) keeps only the session's own sends: a unit taken
+# over and not sent yet goes with its predecessor's mark, so whoever takes it looks in the target first. Kept,
+# a session waiting for its turn behind such a unit, queued after the unit it waits with, waited for itself.
+NOT_SENDING_HERE = "(send_started_at IS NULL OR send_started_at < claimed_at)"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from telepi.checkpoint.model import (
     ANY_TOPIC,
+    NOT_SENDING_HERE,
     REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
@@ -700,7 +701,7 @@ class PostgresStore:
             handed = db.run(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
                 "WHERE route_id = %s AND session = %s AND status = 'processing' "
-                "AND (send_started_at IS NULL OR source_msg_id = ANY(%s::bigint[]))",
+                f"AND ({NOT_SENDING_HERE} OR source_msg_id = ANY(%s::bigint[]))",
                 (route_id, session, list(doubtful)),
             )
             db.run("UPDATE sessions SET last_seen = %s WHERE name = %s", (db.now(), session))
@@ -715,7 +716,7 @@ class PostgresStore:
             conditions.append("route_id = %s")
             params.append(route_id)
         if only_unsent:
-            conditions.append("send_started_at IS NULL")
+            conditions.append(NOT_SENDING_HERE)
 
         def work(db: _Tx) -> int:
             rows = db.all(

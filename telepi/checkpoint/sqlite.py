@@ -19,6 +19,7 @@ from pathlib import Path
 
 from telepi.checkpoint.model import (
     ANY_TOPIC,
+    NOT_SENDING_HERE,
     REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
@@ -492,7 +493,7 @@ class SqliteStore:
             cursor = db.execute(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "
                 "WHERE route_id = ? AND session = ? AND status = 'processing' "
-                f"AND (send_started_at IS NULL OR source_msg_id IN ({_marks(doubtful)}))",
+                f"AND ({NOT_SENDING_HERE} OR source_msg_id IN ({_marks(doubtful)}))",
                 (route_id, session, *doubtful),
             )
             db.execute("UPDATE sessions SET last_seen = ? WHERE name = ?", (now, session))
@@ -505,7 +506,7 @@ class SqliteStore:
             conditions.append("route_id = ?")
             params.append(route_id)
         if only_unsent:
-            conditions.append("send_started_at IS NULL")
+            conditions.append(NOT_SENDING_HERE)
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE messages SET status = 'pending', session = NULL, lease_expires = NULL "

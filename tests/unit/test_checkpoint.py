@@ -324,6 +324,31 @@ def test_hand_back_gives_doubtful_leases_with_their_mark(store: Checkpoint) -> N
     assert not taken[3].takeover
 
 
+def test_hand_back_gives_a_taken_over_lease_back_with_the_dead_sessions_mark(store: Checkpoint, clock: Clock) -> None:
+    # s1 marked 1 sending and died; s2 took it over and queued it behind 2 (claimed first). Waiting for its
+    # turn with 2, s2 hands 1 back to send it in order: it never sent 1, so 1 goes — with s1's mark, so
+    # whoever takes it looks in the target first. Kept, s2 waited for itself for ever (the route stood still).
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
+    store.claim(route.id, "s1", 1, 30)
+    assert store.mark_sending(route.id, [1], "s1")
+    store.claim(route.id, "s2", 1, 30, after=1)
+    clock.now += 31
+    [taken] = store.claim(route.id, "s2", 1, 30)
+    assert taken.source_msg_id == 1 and taken.takeover
+    store.claim(route.id, "s2", 1, 30, after=2)
+    assert store.mark_sending(route.id, [3], "s2")  # s2's own send of 3, on its way: stays with s2
+    assert store.hand_back(route.id, "s2") == 2
+    head = store.head(route.id)
+    assert head is not None and head.source_msg_id == 1 and head.claimable
+    taken_again = {i.source_msg_id: i for i in store.claim(route.id, "s3", 9, 30)}
+    assert sorted(taken_again) == [1, 2]
+    assert taken_again[1].takeover and taken_again[1].send_session == "s1"
+    assert not taken_again[2].takeover
+    # A long flood wait gives back what its session is not sending: s1's mark is not s3's send.
+    assert store.release("s3", only_unsent=True) == 2
+
+
 def test_others_alive_counts_recently_seen_working_sessions(store: Checkpoint, clock: Clock) -> None:
     store.register_session("s1", "h", 1)
     store.register_session("s2", "h", 2)

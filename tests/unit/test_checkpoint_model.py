@@ -167,11 +167,23 @@ class CheckpointMachine(RuleBasedStateMachine):
             assert self.store.skip(self.route, held, "unsupported", session) == 1
             self.rows[held[0]].status = "skipped"
 
+    def sending_here(self, msg_id: int) -> bool:
+        """Marked under the current claim: a predecessor's mark (a takeover) is no send of this holder's."""
+        row = self.rows[msg_id]
+        return row.sending and row.sent_at >= row.claimed_at
+
     @rule(session=SESSIONS, only_unsent=st.booleans())
     def release(self, session: str, only_unsent: bool) -> None:
-        held = [i for i in self.held(session) if not (only_unsent and self.rows[i].sending)]
+        held = [i for i in self.held(session) if not (only_unsent and self.sending_here(i))]
         assert self.store.release(session, only_unsent=only_unsent) == len(held)
         for i in held:
+            self.rows[i].status, self.rows[i].owner = "pending", None
+
+    @rule(session=SESSIONS)
+    def hand_back(self, session: str) -> None:
+        held = [i for i in self.held(session) if not self.sending_here(i)]
+        assert self.store.hand_back(self.route, session) == len(held)
+        for i in held:  # marks kept: whoever takes a taken-over unit next looks in the target too
             self.rows[i].status, self.rows[i].owner = "pending", None
 
     @rule()
