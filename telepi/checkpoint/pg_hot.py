@@ -53,6 +53,17 @@ def _text(value: object) -> bytes | None:
     return str(value).encode()
 
 
+class _Prepared:
+    """A statement prepared on the connection: its name there, and its result's columns once seen (each
+    column's name and how its text is read)."""
+
+    __slots__ = ("columns", "name")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.columns: list[tuple[str, Callable[[bytes], Any]]] | None = None
+
+
 class HotConnection:
     """A connection in autocommit whose statements are each prepared on their first run (then never planned
     again: generic plans are forced on it, see ``PostgresStore._hot_connection``) and run by libpq."""
@@ -60,8 +71,7 @@ class HotConnection:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self._pg = conn.pgconn
-        # (SQL, parameter types) -> (statement name, parameter names in $n order)
-        self._prepared: dict[tuple[str, tuple[int, ...]], tuple[bytes, tuple[str, ...]]] = {}
+        self._prepared: dict[tuple[str, tuple[int, ...]], _Prepared] = {}  # by (SQL, parameter types)
         self._names: dict[str, tuple[str, ...]] = {}  # each SQL's parameter names, in their first order
         self._poll = select.poll()
         self._poll.register(self._pg.socket, select.POLLIN)
@@ -81,32 +91,32 @@ class HotConnection:
         names = self._names.get(sql)
         if names is None:
             names = self._names[sql] = tuple(dict.fromkeys(_PLACEHOLDER.findall(sql)))
-        types = tuple(_oid(params[n]) for n in names)
-        found = self._prepared.get((sql, types))
+        values = [params[n] for n in names]
+        types = tuple(map(_oid, values))
+        statement = self._prepared.get((sql, types))
         try:
-            if found is None:
-                found = self._prepare(sql, names, types)
-            name, order = found
-            self._pg.send_query_prepared(name, [_text(params[n]) for n in order])
+            if statement is None:
+                statement = self._prepare(sql, names, types)
+            self._pg.send_query_prepared(statement.name, [_text(v) for v in values])
             result = self._result()
         except BaseException:
             self.conn.close()
             raise
         if result.status != pq.ExecStatus.TUPLES_OK:
             raise pg_errors.error_from_result(result, encoding="utf-8")
-        columns = [
-            ((result.fname(c) or b"").decode(), _READ.get(result.ftype(c), bytes.decode)) for c in range(result.nfields)
+        columns = statement.columns
+        if columns is None:  # a prepared statement's result has the same columns every time
+            columns = statement.columns = [
+                ((result.fname(c) or b"").decode(), _READ.get(result.ftype(c), bytes.decode))
+                for c in range(result.nfields)
+            ]
+        get = result.get_value
+        return [
+            {column: None if (value := get(r, c)) is None else read(value) for c, (column, read) in enumerate(columns)}
+            for r in range(result.ntuples)
         ]
-        rows = []
-        for r in range(result.ntuples):
-            row: dict[str, Any] = {}
-            for c, (column, read) in enumerate(columns):
-                value = result.get_value(r, c)
-                row[column] = None if value is None else read(value)
-            rows.append(row)
-        return rows
 
-    def _prepare(self, sql: str, names: tuple[str, ...], types: tuple[int, ...]) -> tuple[bytes, tuple[str, ...]]:
+    def _prepare(self, sql: str, names: tuple[str, ...], types: tuple[int, ...]) -> _Prepared:
         numbered = {name: f"${i}" for i, name in enumerate(names, 1)}
         text = _PLACEHOLDER.sub(lambda m: numbered[m.group(1)], sql)
         name = f"telepi_hot_{len(self._prepared)}".encode()
@@ -114,7 +124,7 @@ class HotConnection:
         result = self._result()
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise pg_errors.error_from_result(result, encoding="utf-8")
-        self._prepared[(sql, types)] = found = (name, names)
+        self._prepared[(sql, types)] = found = _Prepared(name)
         return found
 
     def _result(self) -> pq.abc.PGresult:

@@ -90,6 +90,13 @@ _MOVED_HEAD = (
     "ELSE (SELECT MIN(o.source_msg_id) FROM messages o WHERE o.route_id = %(route)s AND o.topic_id = d.topic_id "
     "AND o.status IN ('pending', 'processing')) END, TRUE)"
 )
+# A completion commits without waiting for its WAL flush: synchronous_commit off for its own transaction, set
+# inside the statement (the setting is read when the statement commits, and ends with it). The sending mark
+# before it was flushed, so the only completions a crash of the database server can lose (the WAL writer's
+# last 0.6 s at most; any later durable commit flushes them too) leave their units as a send whose answer never
+# came leaves them: marked, claimable once the mark is SENDING_STALE_SECONDS old (or its session restarts), and
+# settled by a claim that looks in the target first. One WAL flush per unit less.
+_NO_FLUSH_WAIT = "lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
 _FIXABLE_CONNECT = (
@@ -628,8 +635,8 @@ class PostgresStore:
             "processed_at = clock.now, lease_expires = NULL, last_error = NULL FROM clock "
             "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(sources)s::bigint[]) "
             "AND m.status NOT IN ('done', 'skipped') RETURNING m.source_msg_id, m.topic_id), "
-            f"counted AS (SELECT COUNT(*)::int AS n, bool_or({_MOVED_HEAD}) AS moved FROM done d) "
-            f"SELECT n, CASE WHEN moved THEN pg_notify('{_HEAD}', %(route)s::text) END AS woke FROM counted",
+            f"counted AS (SELECT COUNT(*)::int AS n, bool_or({_MOVED_HEAD}) AS moved FROM done d), {_NO_FLUSH_WAIT} "
+            f"SELECT n, CASE WHEN moved THEN pg_notify('{_HEAD}', %(route)s::text) END AS woke FROM counted, lazy",
             {
                 "session": session,
                 "sources": _bigints(targets),

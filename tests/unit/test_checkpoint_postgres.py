@@ -20,6 +20,7 @@ from telepi.checkpoint import NewItem, open_checkpoint
 from telepi.checkpoint.pg_hot import HotConnection
 from telepi.checkpoint.postgres import PostgresStore
 from telepi.errors import CheckpointError, PassingError
+from telepi.sandbox.pgserver import start_server
 from tests.pgserver import PgServer
 
 
@@ -303,3 +304,38 @@ def test_the_done_counters_count_a_hot_complete_once(url: str) -> None:
     assert counts == real == {"w": 2, "v": 1}
     assert store.report(failures=0).routes[0].counts["done"] == 3
     store.close()
+
+
+def test_a_complete_commits_without_waiting_for_the_wal_flush_and_the_sending_mark_still_waits() -> None:
+    # The shared test server runs with synchronous_commit off: this one has PostgreSQL's durable defaults.
+    server = start_server(durable=True)
+    if server is None:
+        pytest.skip("PostgreSQL is not installed here: scripts/setup.sh dev installs it.")
+    try:
+        store = PostgresStore(server.new_database())
+        route = store.route("-1001", "-1002").id
+        units = 30
+        store.enqueue(route, [NewItem(i) for i in range(1, units + 1)])
+        store.claim(route, "w", units, 600.0)
+        hot = store._hot_connection()
+
+        def flushes() -> int:
+            # The hot connection's backend reports its WAL counts when it goes idle, before it answers.
+            hot.rows("SELECT pg_stat_force_next_flush() AS f", {})
+            with psycopg.connect(server.url(), autocommit=True) as conn:
+                return int(conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0])  # type: ignore[index]
+
+        before = flushes()
+        for i in range(1, units + 1):
+            assert store.mark_sending(route, [i], "w")
+        marked = flushes()
+        for i in range(1, units + 1):
+            assert store.complete(route, {i: 100 + i}, "w") == 1
+        completed = flushes()
+        assert marked - before >= units  # each mark on disk before its send
+        assert completed - marked <= units // 3  # completions ride on the WAL writer's and later commits' flushes
+        assert hot.rows("SELECT current_setting('synchronous_commit') AS s", {}) == [{"s": "on"}]  # not left off
+        assert store.report(failures=0).routes[0].counts["done"] == units
+        store.close()
+    finally:
+        server.stop()
