@@ -35,8 +35,8 @@ class DcAuth:
 
     def __init__(self, client: Any) -> None:
         self._client = weakref.ref(client)
-        self._keys: dict[int, bytes] = {}
-        self._states: dict[int, tuple[int, int]] = {}  # salt, time offset per remembered key
+        # per DC: the authorized key, with the salt and clock offset learnt with it
+        self._keys: dict[int, tuple[bytes, tuple[int, int]]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._addresses: dict[int, tuple[str, int]] = {}
         self.exports = 0  # auth.exportAuthorization calls made (for tests and logs)
@@ -50,13 +50,13 @@ class DcAuth:
         return client
 
     def known(self, dc_id: int) -> bytes | None:
-        return self._keys.get(dc_id)
+        found = self._keys.get(dc_id)
+        return None if found is None else found[0]
 
     def forget(self, dc_id: int, key: bytes | None = None) -> None:
         """Drop the key of ``dc_id`` (only if it is still ``key``, when given)."""
-        if key is None or self._keys.get(dc_id) == key:
+        if key is None or self.known(dc_id) == key:
             self._keys.pop(dc_id, None)
-            self._states.pop(dc_id, None)
 
     async def address(self, dc_id: int) -> tuple[str, int]:
         """Where ``dc_id`` listens, from the client's own ``help.getConfig`` (Telethon keeps one per
@@ -115,12 +115,12 @@ class DcAuth:
         salts belong to the key, so the next connection with it skips a bad_server_salt round trip."""
         key = sender.auth_key
         if key.key is not None:
-            self._keys[dc_id] = bytes(key.key)
-            self._states[dc_id] = (sender._state.salt, sender._state.time_offset)
+            self._keys[dc_id] = (bytes(key.key), (sender._state.salt, sender._state.time_offset))
 
     def state(self, dc_id: int) -> tuple[int, int] | None:
         """The salt and time offset learnt with the remembered key of ``dc_id``."""
-        return self._states.get(dc_id)
+        found = self._keys.get(dc_id)
+        return None if found is None else found[1]
 
 
 _by_client: weakref.WeakKeyDictionary[Any, DcAuth] = weakref.WeakKeyDictionary()
