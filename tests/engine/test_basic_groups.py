@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from telepi.config import load_settings
 from telepi.engine.progress import Progress
 from telepi.engine.session import RouteOfAnotherAccount, run_session
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 from tests.engine.clonecheck import assert_clone_equal, content
 
 WORLD: dict[str, Any] = {
@@ -61,9 +61,7 @@ async def make_session(sb: Sandbox, root: Path, account: str, env: dict[str, str
 
 
 def doctor(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "doctor", str(directory)], capture_output=True, text=True, timeout=120
-    )
+    return telepi("doctor", directory, cwd=None)
 
 
 async def run(directory: Path) -> Progress:

@@ -19,18 +19,14 @@ import psycopg
 from telepi.checkpoint import open_checkpoint
 from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all
 from tests.pgserver import PgServer
 
 
 def copy(src: Path | str, dst: Path | str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "checkpoint", "copy", str(src), str(dst)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return telepi("checkpoint", "copy", str(src), str(dst), cwd=None)
 
 
 def sqlite_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from telepi.checkpoint import SqliteStore
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 
 WORLD: dict[str, Any] = {
     "accounts": [
@@ -42,9 +42,7 @@ WORLD: dict[str, Any] = {
 
 
 def doctor(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "doctor", str(directory)], capture_output=True, text=True, timeout=120
-    )
+    return telepi("doctor", directory, cwd=None)
 
 
 async def session(sb: Sandbox, root: Path, account: str, target: str, **env: str) -> Path:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,11 +16,10 @@ from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO, telepi_async
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all, wait_for
 from tests.engine.test_ordered_sharing import channel_world
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_a_message_deleted_just_before_its_forward_is_settled_and_the_route_goes_on(tmp_path: Path) -> None:
@@ -174,25 +172,12 @@ async def test_a_send_refused_by_flood_wait_is_not_left_marked_sending(tmp_path:
             await asyncio.sleep(0.5)
             assert len(content(sb.messages("target"))) == 3  # the fourth send was refused
             assert [row for row in in_flight(db) if row[2]] == [], in_flight(db)  # nothing shown as sending
-            status = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "telepi", "status", str(tmp_path / "sessions"), "--json"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            status = await telepi_async("status", tmp_path / "sessions", "--json", timeout=60, cwd=None)
             report = json.loads(status.stdout)
             assert not [lease for lease in report["routes"][0]["leases"] if lease["sending"]], report["routes"]
             assert report["sessions"][0]["activity"].startswith("waiting on FLOOD_WAIT for SendMessage")
 
-            other = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "telepi", "run", str(carol)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                cwd=REPO,
-            )
+            other = await telepi_async("run", carol)
             assert other.returncode == 0, other.stderr[-3000:]
             assert "found the copy made by" not in (carol / "clone.log").read_text()  # no takeover needed
             waiting.send_signal(signal.SIGTERM)  # ends bob's wait: it sends nothing more
@@ -239,14 +224,7 @@ async def test_a_caption_follow_up_refused_after_its_media_landed_keeps_the_unit
         finally:
             if waiting.returncode is None:
                 waiting.kill()
-        other = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "telepi", "run", str(carol)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-        )
+        other = await telepi_async("run", carol)
         assert other.returncode == 0, other.stderr[-3000:]
         assert "found the copy made by session1" in (carol / "clone.log").read_text()
         assert [m["id"] for m in content(sb.messages("target"))] == [photo["id"]]  # one photo, not two

@@ -18,6 +18,7 @@ from telethon.tl import functions
 
 from telepi.errors import EX_CONFIG
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 
 PHONE_BOB, PHONE_CAROL = "+15550001001", "+15550001002"
 WORLD: dict[str, Any] = {
@@ -43,13 +44,7 @@ async def unlogged_session(sb: Sandbox, root: Path, account: str) -> Path:
 
 
 def login(directory: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "login", str(directory), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return telepi("login", directory, *args, stdin=stdin, cwd=None)
 
 
 def assert_no_secrets(*texts: str) -> None:

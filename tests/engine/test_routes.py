@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from telepi.commands.verify import Options, verify
 from telepi.config import load_settings
 from telepi.errors import EX_CONFIG, ConfigError
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 from tests.engine.clonecheck import assert_clone_equal, content, topic_titles
 from tests.engine.test_clone import forum_world, wait_for
 from tests.engine.test_rules import PHOTO, SINCE, STICKER, covered, run, source_messages, transformed
@@ -231,9 +231,7 @@ async def test_routes_the_account_cannot_open_or_post_in_are_skipped_with_a_warn
 
 
 def run_cli(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "run", str(directory)], capture_output=True, text=True, timeout=120
-    )
+    return telepi("run", directory, cwd=None)
 
 
 async def test_a_chat_refusing_one_route_mid_run_stops_that_route_only(tmp_path: Path) -> None:

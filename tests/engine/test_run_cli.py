@@ -11,13 +11,12 @@ from pathlib import Path
 
 from telepi.errors import EX_CONFIG
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 from tests.engine.test_clone import forum_world, make_sessions
 
 
 def run(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "run", str(directory)], capture_output=True, text=True, timeout=120
-    )
+    return telepi("run", directory, cwd=None)
 
 
 async def test_not_logged_in_session_exits_78_naming_telepi_login(tmp_path: Path) -> None:

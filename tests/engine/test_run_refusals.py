@@ -16,16 +16,13 @@ from pathlib import Path
 
 from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi_async
 from tests.engine.test_clone import forum_world, make_sessions
 from tests.unit.test_operator_safety import small_disk
 
 
-def telepi(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "telepi", *args], capture_output=True, text=True, timeout=120)
-
-
 async def in_thread(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(telepi, *args)
+    return await telepi_async(*args, cwd=None)
 
 
 async def test_a_second_run_of_a_running_session_exits_78_and_doctor_works_beside_it(tmp_path: Path) -> None:
@@ -152,14 +149,7 @@ async def test_a_machine_whose_clock_runs_ten_minutes_fast_still_clones(tmp_path
     async with Sandbox(world=forum_world(10), state_dir=tmp_path / "state") as sb:
         [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], LIVE="false", MODE="copy")
         env = {**os.environ, "PYTHONPATH": str(fast)}
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "telepi", "run", str(directory)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        result = await telepi_async("run", directory, env=env, cwd=None)
         assert result.returncode == 0, result.stderr
         copies = [m for m in sb.messages("target") if not m["service"]]
         assert len(copies) == len([m for m in sb.messages("source") if not m["service"]]) > 0

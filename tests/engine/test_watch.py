@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import telepi
 from tests.engine.clonecheck import content
 from tests.engine.test_clone import make_sessions
 from tests.engine.test_ordered_sharing import channel_world
@@ -25,12 +26,12 @@ WAIT = 900  # seconds Telegram asks for: far longer than the test
 WAITING = re.compile(r"waiting on FLOOD_WAIT for SendMessage until (\d\d:\d\d) \((\d+)m (\d\d)s left\)")
 
 
-def telepi(*args: str) -> list[str]:
+def argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "telepi", *args]
 
 
 def status_json(root: Path) -> dict[str, Any]:
-    result = subprocess.run(telepi("status", str(root), "--json"), capture_output=True, text=True, timeout=60)
+    result = telepi("status", root, "--json", timeout=60, cwd=None)
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -100,7 +101,7 @@ async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: 
         # telepi run on a terminal: its bar is read (and drained) from a pseudo-terminal all along
         leader, follower = pty.openpty()
         run = await asyncio.create_subprocess_exec(
-            *telepi("run", str(directory)),
+            *argv("run", str(directory)),
             stdin=subprocess.DEVNULL,
             stdout=follower,
             stderr=follower,
@@ -130,9 +131,7 @@ async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: 
             assert "rate_per_minute" in route and "eta_seconds" in route
 
             for tty in (False, True):  # plain lines through a pipe, rich Live on a terminal
-                output, code, errors = await watch_until_shown(
-                    telepi("status", str(root), "--watch", "0.5"), 2, tty=tty
-                )
+                output, code, errors = await watch_until_shown(argv("status", str(root), "--watch", "0.5"), 2, tty=tty)
                 assert code == 0 and "Traceback" not in errors, errors
                 until, minutes, seconds = WAITING.findall(output)[-1]
                 left = int(minutes) * 60 + int(seconds)
@@ -144,7 +143,7 @@ async def test_watch_shows_a_flood_wait_with_its_method_and_time_left(tmp_path: 
 
             # --watch --json: one document a line, the same fields
             process = await asyncio.create_subprocess_exec(
-                *telepi("status", str(root), "--watch", "0.5", "--json"),
+                *argv("status", str(root), "--watch", "0.5", "--json"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -176,7 +175,7 @@ async def test_run_without_a_terminal_logs_one_progress_line_a_minute(tmp_path: 
     async with Sandbox(world=channel_world(20, {"text": 100}), state_dir=tmp_path / "state") as sb:
         [directory] = await make_sessions(sb, tmp_path / "sessions", ["bob"], MODE="copy", LIVE="false")
         run = await asyncio.create_subprocess_exec(
-            *telepi("run", str(directory)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            *argv("run", str(directory)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         _, err = await asyncio.wait_for(run.communicate(), 120)
         assert run.returncode == 0, err.decode()
@@ -194,7 +193,7 @@ async def test_the_bar_on_a_terminal_names_the_chats_by_their_titles(tmp_path: P
         source, target = sb.chat("source").id, sb.chat("target").id
         leader, follower = pty.openpty()
         run = await asyncio.create_subprocess_exec(
-            *telepi("run", str(directory)),
+            *argv("run", str(directory)),
             stdin=subprocess.DEVNULL,
             stdout=follower,
             stderr=follower,

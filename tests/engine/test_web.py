@@ -25,7 +25,7 @@ from telepi.sandbox.sandbox import Sandbox
 from tests.engine.clonecheck import content
 from tests.engine.test_clone import make_sessions
 from tests.engine.test_ordered_sharing import channel_world
-from tests.engine.test_watch import status_json, telepi, wait_until
+from tests.engine.test_watch import argv, status_json, wait_until
 
 CHROMIUM = shutil.which("chromium")
 WINDOW = (1280, 900)
@@ -177,10 +177,10 @@ async def test_the_page_in_a_browser_shows_the_numbers_of_status_json(tmp_path: 
         root = tmp_path / "sessions"
         log = (tmp_path / "run.log").open("w")
         run = await asyncio.create_subprocess_exec(
-            *telepi("run", str(directory)), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            *argv("run", str(directory)), stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
         web = await asyncio.create_subprocess_exec(
-            *telepi("web", str(root), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            *argv("web", str(root), "--port", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
             assert web.stdout is not None
@@ -248,7 +248,7 @@ async def test_a_second_session_finds_the_port_taken_and_clones_on(tmp_path: Pat
         )
         try:
             run = await asyncio.create_subprocess_exec(
-                *telepi("run", str(directory)),
+                *argv("run", str(directory)),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

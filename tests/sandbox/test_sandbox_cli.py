@@ -18,6 +18,7 @@ from telethon.sessions import MemorySession
 
 from telepi.sandbox.sandbox import API_HASH, API_ID, login
 from telepi.sandbox.world.world import World
+from tests.cli import telepi
 from tests.sandbox.worldkit import base_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,12 +119,6 @@ def test_cli_errors_are_one_clear_sentence(tmp_path: Path, args: list[str], mess
 )
 def test_the_sandbox_verbs_work_through_the_telepi_command(tmp_path: Path, verb: list[str]) -> None:
     # They once crashed there with AttributeError ('handler'): the tests only called telepi.sandbox.cli.
-    result = subprocess.run(
-        [sys.executable, "-m", "telepi", "sandbox", verb[0], "--state", str(tmp_path), *verb[1:]],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    result = telepi("sandbox", verb[0], "--state", tmp_path, *verb[1:], timeout=30, cwd=ROOT)
     assert "Traceback" not in result.stderr and result.returncode != 0
     assert str(tmp_path) in result.stderr  # one sentence naming the state directory with no sandbox in it

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,20 +13,14 @@ from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO, telepi
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions
-from tests.service.test_outage import REPO, wait_for
+from tests.service.test_outage import wait_for
 
 
 def prometheus(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    result = subprocess.run(
-        [sys.executable, "-m", "telepi", "status", str(directory), "--prometheus"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = telepi("status", directory, "--prometheus", timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

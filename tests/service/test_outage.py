@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,11 +25,11 @@ from telepi.sandbox.sandbox import Sandbox
 from telepi.service.notify import Notifier
 from telepi.service.watchdog import HealthMonitor
 from telepi.telegram.client import transport_up
+from tests.cli import REPO, telepi
 from tests.engine.clonecheck import content
 from tests.engine.test_clone import forum_world, make_sessions
 from tests.service.conftest import NotifySocket
 
-REPO = Path(__file__).resolve().parents[2]
 GRACE = 2.5  # stands for HealthMonitor's 300 s
 OUTAGE = 2 * GRACE  # stands for the 6-minute outage (well past the grace)
 
@@ -43,14 +41,7 @@ def free_port() -> int:
 
 
 def status_json(path: Path) -> dict[str, dict[str, object]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "telepi", "status", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = telepi("status", path, "--json", timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     return {s["name"]: s for s in json.loads(result.stdout)["sessions"]}
 
@@ -145,14 +136,7 @@ async def test_a_revoked_login_shows_revoked_in_status_and_its_metrics(tmp_path:
     session = (await asyncio.to_thread(status_json, directory))["session1"]
     assert session["health_state"] == "revoked", session
     assert f"telepi login {directory}" in str(session["health"])
-    result = subprocess.run(
-        [sys.executable, "-m", "telepi", "status", str(directory), "--prometheus"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    result = telepi("status", directory, "--prometheus", timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     states = {
         sample.labels["telepi_session_state"]: sample.value
         for family in text_string_to_metric_families(result.stdout)

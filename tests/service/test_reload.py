@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world
 from tests.service.test_outage import wait_for
-from tests.service.test_stop import REPO, leases_and_state, start, terminate
+from tests.service.test_stop import leases_and_state, start, terminate
 
 
 def world() -> dict[str, Any]:

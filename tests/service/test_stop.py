@@ -16,12 +16,12 @@ from pathlib import Path
 
 from telepi.errors import EX_CONFIG, EX_TEMPFAIL
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO, telepi_async
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions
 from tests.service.test_outage import free_port, wait_for
 from tests.unit.test_operator_safety import small_disk
 
-REPO = Path(__file__).resolve().parents[2]
 STOP_DEADLINE = 5.0  # systemd's TimeoutStopSec is far longer; a clean stop takes well under a second
 
 
@@ -184,26 +184,10 @@ async def test_a_checkpoint_that_cannot_be_written_during_the_stop_is_not_exit_0
 
             (disk / "filler").unlink()
             await sb.post("source", "posted while the session was down")
-            again = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "telepi", "run", str(directory)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO), "LIVE": "false"},
-            )
+            again = await telepi_async("run", directory, env={**os.environ, "PYTHONPATH": str(REPO), "LIVE": "false"})
             assert again.returncode == 0, again.stderr[-3000:]
             assert_clone_equal(sb, "source", "target", ordered=True)  # nothing lost, nothing doubled
-            verify = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "telepi", "verify", str(directory)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
+            verify = await telepi_async("verify", directory, env={**os.environ, "PYTHONPATH": str(REPO)})
             assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from telepi.checkpoint.pg_hot import HotConnection
 from telepi.checkpoint.postgres import PostgresStore
 from telepi.errors import CheckpointError, PassingError
 from telepi.sandbox.pgserver import start_server
+from tests.cli import telepi
 from tests.pgserver import PgServer
 
 
@@ -30,14 +30,7 @@ def url(pg_server: PgServer) -> str:
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return telepi(*args, timeout=60, env={**os.environ, "COLUMNS": "200"}, cwd=cwd)
 
 
 def test_a_claim_skips_rows_another_claim_holds_instead_of_waiting(url: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from telepi.chatref import parse_chat
 from telepi.config import load_settings
 from telepi.errors import EX_CONFIG, ConfigError
+from tests.cli import telepi
 
 API_HASH = "0123456789abcdef0123456789abcdef"
 GOOD_ENV = {
@@ -33,14 +34,7 @@ def write_session(root: Path, values: dict[str, str], name: str = "session1") ->
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
+    return telepi(*args, timeout=60, env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def problems_of(directory: Path, environ: dict[str, str] | None = None) -> str:

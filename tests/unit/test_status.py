@@ -16,17 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from telepi.checkpoint import NewItem, SqliteStore
 from telepi.checkpoint.model import Pulse
+from tests.cli import telepi
 
 
 def status(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telepi", "status", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return telepi("status", *args, timeout=60, env={**os.environ, "COLUMNS": "200"}, cwd=cwd)
 
 
 def test_fresh_sessions_tree_prints_an_empty_sensible_report(tmp_path: Path) -> None:
@@ -110,14 +104,10 @@ def test_retry_requeues_failed_messages(tmp_path: Path) -> None:
     store.enqueue(route.id, [NewItem(i) for i in (1, 2, 3)])
     store.claim(route.id, "s1", 3, 60)
     store.fail(route.id, [1, 2, 3], "INTERNAL", "s1", retryable=False, max_attempts=5)
-    result = subprocess.run(
-        [sys.executable, "-m", "telepi", "retry", str(db), "--ids", "1,3"], capture_output=True, text=True, timeout=60
-    )
+    result = telepi("retry", db, "--ids", "1,3", timeout=60, cwd=None)
     assert result.returncode == 0 and "requeued 2 failed messages" in result.stdout
     assert store.report().routes[0].counts == {"pending": 2, "processing": 0, "done": 0, "failed": 1, "skipped": 0}
-    bad = subprocess.run(
-        [sys.executable, "-m", "telepi", "retry", str(db), "--ids", "x"], capture_output=True, text=True
-    )
+    bad = telepi("retry", db, "--ids", "x", timeout=None, cwd=None)
     assert bad.returncode == 78 and "--ids='x' is not a list of ids" in bad.stderr
 
 
@@ -201,7 +191,7 @@ def test_status_marks_sessions_stopped_by_a_problem_with_the_fix(tmp_path: Path,
 
 
 def retry_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "telepi", "retry", *args], capture_output=True, text=True, timeout=60)
+    return telepi("retry", *args, timeout=60, cwd=None)
 
 
 def test_retry_skipped_requeues_by_reason_and_leaves_never_copyable_ones(tmp_path: Path) -> None:

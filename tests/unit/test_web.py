@@ -18,6 +18,7 @@ from pathlib import Path
 
 from telepi.checkpoint import NewItem, SqliteStore
 from telepi.commands.web import is_loopback
+from tests.cli import telepi
 
 
 @contextmanager
@@ -73,9 +74,7 @@ def test_the_page_escapes_titles_refreshes_itself_and_takes_no_writes(tmp_path: 
 
         code, body, _ = get(url + "status.json")
         assert code == 200
-        expected = subprocess.run(
-            [sys.executable, "-m", "telepi", "status", str(db), "--json"], capture_output=True, text=True, timeout=60
-        ).stdout
+        expected = telepi("status", db, "--json", timeout=60, cwd=None).stdout
         mine, theirs = json.loads(body), json.loads(expected)
         for document in (mine, theirs):
             document.pop("generated_at")
@@ -120,12 +119,7 @@ def test_a_taken_port_is_one_sentence_and_exit_78(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "telepi", "web", str(tmp_path), "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = telepi("web", tmp_path, "--port", str(port), timeout=60, cwd=None)
     assert result.returncode == 78
     assert result.stderr.strip() == f"telepi: port {port} on 127.0.0.1 is taken: choose another with --port."
 
