@@ -94,8 +94,8 @@ _MOVED_HEAD = (
 # inside the statement (the setting is read when the statement commits, and ends with it). The sending mark
 # before it was flushed, so the only completions a crash of the database server can lose (the WAL writer's
 # last 0.6 s at most; any later durable commit flushes them too) leave their units as a send whose answer never
-# came leaves them: marked, claimable once the mark is SENDING_STALE_SECONDS old (or its session restarts), and
-# settled by a claim that looks in the target first. One WAL flush per unit less.
+# came leaves them: marked, claimable once the mark is SENDING_STALE_SECONDS old (or its leases are given back),
+# and settled by a claim that looks in the target first. One WAL flush per unit less.
 _NO_FLUSH_WAIT = "lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
 # What a person must fix (wrong password, no such database or role, refused by pg_hba.conf) exits 78;
 # anything else while connecting (server down, restarting, full) passes by itself and exits 75.
