@@ -39,6 +39,8 @@ SENDING_STALE_SECONDS = 20.0
 # over and not sent yet goes with its predecessor's mark, so whoever takes it looks in the target first. Kept,
 # a session waiting for its turn behind such a unit, queued after the unit it waits with, waited for itself.
 NOT_SENDING_HERE = "(send_started_at IS NULL OR send_started_at < claimed_at)"
+# No send mark at all (SQL SET list, both stores): nothing was sent, or a refusal settled it.
+UNMARKED = "send_session = NULL, send_started_at = NULL, send_first_at = NULL"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,10 @@ class WorkItem:
     lease_expires: float
     takeover: bool
     send_session: str | None  # the session that started sending it, if any
-    send_started_at: float | None = None
+    send_started_at: float | None = None  # its latest attempt's start (how stale the send is)
+    # Its first attempt's start: an attempt whose outcome is unknown may have landed then, retries later
+    # (after a flood wait, a restart) keep this time, so a takeover looks for the copy from here.
+    first_send_at: float | None = None
 
 
 class AnyTopic(enum.Enum):

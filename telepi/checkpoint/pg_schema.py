@@ -190,6 +190,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER done_counts_delete AFTER DELETE ON messages
         FOR EACH ROW WHEN (OLD.status = 'done') EXECUTE FUNCTION telepi_done_counts();
     """,
+    # version 11: the first attempt of the send mark's session, as in the SQLite schema
+    """
+    ALTER TABLE messages ADD COLUMN send_first_at DOUBLE PRECISION;
+    UPDATE messages SET send_first_at = send_started_at WHERE send_started_at IS NOT NULL;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from telepi.checkpoint.model import (
     REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
+    UNMARKED,
     AnyTopic,
     ChangeItem,
     ChangeKind,
@@ -76,6 +77,12 @@ _CLAIMABLE = f"""
 # the server's clock, as ``_Tx.now`` does for the multi-statement transactions.
 _CLOCK = (
     "clock AS MATERIALIZED (SELECT COALESCE(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8) AS now)"
+)
+# Marked sending by %(session)s as of the clock. A retry by the session that marked the row keeps its first
+# attempt's time; another session's mark starts anew (it looked in the target for the earlier copy first).
+_MARKED = (
+    "send_session = %(session)s, send_started_at = clock.now, send_first_at = CASE "
+    "WHEN m.send_session = %(session)s AND m.send_first_at IS NOT NULL THEN m.send_first_at ELSE clock.now END"
 )
 _CLAIMABLE_AT_CLOCK = _CLAIMABLE.replace("%(now)s", "clock.now")
 # A completed row ``d`` moved a head (wait_head) when no pending or processing row of its topic (of the route
@@ -560,6 +567,7 @@ class PostgresStore:
                 takeover=row["send_started_at"] is not None,
                 send_session=row["send_session"],
                 send_started_at=row["send_started_at"],
+                first_send_at=row["send_first_at"],
             )
             for row in rows
         ]
@@ -597,7 +605,7 @@ class PostgresStore:
             # One row is all or nothing by itself: the update's own check on the row's newest version is the
             # lock-then-decide, without locking the row first (a second write of it, WAL included).
             rows = self._statement(
-                f"WITH {_CLOCK} UPDATE messages m SET send_session = %(session)s, send_started_at = clock.now "
+                f"WITH {_CLOCK} UPDATE messages m SET {_MARKED} "
                 "FROM clock WHERE route_id = %(route)s AND session = %(session)s AND status = 'processing' "
                 f"AND source_msg_id = ANY(%(ids)s::bigint[]){lease_left} RETURNING m.source_msg_id",
                 params,
@@ -607,7 +615,7 @@ class PostgresStore:
             f"WITH {_CLOCK}, held AS MATERIALIZED (SELECT source_msg_id FROM messages, clock "
             "WHERE route_id = %(route)s AND session = %(session)s AND status = 'processing' "
             f"AND source_msg_id = ANY(%(ids)s::bigint[]){lease_left} ORDER BY source_msg_id FOR UPDATE OF messages) "
-            "UPDATE messages m SET send_session = %(session)s, send_started_at = clock.now FROM clock "
+            f"UPDATE messages m SET {_MARKED} FROM clock "
             "WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(%(ids)s::bigint[]) "
             "AND (SELECT COUNT(*) FROM held) = %(wanted)s RETURNING m.source_msg_id",
             params,
@@ -616,8 +624,8 @@ class PostgresStore:
 
     def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
         rows = self._statement(
-            "UPDATE messages SET send_session = NULL, send_started_at = NULL WHERE route_id = %(route)s "
-            "AND session = %(session)s AND send_session = %(session)s AND status = 'processing' "
+            f"UPDATE messages SET {UNMARKED} WHERE route_id = %(route)s "
+            " AND session = %(session)s AND send_session = %(session)s AND status = 'processing' "
             "AND source_msg_id = ANY(%(ids)s::bigint[]) RETURNING source_msg_id",
             {"route": route_id, "session": session, "ids": _bigints(source_ids)},
         )
@@ -701,7 +709,7 @@ class PostgresStore:
             _notify_head(db, route_id)
             if refused:
                 db.run(
-                    "UPDATE messages SET send_session = NULL, send_started_at = NULL WHERE route_id = %s "
+                    f"UPDATE messages SET {UNMARKED} WHERE route_id = %s "
                     "AND session = %s AND status = 'processing' AND source_msg_id = ANY(%s::bigint[])",
                     (route_id, session, list(refused)),
                 )
@@ -770,8 +778,8 @@ class PostgresStore:
                 "WITH old AS (SELECT route_id, source_msg_id, skip_reason FROM messages "
                 f"WHERE {' AND '.join(conditions)} FOR UPDATE) "
                 "UPDATE messages m SET status = 'pending', skip_reason = NULL, attempts = 0, not_before = NULL, "
-                "session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
-                "send_started_at = NULL, last_error = NULL, target_msg_id = NULL, processed_at = NULL FROM old "
+                f"session = NULL, claimed_at = NULL, lease_expires = NULL, {UNMARKED}, "
+                "last_error = NULL, target_msg_id = NULL, processed_at = NULL FROM old "
                 "WHERE m.route_id = old.route_id AND m.source_msg_id = old.source_msg_id "
                 "RETURNING old.skip_reason AS reason",
                 params,
@@ -1377,8 +1385,8 @@ class PostgresStore:
                     "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET "
                     "status = 'pending', random_id = excluded.random_id, target_msg_id = NULL, attempts = 0, "
-                    "not_before = NULL, session = NULL, lease_expires = NULL, send_session = NULL, "
-                    "send_started_at = NULL, skip_reason = NULL, last_error = NULL, processed_at = NULL "
+                    f"not_before = NULL, session = NULL, lease_expires = NULL, {UNMARKED}, "
+                    "skip_reason = NULL, last_error = NULL, processed_at = NULL "
                     "WHERE messages.status != 'processing'",
                     (route_id, item.source_msg_id, item.grouped_id, item.topic_id, _new_random_id(), now),
                 )
@@ -1541,7 +1549,7 @@ FROM clock
 WHERE m.route_id = %(route)s AND m.source_msg_id = ANY(ARRAY(SELECT source_msg_id FROM chosen))
     AND (SELECT COUNT(*) FROM cand) >= %(at_least)s
 RETURNING m.source_msg_id, m.grouped_id, m.topic_id, m.random_id, m.attempts, m.lease_expires, m.send_session,
-    m.send_started_at
+    m.send_started_at, m.send_first_at
 """
 
 
@@ -1559,6 +1567,7 @@ def _work_item(route_id: int, row: DictRow) -> WorkItem:
         takeover=row["send_started_at"] is not None,
         send_session=row["send_session"],
         send_started_at=row["send_started_at"],
+        first_send_at=row["send_first_at"],
     )
 
 

@@ -192,6 +192,12 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE done_counts SET done = done - 1 WHERE route_id = OLD.route_id AND session = COALESCE(OLD.session, '');
     END;
     """,
+    # version 11: when the send mark's session first started sending the row; a retry by the same session
+    # keeps it, so a takeover's search for an earlier copy covers every attempt that may have landed
+    """
+    ALTER TABLE messages ADD COLUMN send_first_at REAL;
+    UPDATE messages SET send_first_at = send_started_at WHERE send_started_at IS NOT NULL;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -9,6 +9,7 @@ pass, an expired lease is claimable by anyone on the next claim.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from telepi.checkpoint.model import (
     REVIEW_REASONS,
     SENDING_STALE_SECONDS,
     STATUSES,
+    UNMARKED,
     AnyTopic,
     ChangeItem,
     ChangeKind,
@@ -53,6 +55,13 @@ _CLAIMABLE_NOW = (
     "((status = 'pending' AND (not_before IS NULL OR not_before <= :now)) "
     f"OR (status = 'processing' AND (lease_expires < :now OR (send_started_at < :now - {SENDING_STALE_SECONDS}"
     " AND send_started_at >= claimed_at))))"
+)
+# Marked sending by a session as of now (parameters: session, now, session, now). A retry by the session that
+# marked the row keeps its first attempt's time; another session's mark starts anew (it looked in the target for
+# the earlier copy before sending). The CASE reads the row as it was before this update.
+_MARKED = (
+    "send_session = ?, send_started_at = ?, "
+    "send_first_at = CASE WHEN send_session IS ? AND send_first_at IS NOT NULL THEN send_first_at ELSE ? END"
 )
 _CLAIMABLE = f"""
     route_id = :route AND status IN ('pending', 'processing', 'failed')
@@ -355,6 +364,7 @@ class SqliteStore:
                 takeover=row["send_started_at"] is not None,
                 send_session=row["send_session"],
                 send_started_at=row["send_started_at"],
+                first_send_at=row["send_first_at"],
             )
             for row in sorted(chosen.values(), key=lambda r: int(r["source_msg_id"]))
         ]
@@ -376,43 +386,32 @@ class SqliteStore:
             return cursor.rowcount
 
     def confirm_send(self, route_id: int, source_ids: Sequence[int], session: str, spare_seconds: float) -> bool:
+        return self._mark(route_id, source_ids, session, spare_seconds)
+
+    def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
+        return self._mark(route_id, source_ids, session, None)
+
+    def _mark(self, route_id: int, source_ids: Sequence[int], session: str, spare: float | None) -> bool:
+        """Mark every row sending when ``session`` holds them all (for ``spare`` seconds more when given)."""
         now = self._clock()
         with self._tx() as db:
             held = db.execute(
                 f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
                 f"AND lease_expires > ? AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, now + spare_seconds, *source_ids),
+                (route_id, session, -math.inf if spare is None else now + spare, *source_ids),
             ).fetchone()[0]
             if held != len(set(source_ids)):
                 return False
             db.execute(
-                "UPDATE messages SET send_session = ?, send_started_at = ? "
-                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
-                (session, now, route_id, *source_ids),
-            )
-            return True
-
-    def mark_sending(self, route_id: int, source_ids: Sequence[int], session: str) -> bool:
-        now = self._clock()
-        with self._tx() as db:
-            held = db.execute(
-                f"SELECT COUNT(*) FROM messages WHERE route_id = ? AND session = ? AND status = 'processing' "
-                f"AND source_msg_id IN ({_marks(source_ids)})",
-                (route_id, session, *source_ids),
-            ).fetchone()[0]
-            if held != len(set(source_ids)):
-                return False
-            db.execute(
-                f"UPDATE messages SET send_session = ?, send_started_at = ? "
-                f"WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
-                (session, now, route_id, *source_ids),
+                f"UPDATE messages SET {_MARKED} WHERE route_id = ? AND source_msg_id IN ({_marks(source_ids)})",
+                (session, now, session, now, route_id, *source_ids),
             )
             return True
 
     def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
         with self._tx() as db:
             cursor = db.execute(
-                "UPDATE messages SET send_session = NULL, send_started_at = NULL "
+                f"UPDATE messages SET {UNMARKED} "
                 "WHERE route_id = ? AND session = ? AND send_session = ? AND status = 'processing' "
                 f"AND source_msg_id IN ({_marks(source_ids)})",
                 (route_id, session, session, *source_ids),
@@ -485,7 +484,7 @@ class SqliteStore:
         with self._tx() as db:
             if refused:
                 db.execute(
-                    "UPDATE messages SET send_session = NULL, send_started_at = NULL "
+                    f"UPDATE messages SET {UNMARKED} "
                     f"WHERE route_id = ? AND session = ? AND status = 'processing' "
                     f"AND source_msg_id IN ({_marks(refused)})",
                     (route_id, session, *refused),
@@ -551,8 +550,8 @@ class SqliteStore:
             # As if never tried: no attempts, no send marks (nothing was sent), the same random_id.
             db.execute(
                 "UPDATE messages SET status = 'pending', skip_reason = NULL, attempts = 0, not_before = NULL, "
-                "session = NULL, claimed_at = NULL, lease_expires = NULL, send_session = NULL, "
-                f"send_started_at = NULL, last_error = NULL, target_msg_id = NULL, processed_at = NULL WHERE {where}",
+                f"session = NULL, claimed_at = NULL, lease_expires = NULL, {UNMARKED}, "
+                f"last_error = NULL, target_msg_id = NULL, processed_at = NULL WHERE {where}",
                 params,
             )
         return counts
@@ -1159,7 +1158,7 @@ class SqliteStore:
                 "INSERT INTO messages (route_id, source_msg_id, grouped_id, topic_id, random_id, enqueued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (route_id, source_msg_id) DO UPDATE SET status = 'pending', "
                 "random_id = excluded.random_id, target_msg_id = NULL, attempts = 0, not_before = NULL, "
-                "session = NULL, lease_expires = NULL, send_session = NULL, send_started_at = NULL, "
+                f"session = NULL, lease_expires = NULL, {UNMARKED}, "
                 "skip_reason = NULL, last_error = NULL, processed_at = NULL WHERE messages.status != 'processing'",
                 [(route_id, i.source_msg_id, i.grouped_id, i.topic_id, _new_random_id(), now) for i in items],
             ).rowcount

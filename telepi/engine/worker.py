@@ -1075,16 +1075,17 @@ class Worker:
         certainly that copy. True when the unit is settled (adopted, or left for review).
 
         The copy of a unit is a run of consecutive target messages (an album, a forward batch: one atomic
-        call each) from the previous holder's account, sent after its send started, recorded for no
-        route into this target, showing what the copy would show (a caption moved to its follow-up shows
-        none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
+        call each) from the previous holder's account, sent after its first send attempt started, recorded
+        for no route into this target, showing what the copy would show (a caption moved to its follow-up
+        shows none). Exactly one such run is adopted; none means it was never sent; several (look-alikes) mean
         any choice could be wrong: neither adopted nor sent again, the unit is skipped as
         ``needs_review`` (visible in ``telepi status``; ``telepi verify`` resolves it)."""
         first = prepared.sendable[0][0]
         if first.send_session == self.session:
             return False  # our own earlier send: the same random_id makes Telegram return that message
         sender_id = self.store.session_user_id(first.send_session or "")
-        since = (first.send_started_at or time.time()) - 60
+        # From its first attempt: a retry after a flood wait or a restart may have come long after the copy.
+        since = (first.first_send_at or first.send_started_at or time.time()) - 60
         recent = [m for m in await self.client.get_messages(self.route.target_peer, limit=100) if m is not None]
         recent.sort(key=lambda m: int(m.id))
         taken = self.store.mapped_targets(self.route.route_id, [m.id for m in recent if isinstance(m, types.Message)])

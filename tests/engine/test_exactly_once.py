@@ -77,18 +77,33 @@ async def test_a_session_stopped_longer_than_its_lease_sends_nothing_twice(tmp_p
         assert_clone_equal(sb, "source", "target")  # every message once, in order: no duplicate after resuming
 
 
-def as_if_died_after_sending(directory: Path, ids: list[int]) -> None:
+def as_if_died_after_sending(directory: Path, ids: list[int], first_attempt_ago: float = 5) -> None:
     """Put rows back as a session that died right after its send ran leaves them: leased by it (the lease
-    run out), marked sending, no copy recorded."""
+    run out), marked sending (its latest attempt 5 s ago, its first ``first_attempt_ago``), no copy recorded."""
     db = sqlite3.connect(load_settings(directory, {}).shared_db_path)
     with db:
         db.execute(
             f"UPDATE messages SET status = 'processing', session = 'session1', lease_expires = 0, "
-            f"send_session = 'session1', send_started_at = ?, target_msg_id = NULL "
+            f"send_session = 'session1', send_started_at = ?, send_first_at = ?, target_msg_id = NULL "
             f"WHERE source_msg_id IN ({','.join('?' * len(ids))})",
-            (time.time() - 5, *ids),
+            (time.time() - 5, time.time() - first_attempt_ago, *ids),
         )
     db.close()
+
+
+async def test_a_takeover_finds_a_copy_made_long_before_the_last_retry(tmp_path: Path) -> None:
+    """The first attempt's answer was lost, a flood wait held the retry two minutes, the retry (deduplicated
+    by Telegram by its random_id) was marked and its session died: the copy is the first attempt's."""
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": "hello"}, {"text": "world"}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        sb.world.clock_offset -= 120  # bob's copies are dated two minutes before its retry below
+        first, second = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy")
+        await run_all([first])
+        sb.world.clock_offset += 120
+        as_if_died_after_sending(first, [m["id"] for m in content(sb.messages("source"))], first_attempt_ago=125)
+        await run_all([second])  # carol takes over: before, it looked from the retry on and sent both again
+        assert_clone_equal(sb, "source", "target")
 
 
 async def test_a_takeover_adopts_only_a_certain_copy(tmp_path: Path) -> None:

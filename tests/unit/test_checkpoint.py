@@ -33,14 +33,21 @@ def store(checkpoint_target: Path | str, clock: Clock) -> Iterator[Checkpoint]:
     store.close()
 
 
-def raw_rows(target: Path | str, query: str) -> list[tuple[object, ...]]:
-    """Rows of a query run beside telepi, as a person runs it in sqlite3 or psql."""
+def raw_rows(target: Path | str, query: str, *, write: bool = False) -> list[tuple[object, ...]]:
+    """Rows of a query run beside telepi, as a person runs it in sqlite3 or psql (``write``: statements
+    that change the checkpoint, committed; no rows)."""
     if isinstance(target, Path):
-        return sqlite3.connect(target).execute(query).fetchall()
+        db = sqlite3.connect(target)
+        if write:
+            db.executescript(query)
+            db.close()
+            return []
+        return db.execute(query).fetchall()
     import psycopg
 
     with psycopg.connect(target) as db:
-        return list(db.execute(query.encode()).fetchall())
+        cursor = db.execute(query.encode())
+        return [] if write else list(cursor.fetchall())
 
 
 def test_enqueue_is_idempotent_and_never_resets_done(store: Checkpoint) -> None:
@@ -114,6 +121,51 @@ def test_takeover_of_a_sending_item_is_flagged(store: Checkpoint, clock: Clock) 
     assert item.takeover and item.send_session == "s1"
     assert not store.mark_sending(route.id, [1], "s1")  # s1 lost its lease
     assert store.mark_sending(route.id, [1], "s2")
+
+
+def test_a_retry_keeps_its_first_attempts_time_for_the_next_holder(store: Checkpoint, clock: Clock) -> None:
+    """The takeover looks for an earlier copy from the first attempt on: a retry long after it (a flood wait
+    in between) must not hide a copy the first attempt made."""
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1)])
+    store.claim(route.id, "s1", 1, 600)
+    assert store.confirm_send(route.id, [1], "s1", 5)  # the first attempt: its answer never comes
+    first = clock.now
+    clock.now += 90  # a flood wait before the retry
+    assert store.confirm_send(route.id, [1], "s1", 5)
+    clock.now += 600  # s1 died: its lease runs out
+    [item] = store.claim(route.id, "s2", 1, 30)
+    assert (item.send_session, item.first_send_at, item.send_started_at) == ("s1", first, first + 90)
+    # s2 found no copy in the target and sends: its own attempts count from its own first one
+    assert store.mark_sending(route.id, [1], "s2")
+    clock.now += 31
+    [item] = store.claim(route.id, "s3", 1, 30)
+    assert (item.send_session, item.first_send_at, item.send_started_at) == ("s2", first + 690, first + 690)
+
+
+def test_a_checkpoint_from_before_first_attempt_times_counts_its_marks_from_their_latest_attempt(
+    checkpoint_target: Path | str, clock: Clock
+) -> None:
+    store = open_checkpoint(checkpoint_target, clock=clock)
+    route = store.route("a", "b")
+    store.enqueue(route.id, [NewItem(1), NewItem(2)])
+    store.claim(route.id, "s1", 2, 30)
+    assert store.mark_sending(route.id, [1], "s1")
+    store.close()
+    as_version_10 = ["ALTER TABLE messages DROP COLUMN send_first_at"]
+    if isinstance(checkpoint_target, Path):
+        as_version_10.append("PRAGMA user_version = 10")
+    else:
+        as_version_10.append("UPDATE telepi_meta SET version = 10")
+    raw_rows(checkpoint_target, "; ".join(as_version_10), write=True)
+    clock.now += 31
+    store = open_checkpoint(checkpoint_target, clock=clock)
+    items = store.claim(route.id, "s2", 2, 30)
+    store.close()
+    assert [(i.source_msg_id, i.first_send_at, i.send_started_at) for i in items] == [
+        (1, clock.now - 31, clock.now - 31),
+        (2, None, None),
+    ]
 
 
 def test_late_complete_by_the_real_sender_stops_the_new_holder(store: Checkpoint, clock: Clock) -> None:

@@ -31,8 +31,10 @@ class Row:
     expires: float = 0.0
     not_before: float = 0.0
     sending: bool = False
+    sent_by: str | None = None  # the session of the send mark
     claimed_at: float = 0.0
     sent_at: float = 0.0  # when the latest send mark was made
+    first_sent_at: float = 0.0  # when the marking session's first attempt was marked
     attempts: int = 0
     target: int | None = None
 
@@ -103,6 +105,9 @@ class CheckpointMachine(RuleBasedStateMachine):
             if row.status == "processing":
                 row.attempts += 1
             assert item.takeover == row.sending
+            assert (item.send_session, item.first_send_at) == (
+                (row.sent_by, row.first_sent_at) if row.sending else (None, None)
+            )
             assert item.attempts == row.attempts
             row.status, row.owner, row.expires = "processing", session, self.clock.now + lease
             row.claimed_at = self.clock.now
@@ -127,7 +132,10 @@ class CheckpointMachine(RuleBasedStateMachine):
         assert self.store.mark_sending(self.route, ids, session) == owns_all
         if owns_all:
             for i in ids:
-                self.rows[i].sending, self.rows[i].sent_at = True, self.clock.now
+                row = self.rows[i]
+                if not (row.sending and row.sent_by == session):  # a retry keeps its first attempt's time
+                    row.first_sent_at = self.clock.now
+                row.sending, row.sent_by, row.sent_at = True, session, self.clock.now
 
     @precondition(lambda self: any(r.status == "processing" for r in self.rows.values()))
     @rule(data=st.data())
