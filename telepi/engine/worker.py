@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 Transfer = Literal["forward", "copy", "reupload"]
 T = TypeVar("T")
 FORWARD_BATCH = 100
+READ_PAGE = 100  # messages per history read (Telegram's largest)
+# A takeover looks for the dead holder's copy among the target's messages back to its first attempt: at most
+# this many (ten reads); more would have come after it, so the copy cannot be told and the unit is held for review.
+TAKEOVER_READ = 1000
 HANDOVER_SECONDS = 0.25  # ordered: a session that cannot send within this gives its turn away
 # Ordered copying shared with other sessions: a session claims the next message only this close to being able
 # to send it, one at a time, so the next message always goes to the account that can send it first.
@@ -1086,8 +1090,11 @@ class Worker:
         sender_id = self.store.session_user_id(first.send_session or "")
         # From its first attempt: a retry after a flood wait or a restart may have come long after the copy.
         since = (first.first_send_at or first.send_started_at or time.time()) - 60
-        recent = [m for m in await self.client.get_messages(self.route.target_peer, limit=100) if m is not None]
-        recent.sort(key=lambda m: int(m.id))
+        ids = [item.source_msg_id for item, _ in prepared.sendable]
+        recent = await self._target_back_to(since)
+        if recent is None:
+            why = f"more than {TAKEOVER_READ} messages reached the target since its first attempt"
+            return self._hold_for_review(ids, f"{why}: the copy {first.send_session} may have made is beyond reach")
         taken = self.store.mapped_targets(self.route.route_id, [m.id for m in recent if isinstance(m, types.Message)])
 
         def could_be_ours(candidate: Any) -> bool:
@@ -1107,22 +1114,12 @@ class Worker:
                 for candidate, expected in zip(recent[start : start + len(wanted)], wanted, strict=True)
             )
         ]
-        ids = [item.source_msg_id for item, _ in prepared.sendable]
         if not runs:
             return False
         if len(runs) > 1:
-            log.warning(
-                "%s: %d copies in the target could be the one %s made before it died; not adopting a guess "
-                "and not sending again: held for review; telepi verify --adopt records the copy once one is left, "
-                "telepi verify --requeue sends it when none is",
-                ids,
-                len(runs),
-                first.send_session,
-                extra={"event": "needs_review", "msg_id": ids[0]},
+            return self._hold_for_review(
+                ids, f"{len(runs)} copies in the target could be the one {first.send_session} made before it died"
             )
-            self.store.skip(self.route.route_id, ids, "needs_review", self.session)
-            self.progress.skipped += len(ids)
-            return True
         found = {source: int(copy.id) for source, copy in zip(ids, runs[0], strict=True)}
         log.info("found the copy made by %s before it died: %s", first.send_session, found)
         self.store.complete(self.route.route_id, found, self.session)
@@ -1133,6 +1130,38 @@ class Worker:
         apart = [source for source, out in zip(ids, prepared.outs, strict=False) if out.overflow_text]
         if apart:
             self.store.enqueue_edits(self.route.route_id, {source: None for source in apart})
+        return True
+
+    async def _target_back_to(self, since: float) -> list[Any] | None:
+        """The target's messages sent since ``since`` (and the page that reaches back past it), oldest first;
+        None when more than TAKEOVER_READ are newer. Other sessions go on copying into the target while a unit
+        waits for its takeover (unordered routes), so its copy may lie far below the newest messages."""
+        found: list[Any] = []
+        while True:
+            offset = min((int(m.id) for m in found), default=0)
+            page = [
+                m
+                for m in await self.client.get_messages(self.route.target_peer, limit=READ_PAGE, offset_id=offset)
+                if m is not None
+            ]
+            found += page
+            oldest = min(page, key=lambda m: int(m.id), default=None)
+            if len(page) < READ_PAGE or oldest is None or (oldest.date is not None and oldest.date.timestamp() < since):
+                return sorted(found, key=lambda m: int(m.id))  # back past the first attempt, or the chat's start
+            if len(found) >= TAKEOVER_READ:
+                return None
+
+    def _hold_for_review(self, ids: list[int], why: str) -> bool:
+        """Neither adopt a guess nor send again: the unit is skipped as ``needs_review`` for a person."""
+        log.warning(
+            "%s: %s; not adopting a guess and not sending again: held for review; telepi verify --adopt records "
+            "the copy once one is left, telepi verify --requeue sends it when none is",
+            ids,
+            why,
+            extra={"event": "needs_review", "msg_id": ids[0]},
+        )
+        self.store.skip(self.route.route_id, ids, "needs_review", self.session)
+        self.progress.skipped += len(ids)
         return True
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.engine.session import run_session
+from telepi.engine.worker import TAKEOVER_READ
 from telepi.sandbox.sandbox import Sandbox
 from tests.cli import REPO, telepi_async
 from tests.engine.clonecheck import assert_clone_equal, content
@@ -104,6 +105,41 @@ async def test_a_takeover_finds_a_copy_made_long_before_the_last_retry(tmp_path:
         as_if_died_after_sending(first, [m["id"] for m in content(sb.messages("source"))], first_attempt_ago=125)
         await run_all([second])  # carol takes over: before, it looked from the retry on and sent both again
         assert_clone_equal(sb, "source", "target")
+
+
+async def test_a_takeover_finds_a_copy_below_what_other_sessions_sent_since(tmp_path: Path) -> None:
+    """Unordered, the other sessions go on copying while a unit waits for its takeover: 150 messages came
+    into the target after the dead session's copy, below the newest 100."""
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": "hello"}, {"text": "world"}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        first, second = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy")
+        await run_all([first])
+        for n in range(150):
+            await sb.post("target", f"other {n}", as_account="alice")
+        as_if_died_after_sending(first, [m["id"] for m in content(sb.messages("source"))])
+        await run_all([second])  # before, carol read the newest 100, found no copy and sent both again
+        texts = [m["text"] for m in content(sb.messages("target"))]
+        assert (texts.count("hello"), texts.count("world"), len(texts)) == (1, 1, 152)
+
+
+async def test_a_takeover_holds_for_review_what_it_cannot_read_back_to(tmp_path: Path) -> None:
+    """More messages came into the target after the first attempt than a takeover reads (TAKEOVER_READ):
+    the copy may be there, so the unit is neither sent again nor guessed, but held for review."""
+    world = forum_world(0)
+    world["chats"][0]["messages"] = [{"text": "hello"}]
+    async with Sandbox(world=world, state_dir=tmp_path / "state") as sb:
+        first, second = await make_sessions(sb, tmp_path / "sessions", ["bob", "carol"], LIVE="false", MODE="copy")
+        await run_all([first])
+        for n in range(TAKEOVER_READ + 10):
+            await sb.post("target", f"other {n}", as_account="alice")
+        as_if_died_after_sending(first, [m["id"] for m in content(sb.messages("source"))])
+        await run_all([second])
+        assert [m["text"] for m in content(sb.messages("target"))].count("hello") == 1
+        store = SqliteStore(load_settings(second, {}).shared_db_path, create=False)
+        skipped = {entry.reason: entry.count for entry in store.report().routes[0].skipped}
+        store.close()
+        assert skipped.get("needs_review") == 1, skipped
 
 
 async def test_a_takeover_adopts_only_a_certain_copy(tmp_path: Path) -> None:
