@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from telepi.sandbox.world.photos import media_key
+from tests.cli import REPO
 from tests.e2e.container import missing_requirement
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def prerequisites(request: pytest.FixtureRequest, label: str) -> tuple[str, Callable[[str], None]]:

@@ -17,10 +17,9 @@ import pytest
 from telepi.checkpoint import SqliteStore
 from telepi.config import load_settings
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def start(directory: Path) -> asyncio.subprocess.Process:

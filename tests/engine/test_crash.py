@@ -14,10 +14,9 @@ import pytest
 
 from telepi.sandbox.limits.faults import RateRule
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO
 from tests.engine.clonecheck import assert_clone_equal
 from tests.engine.test_clone import forum_world, make_sessions
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def start(directory: Path) -> asyncio.subprocess.Process:

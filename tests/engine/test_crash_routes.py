@@ -30,9 +30,9 @@ import pytest
 from telepi.sandbox.rpc.dispatch import RpcError
 from telepi.sandbox.sandbox import Sandbox
 from telepi.sandbox.world.worldfile import generate_history
+from tests.cli import REPO
 from tests.engine.clonecheck import _media, assert_copies, content, titles
 
-REPO = Path(__file__).resolve().parents[2]
 LEASE = 10.0
 ROUTES = {"source": ["bob", "carol", "dave"], "source2": ["erin", "frank"]}
 MODES = {"source": "copy", "source2": "forward"}  # copy: captions over the limit follow as replies

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import REPO
 from tests.engine.test_clone import forum_world
 
-REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 TELEPI = Path(sys.executable).with_name("telepi")  # what `pip install` put beside the venv's python
 

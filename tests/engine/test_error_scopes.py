@@ -17,10 +17,9 @@ from telepi.config import load_settings
 from telepi.engine.session import run_session
 from telepi.errors import EX_CONFIG, SessionStopped
 from telepi.sandbox.sandbox import Sandbox
+from tests.cli import REPO
 from tests.engine.clonecheck import assert_clone_equal, content
 from tests.engine.test_clone import forum_world, make_sessions, run_all
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def counts(directory: Path) -> dict[str, int]:

@@ -18,10 +18,11 @@ from telethon.sessions import MemorySession
 from telepi.sandbox.limits.faults import Faults, RateRule
 from telepi.sandbox.limits.flood import PRESETS, Limits
 from telepi.sandbox.sandbox import API_HASH, API_ID, Sandbox
+from tests.cli import REPO
 from tests.sandbox.worldkit import base_world
 
 from .test_faults import FakeClock, check, send
-from .test_sandbox_cli import CLI, ROOT, read_until_ready, run
+from .test_sandbox_cli import CLI, read_until_ready, run
 
 
 def call(faults: Faults, name: str, user_id: int = 1) -> str | None:
@@ -274,7 +275,7 @@ async def test_serve_limits_option_puts_the_model_in_front_of_every_call(tmp_pat
     proc = await asyncio.create_subprocess_exec(
         *CLI, "serve", "--world", str(world_file), "--state", str(state), "--limits", "realistic",
         "--limits-scale", "60",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT, env={**os.environ},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO, env={**os.environ},
     )  # fmt: skip
     try:
         banner = await read_until_ready(proc)

@@ -18,15 +18,14 @@ from telethon.sessions import MemorySession
 
 from telepi.sandbox.sandbox import API_HASH, API_ID, login
 from telepi.sandbox.world.world import World
-from tests.cli import telepi
+from tests.cli import REPO, telepi
 from tests.sandbox.worldkit import base_world
 
-ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "telepi.sandbox.cli", "sandbox"]
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 async def read_until_ready(proc: asyncio.subprocess.Process) -> str:
@@ -47,7 +46,7 @@ async def test_serve_post_and_dump_while_a_client_listens(tmp_path: Path) -> Non
     state = tmp_path / "state"
     proc = await asyncio.create_subprocess_exec(
         *CLI, "serve", "--world", str(world_file), "--state", str(state),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT, env={**os.environ},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO, env={**os.environ},
     )  # fmt: skip
     try:
         banner = await read_until_ready(proc)
@@ -119,6 +118,6 @@ def test_cli_errors_are_one_clear_sentence(tmp_path: Path, args: list[str], mess
 )
 def test_the_sandbox_verbs_work_through_the_telepi_command(tmp_path: Path, verb: list[str]) -> None:
     # They once crashed there with AttributeError ('handler'): the tests only called telepi.sandbox.cli.
-    result = telepi("sandbox", verb[0], "--state", tmp_path, *verb[1:], timeout=30, cwd=ROOT)
+    result = telepi("sandbox", verb[0], "--state", tmp_path, *verb[1:], timeout=30, cwd=REPO)
     assert "Traceback" not in result.stderr and result.returncode != 0
     assert str(tmp_path) in result.stderr  # one sentence naming the state directory with no sandbox in it

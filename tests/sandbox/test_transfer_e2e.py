@@ -32,13 +32,13 @@ from telepi.sandbox.rpc.dispatch import Registry, RpcContext, RpcError
 from telepi.sandbox.rpc.upload import build_registry
 from telepi.sandbox.wire.config_tl import make_config
 from telepi.sandbox.world.files import FileStore, MiB, generated_sha256
+from tests.cli import REPO
 
 USER_ID = 1001
 ACCESS_HASH = 4242
 FILE_REF = b"e2e-ref"
 GEN_SEED = "e2e-2gib"
 GEN_SIZE = 2 * 1024 * MiB
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- server side (runs in the subprocess) ---------------------------------------------------
@@ -146,7 +146,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     state_dir = tmp_path_factory.mktemp("e2e-server")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.sandbox.test_transfer_e2e", "serve", str(state_dir)],
-        cwd=ROOT,
+        cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

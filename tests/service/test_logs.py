@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from telepi.service.logs import journal_priority, setup_logging, structured_fields, under_systemd
+from tests.cli import REPO
 
 SECRET = "0123456789abcdef0123456789abcdef"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.cli import REPO
+
 UNIT = REPO / "deploy" / "systemd" / "telepi@.service"
 TEMPLATE = REPO / "deploy" / "ansible" / "templates" / "telepi@.service.j2"
 GROUP_VARS = REPO / "deploy" / "ansible" / "group_vars" / "all.yml"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from telepi.checkpoint import NewItem, open_checkpoint
+from tests.cli import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SESSIONS = ("s1", "s2", "s3", "s4")
 ITEMS = 1500
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from telepi.config import KEYS
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.cli import REPO
 
 
 def test_readme_configuration_table_lists_every_key() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.cli import REPO
+
 PACKAGE = REPO / "telepi"
 
 # Layers from the inside out: a module may import its own layer and those before it. The sandbox stands
