@@ -625,7 +625,7 @@ class PostgresStore:
     def unmark_refused(self, route_id: int, source_ids: Sequence[int], session: str) -> int:
         rows = self._statement(
             f"UPDATE messages SET {UNMARKED} WHERE route_id = %(route)s "
-            " AND session = %(session)s AND send_session = %(session)s AND status = 'processing' "
+            "AND session = %(session)s AND send_session = %(session)s AND status = 'processing' "
             "AND source_msg_id = ANY(%(ids)s::bigint[]) RETURNING source_msg_id",
             {"route": route_id, "session": session, "ids": _bigints(source_ids)},
         )

@@ -1137,19 +1137,18 @@ class Worker:
         None when more than TAKEOVER_READ are newer. Other sessions go on copying into the target while a unit
         waits for its takeover (unordered routes), so its copy may lie far below the newest messages."""
         found: list[Any] = []
+        offset = 0  # the newest first
         while True:
-            offset = min((int(m.id) for m in found), default=0)
-            page = [
-                m
-                for m in await self.client.get_messages(self.route.target_peer, limit=READ_PAGE, offset_id=offset)
-                if m is not None
-            ]
+            page = await self.client.get_messages(self.route.target_peer, limit=READ_PAGE, offset_id=offset)
             found += page
-            oldest = min(page, key=lambda m: int(m.id), default=None)
-            if len(page) < READ_PAGE or oldest is None or (oldest.date is not None and oldest.date.timestamp() < since):
-                return sorted(found, key=lambda m: int(m.id))  # back past the first attempt, or the chat's start
+            if len(page) < READ_PAGE:
+                return sorted(found, key=lambda m: int(m.id))  # the chat's start
+            oldest = min(page, key=lambda m: int(m.id))
+            if oldest.date is not None and oldest.date.timestamp() < since:
+                return sorted(found, key=lambda m: int(m.id))  # back past the first attempt
             if len(found) >= TAKEOVER_READ:
                 return None
+            offset = int(oldest.id)
 
     def _hold_for_review(self, ids: list[int], why: str) -> bool:
         """Neither adopt a guess nor send again: the unit is skipped as ``needs_review`` for a person."""
