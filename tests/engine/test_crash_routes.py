@@ -372,6 +372,14 @@ def unsettled(sb: Sandbox, checkpoint: Checkpoint) -> str:
     return f"changes not done: {changes}" if changes else ""
 
 
+def open_rows(checkpoint: Checkpoint) -> list[tuple[Any, ...]]:
+    """The rows still to do, with what a person would look at first: who holds them, their attempts, the error."""
+    return checkpoint.query(
+        "SELECT route_id, source_msg_id, status, session, attempts, last_error, send_session "
+        "FROM messages WHERE status NOT IN ('done', 'skipped') ORDER BY route_id, source_msg_id"
+    )
+
+
 def fold_follow_ups(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Put a caption that follows its media as a reply (over the caption limit) back on the media."""
     by_id = {m["id"]: m for m in messages}
@@ -488,7 +496,9 @@ async def test_sessions_killed_where_it_hurts_still_copy_exactly_once(tmp_path: 
                 feeder.cancel()
             deadline = time.monotonic() + 150
             while left := unsettled(sb, checkpoint):
-                assert time.monotonic() < deadline, f"seed {seed}: not settled: {left}; {events}"
+                assert time.monotonic() < deadline, (
+                    f"seed {seed}: not settled: {left}; {events}; open: {open_rows(checkpoint)}"
+                )
                 ended = [f"{s.name}: {s.last_words()}" for s in sessions if not s.alive()]
                 assert not ended, f"seed {seed}: a session ended by itself: {ended}"
                 await asyncio.sleep(0.5)
