@@ -373,10 +373,13 @@ def unsettled(sb: Sandbox, checkpoint: Checkpoint) -> str:
 
 
 def open_rows(checkpoint: Checkpoint) -> list[tuple[Any, ...]]:
-    """The rows still to do, with what a person would look at first: who holds them, their attempts, the error."""
+    """The rows still to do, with what a person would look at first: who holds them, their attempts, the error,
+    and in how many seconds a retry's backoff lets them be claimed."""
     return checkpoint.query(
-        "SELECT route_id, source_msg_id, status, session, attempts, last_error, send_session "
-        "FROM messages WHERE status NOT IN ('done', 'skipped') ORDER BY route_id, source_msg_id"
+        "SELECT route_id, source_msg_id, status, session, attempts, last_error, send_session, "
+        "ROUND(not_before - ?, 1) FROM messages WHERE status NOT IN ('done', 'skipped') "
+        "ORDER BY route_id, source_msg_id",
+        time.time(),
     )
 
 
