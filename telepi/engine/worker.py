@@ -1141,11 +1141,9 @@ class Worker:
         while True:
             page = await self.client.get_messages(self.route.target_peer, limit=READ_PAGE, offset_id=offset)
             found += page
-            if len(page) < READ_PAGE:
-                return sorted(found, key=lambda m: int(m.id))  # the chat's start
-            oldest = min(page, key=lambda m: int(m.id))
-            if oldest.date is not None and oldest.date.timestamp() < since:
-                return sorted(found, key=lambda m: int(m.id))  # back past the first attempt
+            oldest = min(page, key=lambda m: int(m.id), default=None)
+            if oldest is None or len(page) < READ_PAGE or (oldest.date and oldest.date.timestamp() < since):
+                return sorted(found, key=lambda m: int(m.id))  # the chat's start, or back past the first attempt
             if len(found) >= TAKEOVER_READ:
                 return None
             offset = int(oldest.id)

@@ -92,6 +92,14 @@ def as_if_died_after_sending(directory: Path, ids: list[int], first_attempt_ago:
     db.close()
 
 
+def skipped_by_reason(directory: Path) -> dict[str, int]:
+    """The route's skipped messages counted by reason, as ``telepi status`` shows them."""
+    store = SqliteStore(load_settings(directory, {}).shared_db_path, create=False)
+    report = store.report()
+    store.close()
+    return {entry.reason: entry.count for entry in report.routes[0].skipped}
+
+
 async def test_a_takeover_finds_a_copy_made_long_before_the_last_retry(tmp_path: Path) -> None:
     """The first attempt's answer was lost, a flood wait held the retry two minutes, the retry (deduplicated
     by Telegram by its random_id) was marked and its session died: the copy is the first attempt's."""
@@ -136,9 +144,7 @@ async def test_a_takeover_holds_for_review_what_it_cannot_read_back_to(tmp_path:
         as_if_died_after_sending(first, [m["id"] for m in content(sb.messages("source"))])
         await run_all([second])
         assert [m["text"] for m in content(sb.messages("target"))].count("hello") == 1
-        store = SqliteStore(load_settings(second, {}).shared_db_path, create=False)
-        skipped = {entry.reason: entry.count for entry in store.report().routes[0].skipped}
-        store.close()
+        skipped = skipped_by_reason(second)
         assert skipped.get("needs_review") == 1, skipped
 
 
@@ -161,10 +167,7 @@ async def test_a_takeover_adopts_only_a_certain_copy(tmp_path: Path) -> None:
         target = content(sb.messages("target"))
         assert [m["text"] for m in target].count("same") == 2  # neither sent again
         assert len([m for m in target if m["media"]]) == 1  # the photo whose caption moved: adopted, not resent
-        store = SqliteStore(load_settings(second, {}).shared_db_path, create=False)
-        report = store.report()
-        store.close()
-        skipped = {entry.reason: entry.count for entry in report.routes[0].skipped}
+        skipped = skipped_by_reason(second)
         assert skipped.get("needs_review") == 2, skipped  # two look-alikes: no guess, left for review
 
 
