@@ -89,6 +89,19 @@ def verify_copies(sb: Any, target: str, expected: int) -> dict[str, Any]:
     }
 
 
+def checkpoint_server(backend: str) -> Any:
+    """For ``--backend postgres``: a throwaway PostgreSQL server with the durable defaults (stop it after),
+    whose ``new_database()`` gives each run its own checkpoint; None for ``sqlite``."""
+    from telepi.sandbox.pgserver import start_server
+
+    if backend != "postgres":
+        return None
+    server = start_server(durable=True)
+    if server is None:
+        raise SystemExit("--backend postgres: PostgreSQL is not installed here (scripts/setup.sh dev installs it)")
+    return server
+
+
 async def session_dirs(
     sb: Any, root: Path, count: int, target: str, checkpoint: Path | str, *, source: str = SOURCE, **env: str
 ) -> list[Path]:

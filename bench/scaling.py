@@ -30,6 +30,7 @@ from bench.common import (
     SEND_METHODS,
     SOURCE,
     bench_tmp,
+    checkpoint_server,
     contents,
     copy_key,
     phases,
@@ -168,14 +169,10 @@ def run(
     timeout: float = 900,
     backend: str = "sqlite",
 ) -> dict[str, Any]:
-    from telepi.sandbox.pgserver import start_server
-
     sessions = SESSIONS
     if quick:
         messages, per_minute = min(messages, 100), max(per_minute, 6000)
-    server = start_server(durable=True) if backend == "postgres" else None
-    if backend == "postgres" and server is None:
-        raise SystemExit("--backend postgres: PostgreSQL is not installed here (scripts/setup.sh dev installs it)")
+    server = checkpoint_server(backend)
     try:
         return asyncio.run(_run(messages, per_minute, window, sessions, timeout, server))
     finally:

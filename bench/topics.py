@@ -2,15 +2,16 @@
 Telegram's quotas (the sandbox's ``realistic`` flood model, its clock ``--scale`` times faster).
 
     .venv/bin/python -m bench.topics [--messages 400] [--scale 5] [--forward-messages 400]
-                                     [--pacing default|none] [--quick]
+                                     [--pacing default|none] [--backend sqlite|postgres] [--quick]
 
 The source is a forum whose 3 topics and General interleave at random (70 % text, 30 % photos of 1-8 KiB,
 no replies); each run clones it into its own empty forum target with its own fresh checkpoint, every
-session a separate ``python -m telepi run DIR`` process (``LIVE=false``). ``--pacing default`` (the default)
-runs the scaling rows at telepi's default pacing, what a user runs (``SEND_INTERVAL`` 1.9 s and
-``READ_INTERVAL`` 1.05 s of Telegram's time, so divided by ``--scale``); ``--pacing none`` sets both to 0, so
-each account bursts into its quota and learns from the refusal. The forward rows always run with 0: they
-measure how full a batch is.
+session a separate ``python -m telepi run DIR`` process (``LIVE=false``), sharing a fresh SQLite file or,
+with ``--backend postgres``, a fresh database of a local durable PostgreSQL server (``SHARED_DB_URL``).
+``--pacing default`` (the default) runs the scaling rows at telepi's default pacing, what a user runs
+(``SEND_INTERVAL`` 1.9 s and ``READ_INTERVAL`` 1.05 s of Telegram's time, so divided by ``--scale``);
+``--pacing none`` sets both to 0, so each account bursts into its quota and learns from the refusal. The
+forward rows always run with 0: they measure how full a batch is.
 
 - *Scaling under quotas*: ``MODE=copy``, 1, 2 and 4 accounts, ``ORDERED=true`` then ``ORDERED=topic``
   for each count. Efficiency = throughput with k accounts ÷ (k × throughput with one, same order), all
@@ -35,7 +36,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import ACCOUNTS, OWNER, SEND_METHODS, SMALL_MIX, SOURCE, bench_tmp, print_table, run_sessions
+from bench.common import (
+    ACCOUNTS,
+    OWNER,
+    SEND_METHODS,
+    SMALL_MIX,
+    SOURCE,
+    bench_tmp,
+    checkpoint_server,
+    print_table,
+    run_sessions,
+    session_dirs,
+)
 from telepi.sandbox.world.photos import media_key
 
 ORDERS = ("true", "topic")
@@ -109,24 +121,12 @@ def check_clone(sb: Any, target: str, order: str, upto: int | None = None) -> di
 
 
 async def _clone(
-    sb: Any, tmp: Path, name: str, accounts: int, timeout: float, **env: str
+    sb: Any, tmp: Path, name: str, accounts: int, timeout: float, server: Any = None, **env: str
 ) -> tuple[Any, dict[str, int], dict[str, Any]]:
-    from telepi.checkpoint import SqliteStore
-
     root = tmp / name
-    checkpoint = root / "shared" / "checkpoint.db"
-    SqliteStore(checkpoint).close()  # created before the sessions start (see bench.common.session_dirs)
-    directories = [
-        await sb.session_dir(
-            root / f"session{i + 1}",
-            ACCOUNTS[i],
-            SOURCE_CHAT=str(sb.chat(SOURCE).id),
-            TARGET_CHAT=str(sb.chat(name).id),
-            SHARED_DB_PATH=str(checkpoint),
-            **{"LIVE": "false", "SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LOG_LEVEL": "WARNING", **env},
-        )
-        for i in range(accounts)
-    ]
+    # --backend postgres: a fresh database of the bench's server, SHARED_DB_URL for the sessions
+    checkpoint = server.new_database() if server is not None else root / "shared" / "checkpoint.db"
+    directories = await session_dirs(sb, root, accounts, name, checkpoint, **env)
     sb.faults.calls.clear()
     before = dict(sb.faults.flood.refusals) if sb.faults.flood is not None else {}
     done = await run_sessions(directories, timeout)
@@ -149,7 +149,7 @@ def pacing_env(pacing: str, scale: float) -> dict[str, str]:
 
 
 async def _run(
-    messages: int, forward_messages: int, scale: float, sessions: Sequence[int], pacing: str
+    messages: int, forward_messages: int, scale: float, sessions: Sequence[int], pacing: str, server: Any
 ) -> dict[str, Any]:
     from telepi.sandbox.sandbox import Sandbox, shared_server_key
 
@@ -172,6 +172,7 @@ async def _run(
                     f"s{k}{order}",
                     k,
                     1800,
+                    server,
                     MODE="copy",
                     ORDERED=order,
                     TO_ID=str(last_scaling),
@@ -198,7 +199,9 @@ async def _run(
                 )
             for order in ORDERS:
                 sb.faults.use_limits("realistic", scale=scale)  # fresh quotas for the forward runs
-                done, refused, check = await _clone(sb, tmp, f"f{order}", 1, 1800, MODE="forward", ORDERED=order)
+                done, refused, check = await _clone(
+                    sb, tmp, f"f{order}", 1, 1800, server, MODE="forward", ORDERED=order
+                )
                 forwards = sb.faults.calls["ForwardMessagesRequest"]
                 run = {
                     "ordered": order,
@@ -245,6 +248,7 @@ async def _run(
             "source": "forum, 3 topics and General interleaved at random; 70% text, 30% photos; no replies",
             "flood_model": {"limits": "realistic", "scale": scale},
             "pacing": pacing,
+            "backend": "sqlite" if server is None else "postgres (a local server, durable defaults)",
             "env": {**pacing_env(pacing, scale), "LIVE": "false"},
             "forward_env": {"SEND_INTERVAL": "0", "READ_INTERVAL": "0", "LIVE": "false"},
         },
@@ -260,11 +264,22 @@ async def _run(
 
 
 def run(
-    *, messages: int = 400, forward_messages: int = 400, scale: float = 5, pacing: str = "default", quick: bool = False
+    *,
+    messages: int = 400,
+    forward_messages: int = 400,
+    scale: float = 5,
+    pacing: str = "default",
+    quick: bool = False,
+    backend: str = "sqlite",
 ) -> dict[str, Any]:
     if quick:
         messages, forward_messages, scale = min(messages, 60), min(forward_messages, 150), max(scale, 60)
-    return asyncio.run(_run(messages, forward_messages, scale, SESSIONS, pacing))
+    server = checkpoint_server(backend)
+    try:
+        return asyncio.run(_run(messages, forward_messages, scale, SESSIONS, pacing, server))
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:
@@ -304,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--pacing", choices=("default", "none"), default="default", help="the scaling rows' SEND/READ_INTERVAL"
     )
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite", help="the shared checkpoint")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -313,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         scale=args.scale,
         pacing=args.pacing,
         quick=args.quick,
+        backend=args.backend,
     )
     print_table(table(report))
     if args.json is not None:
