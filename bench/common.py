@@ -89,17 +89,22 @@ def verify_copies(sb: Any, target: str, expected: int) -> dict[str, Any]:
     }
 
 
-def checkpoint_server(backend: str) -> Any:
-    """For ``--backend postgres``: a throwaway PostgreSQL server with the durable defaults (stop it after),
+@contextmanager
+def checkpoint_server(backend: str) -> Iterator[Any]:
+    """For ``--backend postgres``: a throwaway PostgreSQL server with the durable defaults, stopped on leaving,
     whose ``new_database()`` gives each run its own checkpoint; None for ``sqlite``."""
     from telepi.sandbox.pgserver import start_server
 
     if backend != "postgres":
-        return None
+        yield None
+        return
     server = start_server(durable=True)
     if server is None:
         raise SystemExit("--backend postgres: PostgreSQL is not installed here (scripts/setup.sh dev installs it)")
-    return server
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def session_dirs(

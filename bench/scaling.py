@@ -172,12 +172,8 @@ def run(
     sessions = SESSIONS
     if quick:
         messages, per_minute = min(messages, 100), max(per_minute, 6000)
-    server = checkpoint_server(backend)
-    try:
+    with checkpoint_server(backend) as server:
         return asyncio.run(_run(messages, per_minute, window, sessions, timeout, server))
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:

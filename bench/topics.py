@@ -274,12 +274,8 @@ def run(
 ) -> dict[str, Any]:
     if quick:
         messages, forward_messages, scale = min(messages, 60), min(forward_messages, 150), max(scale, 60)
-    server = checkpoint_server(backend)
-    try:
+    with checkpoint_server(backend) as server:
         return asyncio.run(_run(messages, forward_messages, scale, SESSIONS, pacing, server))
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def table(report: dict[str, Any]) -> list[list[str]]:
