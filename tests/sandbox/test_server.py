@@ -472,7 +472,16 @@ class RawClient:
         return result
 
     async def authenticate(self) -> None:
-        key, offset = await within(authenticator.do_authentication(self))
+        # As Telethon's sender does: on ~1 exchange in 256 the server keeps the auth key's leading zero byte
+        # (as Telegram does) where Telethon drops it, the new-nonce hash fails, and the client starts over on
+        # the same connection (telepi/sandbox/wire/handshake.py).
+        for attempt in range(1, 6):
+            try:
+                key, offset = await within(authenticator.do_authentication(self))
+                break
+            except errors.SecurityError:
+                if attempt == 5:
+                    raise
         self.state = MTProtoState(key, LOGGERS)
         self.state.time_offset = offset
 
